@@ -1,0 +1,12 @@
+"""Subcommands of the ``streamer`` CLI. Each module adds its parser; importing stays lazy so that
+``streamer --help`` does not load torch."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register_all(subparsers: argparse._SubParsersAction) -> None:
+    from streamer.commands import seeds
+
+    seeds.add_parsers(subparsers)

@@ -58,8 +58,20 @@ def stft_window(win_length: int, device: torch.device | str = "cpu") -> torch.Te
     return torch.hann_window(win_length, periodic=True, device=device)
 
 
-def linear_from_audio(waveform: torch.Tensor, params: SpectrogramParams) -> torch.Tensor:
-    """Magnitude STFT, shape (channels, n_fft // 2 + 1, columns), of float audio in [-1, 1]."""
+def linear_from_audio(
+    waveform: torch.Tensor, params: SpectrogramParams, *, circular: bool = False
+) -> torch.Tensor:
+    """Magnitude STFT, shape (channels, n_fft // 2 + 1, columns), of float audio in [-1, 1].
+
+    With ``circular`` the audio is one period of a loop: it is padded by wrapping around instead
+    of reflecting, and the result has exactly ``samples / hop`` columns, so the image tiles
+    seamlessly (column 0 follows the last column). Its length must be a whole number of hops.
+    """
+    if circular and waveform.shape[-1] % params.hop_length:
+        raise ValueError(
+            f"a loop of {waveform.shape[-1]} samples is not a whole number of "
+            f"{params.hop_length}-sample hops"
+        )
     samples = waveform.to(torch.float32) * SAMPLE_SCALE
     spectrum = torch.stft(
         samples,
@@ -68,18 +80,23 @@ def linear_from_audio(waveform: torch.Tensor, params: SpectrogramParams) -> torc
         win_length=params.win_length,
         window=stft_window(params.win_length, samples.device),
         center=True,
-        pad_mode="reflect",
+        pad_mode="circular" if circular else "reflect",
         normalized=False,
         onesided=True,
         return_complex=True,
     )
+    if circular:
+        spectrum = spectrum[..., : waveform.shape[-1] // params.hop_length]
     return spectrum.abs()
 
 
-def mel_from_audio(waveform: torch.Tensor, params: SpectrogramParams) -> torch.Tensor:
+def mel_from_audio(
+    waveform: torch.Tensor, params: SpectrogramParams, *, circular: bool = False
+) -> torch.Tensor:
     """Mel amplitudes, shape (channels, num_frequencies, columns), of audio (channels, samples).
 
-    The audio must already have ``params.channels`` channels; see :func:`to_channels`.
+    The audio must already have ``params.channels`` channels; see :func:`to_channels`. For
+    ``circular`` see :func:`linear_from_audio`.
     """
     if waveform.ndim != 2:
         raise ValueError(f"expected audio shaped (channels, samples), got {tuple(waveform.shape)}")
@@ -88,7 +105,7 @@ def mel_from_audio(waveform: torch.Tensor, params: SpectrogramParams) -> torch.T
             f"audio has {waveform.shape[0]} channels but the parameters want {params.channels}; "
             "mix or duplicate channels first with to_channels()"
         )
-    linear = linear_from_audio(waveform, params)
+    linear = linear_from_audio(waveform, params, circular=circular)
     filterbank = mel_filterbank(params).to(device=linear.device, dtype=linear.dtype)
     return torch.matmul(linear.transpose(-1, -2), filterbank).transpose(-1, -2)
 

@@ -1,0 +1,1 @@
+"""Audio: frames of spectrogram become one continuous stream of samples."""

@@ -1,0 +1,1 @@
+"""The score: what the stream plays next, from the performer's settings."""

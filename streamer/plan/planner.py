@@ -39,8 +39,9 @@ DEFAULT_PLAYLIST = (
 class PlannerConfig:
     """How the walk moves. Times are stream time, in seconds."""
 
-    #: Stream time one frame is heard for before the next takes over (the frame hop).
-    frame_seconds: float = 1.28
+    #: Stream time of one frame: each frame plays its whole loop before the next takes over
+    #: (5.12 s, one 512-column image; the engine sets it from the spectrogram parameters).
+    frame_seconds: float = 5.12
     #: Time for the noise to slerp from one seed to the next.
     seed_walk_seconds: float = 15.36
     #: Drift through the playlist when nobody steers.

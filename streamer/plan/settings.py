@@ -108,7 +108,7 @@ class StreamSettings:
     seed: int = 0
     denoising: float = 0.75
     guidance: float = 7.0
-    seed_loop: str = "og_beat"
+    seed_loop: str = "boom_bap_94"
     transition: Transition = Transition()
 
     def __post_init__(self) -> None:

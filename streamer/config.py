@@ -1,0 +1,238 @@
+"""The stream options shared by ``serve``, ``play`` and ``render``: flags, an optional TOML file,
+and the one place their defaults, units and checks live.
+
+A TOML file uses the long option names without dashes, with ``_`` or ``-`` between words::
+
+    model = "/models/riffusion"
+    prompt = ["jazz piano:2", "rain"]
+    seed_loop = "house_117"
+    transition_seconds = 6
+
+Flags given on the command line win over the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from streamer.errors import UserError
+from streamer.plan.planner import PlannerConfig
+from streamer.plan.settings import PromptBlend, StreamSettings, Transition
+
+DEFAULT_MODEL = "riffusion/riffusion-model-v1"
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineConfig:
+    """How far generation runs ahead of playback and how it is paced."""
+
+    #: Finished frames waiting to be heard, at most. More rides out hiccups of the generator;
+    #: fewer makes control changes audible sooner (pending frames are re-planned on a change).
+    lookahead_frames: int = 2
+    #: Frames generated in one UNet batch.
+    batch_frames: int = 1
+    #: Size of the blocks the clock hands to the sinks, in seconds.
+    block_seconds: float = 0.02
+    #: Audio rendered ahead of the clock, in seconds: the real-time path only copies from it.
+    render_ahead_seconds: float = 0.25
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.lookahead_frames <= 64:
+            raise ValueError(f"lookahead_frames must be 1..64, got {self.lookahead_frames}")
+        if not 1 <= self.batch_frames <= 16:
+            raise ValueError(f"batch_frames must be 1..16, got {self.batch_frames}")
+        if not 0.002 <= self.block_seconds <= 0.5:
+            raise ValueError(f"block_seconds must be 0.002..0.5, got {self.block_seconds}")
+        if not self.block_seconds <= self.render_ahead_seconds <= 5.0:
+            raise ValueError("render_ahead_seconds must be at least block_seconds and at most 5")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Which checkpoint, where it runs and how it samples."""
+
+    model: str = DEFAULT_MODEL
+    device: str | None = None
+    dtype: str | None = None
+    offline: bool = False
+    preset: str = "default"
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamConfig:
+    model: ModelConfig = ModelConfig()
+    settings: StreamSettings = StreamSettings()
+    planner: PlannerConfig = PlannerConfig()
+    engine: EngineConfig = EngineConfig()
+
+
+def parse_prompt(text: str) -> tuple[str, float]:
+    """``"jazz piano:2"`` -> ``("jazz piano", 2.0)``; text without a numeric suffix weighs 1."""
+    head, sep, tail = text.rpartition(":")
+    if sep and head.strip():
+        try:
+            weight = float(tail)
+        except ValueError:
+            return text.strip(), 1.0
+        if not math.isfinite(weight) or weight < 0:
+            raise ValueError(f"the weight after ':' must be a number >= 0, got {tail!r}")
+        return head.strip(), weight
+    return text.strip(), 1.0
+
+
+def add_stream_options(parser: argparse.ArgumentParser) -> None:
+    """The options every streaming command shares. Defaults are None here so that a TOML file
+    can fill what the command line leaves out; the real defaults are in the dataclasses."""
+    model = parser.add_argument_group("model")
+    model.add_argument(
+        "--model",
+        help=f"hub id, local diffusers folder or single .safetensors/.ckpt file "
+        f"(default {DEFAULT_MODEL}; `streamer make-tiny-model DIR` makes a small test model)",
+    )
+    model.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
+    model.add_argument("--dtype", help="float16, bfloat16 or float32 (default: best for the device)")
+    model.add_argument(
+        "--offline", action="store_true", default=None, help="never contact the model hub"
+    )
+    model.add_argument("--preset", help="generator preset: sampling steps and scheduler (default: default)")
+    music = parser.add_argument_group("music")
+    music.add_argument(
+        "--prompt",
+        action="append",
+        metavar="TEXT[:WEIGHT]",
+        help="a prompt, optionally with a relative weight; repeat to blend several",
+    )
+    music.add_argument("--negative-prompt", metavar="TEXT", help="what to steer away from")
+    music.add_argument("--seed", type=int, help="the noise seed the walk starts from (default 0)")
+    music.add_argument(
+        "--seed-loop",
+        metavar="NAME",
+        help="rhythm seed loop (see `streamer seeds`) or a PNG made by `streamer make-seed`",
+    )
+    music.add_argument("--denoising", type=float, help="img2img strength, 0.05..1 (default 0.75)")
+    music.add_argument("--guidance", type=float, help="classifier-free guidance, 0..30 (default 7)")
+    music.add_argument(
+        "--transition-seconds", type=float, help="length of a change, in seconds (default 8)"
+    )
+    music.add_argument("--transition-bars", type=float, help="length of a change, in 4/4 bars")
+    music.add_argument(
+        "--no-endless",
+        dest="endless",
+        action="store_false",
+        default=None,
+        help="stay on the given prompts instead of drifting through a playlist when nobody steers",
+    )
+    engine = parser.add_argument_group("engine")
+    engine.add_argument(
+        "--lookahead-frames", type=int, help="finished frames kept ready ahead of playback (default 2)"
+    )
+    engine.add_argument("--batch-frames", type=int, help="frames per UNet batch (default 1)")
+    parser.add_argument("--config", metavar="FILE.toml", help="read options from a TOML file")
+
+
+#: Option name -> (section, field): where each option lands in StreamConfig.
+_OPTION_FIELDS = {
+    "model": ("model", "model"),
+    "device": ("model", "device"),
+    "dtype": ("model", "dtype"),
+    "offline": ("model", "offline"),
+    "preset": ("model", "preset"),
+    "negative_prompt": ("settings", "negative_prompt"),
+    "seed": ("settings", "seed"),
+    "seed_loop": ("settings", "seed_loop"),
+    "denoising": ("settings", "denoising"),
+    "guidance": ("settings", "guidance"),
+    "endless": ("planner", "endless"),
+    "lookahead_frames": ("engine", "lookahead_frames"),
+    "batch_frames": ("engine", "batch_frames"),
+}
+_OTHER_OPTIONS = {"prompt", "transition_seconds", "transition_bars", "playlist"}
+_TYPES: dict[str, type] = {
+    "model": str, "device": str, "dtype": str, "offline": bool, "preset": str,
+    "negative_prompt": str, "seed": int, "seed_loop": str, "denoising": float, "guidance": float,
+    "endless": bool, "lookahead_frames": int, "batch_frames": int,
+    "transition_seconds": float, "transition_bars": float,
+}  # fmt: skip
+
+
+def read_config_file(path: str) -> dict[str, Any]:
+    """Options from a TOML file, keys normalised to option names; unknown keys are errors."""
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"--config: no such file: {path}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise UserError(f"--config: cannot read {path}: {error}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise UserError(f"--config: {path} is not valid TOML: {error}") from None
+    options: dict[str, Any] = {}
+    for key, value in data.items():
+        name = key.replace("-", "_")
+        if name not in _OPTION_FIELDS and name not in _OTHER_OPTIONS:
+            known = ", ".join(sorted(_OPTION_FIELDS.keys() | _OTHER_OPTIONS))
+            raise UserError(f"{path}: unknown option {key!r}; known options: {known}")
+        expected = _TYPES.get(name)
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if expected is not None and not isinstance(value, expected):
+            raise UserError(f"{path}: option {key!r} must be {expected.__name__}, got {value!r}")
+        if name in ("prompt", "playlist"):
+            value = [value] if isinstance(value, str) else value
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise UserError(f"{path}: option {key!r} must be a string or a list of strings")
+        options[name] = value
+    return options
+
+
+def stream_config_from_args(args: argparse.Namespace) -> StreamConfig:
+    """Merge the TOML file (if any) and the flags into a checked StreamConfig.
+
+    Every problem becomes a UserError that names the option and says what is allowed.
+    """
+    options = read_config_file(args.config) if getattr(args, "config", None) else {}
+    for name in (*_OPTION_FIELDS, *_OTHER_OPTIONS):
+        value = getattr(args, name, None)
+        if value is not None:
+            options[name] = value
+    sections: dict[str, dict[str, Any]] = {"model": {}, "settings": {}, "planner": {}, "engine": {}}
+    for name, value in options.items():
+        if name in _OPTION_FIELDS:
+            section, field = _OPTION_FIELDS[name]
+            sections[section][field] = value
+    try:
+        if "prompt" in options:
+            sections["settings"]["prompts"] = PromptBlend(
+                tuple(parse_prompt(text) for text in options["prompt"])
+            )
+    except ValueError as error:
+        raise UserError(f"--prompt: {error}") from None
+    if "transition_seconds" in options or "transition_bars" in options:
+        try:
+            sections["settings"]["transition"] = Transition(
+                seconds=options.get("transition_seconds"), bars=options.get("transition_bars")
+            )
+        except ValueError as error:
+            raise UserError(f"--transition-seconds / --transition-bars: {error}") from None
+    if "playlist" in options:
+        sections["planner"]["playlist"] = tuple(options["playlist"])
+    defaults = StreamConfig()
+    built = {}
+    for section, fields in sections.items():
+        try:
+            built[section] = dataclasses.replace(getattr(defaults, section), **fields)
+        except ValueError as error:
+            flags = ", ".join("--" + _flag_of(section, f) for f in fields) or section
+            raise UserError(f"{flags}: {error}") from None
+    return StreamConfig(**built)
+
+
+def _flag_of(section: str, field: str) -> str:
+    for name, place in _OPTION_FIELDS.items():
+        if place == (section, field):
+            return name.replace("_", "-")
+    return field.replace("_", "-")

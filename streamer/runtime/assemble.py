@@ -1,0 +1,65 @@
+"""Putting a stream together from its configuration: the one place that knows every part."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from streamer.audio.stitcher import Stitcher, StitcherConfig
+from streamer.audio.vocoder import Vocoder, VocoderConfig
+from streamer.config import StreamConfig
+from streamer.plan.planner import Planner
+from streamer.runtime.engine import Engine
+from streamer.runtime.frames import FrameMaker
+from streamer.seeds.library import frame_samples, list_seed_loops
+from streamer.spectrogram.params import SpectrogramParams
+
+
+def frame_seconds(params: SpectrogramParams) -> float:
+    """Stream time of one frame: the loop period of a square spectrogram image (5.12 s)."""
+    return frame_samples(params) / params.sample_rate
+
+
+def build_engine(config: StreamConfig, maker: FrameMaker) -> Engine:
+    """An engine for ``config`` that makes its frames with ``maker`` (not started)."""
+    params = SpectrogramParams()
+    loops = list_seed_loops()
+    planner_config = dataclasses.replace(config.planner, frame_seconds=frame_seconds(params))
+    planner = Planner(config.settings, planner_config, {loop.name: loop.bpm for loop in loops})
+    stitcher = Stitcher(
+        StitcherConfig(
+            sample_rate=params.sample_rate,
+            channels=params.channels,
+            max_pending_frames=config.engine.lookahead_frames + config.engine.batch_frames,
+        )
+    )
+    return Engine(
+        planner,
+        maker,
+        stitcher,
+        sample_rate=params.sample_rate,
+        lookahead_frames=config.engine.lookahead_frames,
+        batch_frames=config.engine.batch_frames,
+        render_ahead_seconds=config.engine.render_ahead_seconds,
+        seed_loop_beats={loop.name: loop.beats for loop in loops},
+    )
+
+
+def load_diffusion_maker(config: StreamConfig) -> FrameMaker:
+    """Load the checkpoint and the vocoder on the configured device (slow: seconds to minutes)."""
+    from streamer.generate.config import GeneratorConfig
+    from streamer.generate.generator import FrameGenerator
+    from streamer.runtime.diffusion_maker import DiffusionFrameMaker, seed_loop_image
+
+    model = config.model
+    generator = FrameGenerator.load(
+        GeneratorConfig(
+            model=model.model,
+            device=model.device,
+            dtype=model.dtype,
+            offline=model.offline,
+            preset=model.preset,
+        ),
+        seed_loop_image,
+    )
+    vocoder = Vocoder(SpectrogramParams(), VocoderConfig(device=str(generator.device)))
+    return DiffusionFrameMaker(generator, vocoder)

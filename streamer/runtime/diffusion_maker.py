@@ -1,0 +1,75 @@
+"""The real frame maker: planned frames -> diffusion model -> vocoder -> audio loops."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from PIL import Image
+
+from streamer.audio.vocoder import VocodedFrame, Vocoder
+from streamer.errors import UserError
+from streamer.generate.generator import FrameGenerator
+from streamer.generate.request import FrameRequest
+from streamer.plan.planner import PlannedFrame
+from streamer.runtime.frames import MadeFrame
+from streamer.seeds.library import list_seed_loops, load_seed_loop
+from streamer.spectrogram.image import png_bytes
+
+
+def seed_loop_image(name: str) -> Image.Image:
+    """A seed loop of the library by name, or a PNG made by ``streamer make-seed`` by path."""
+    if name.lower().endswith(".png"):
+        try:
+            with Image.open(name) as image:
+                image.load()
+                return image.copy()
+        except OSError as error:
+            raise UserError(f"cannot read seed loop image {name}: {error}") from None
+    return load_seed_loop(name).image()
+
+
+def seed_loop_tempos() -> dict[str, float]:
+    """BPM of each library loop, for transitions given in bars."""
+    return {loop.name: loop.bpm for loop in list_seed_loops()}
+
+
+def request_for(planned: PlannedFrame) -> FrameRequest:
+    """The generator's request for one point of the walk."""
+    return FrameRequest(
+        prompts=planned.prompts,
+        seed_image=planned.seed_loop,
+        seed_a=planned.seed_a,
+        seed_b=planned.seed_b,
+        noise_alpha=planned.noise_alpha,
+        denoising=planned.denoising,
+        guidance=planned.guidance,
+        negative_prompt=planned.negative_prompt,
+    )
+
+
+class DiffusionFrameMaker:
+    """Generates a batch of frames and vocodes each, warm-starting from the frame before.
+
+    The vocoder's warm start assumes consecutive frames follow each other in the stream; after a
+    control change discarded frames, the next frame starts from the last one made, which is
+    still the nearest in sound.
+    """
+
+    def __init__(self, generator: FrameGenerator, vocoder: Vocoder) -> None:
+        self.generator = generator
+        self.vocoder = vocoder
+        self._previous: VocodedFrame | None = None
+
+    def make(self, planned: Sequence[PlannedFrame]) -> list[MadeFrame]:
+        started = time.perf_counter()
+        generated = self.generator.generate([request_for(frame) for frame in planned])
+        loops = []
+        for frame in generated:
+            self._previous = self.vocoder.vocode(frame.mel, self._previous)
+            loops.append(self._previous.samples)
+        per_frame = (time.perf_counter() - started) / max(1, len(generated))
+        return [
+            MadeFrame(plan, samples, png_bytes(frame.image), seconds_to_make=per_frame)
+            for plan, frame, samples in zip(planned, generated, loops)
+        ]

@@ -1,0 +1,63 @@
+"""A frame maker without a model, of a chosen speed: for latency and soak benchmarks, engine
+tests and smoke runs.
+
+Each frame is the seed loop's own audio (its spectrogram vocoded once and cached) with a tone
+mixed in whose pitch follows the frame's prompt blend, so a prompt change is audible and can be
+found in the output; it then waits until ``seconds_per_frame`` have passed, standing in for a
+generator of that speed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from streamer.audio.vocoder import Vocoder
+from streamer.plan.planner import PlannedFrame
+from streamer.plan.settings import PromptBlend
+from streamer.runtime.diffusion_maker import seed_loop_image
+from streamer.runtime.frames import MadeFrame
+from streamer.spectrogram.image import mel_from_image, png_bytes
+from streamer.spectrogram.params import SpectrogramParams
+
+
+def prompt_tone_hz(blend: PromptBlend) -> float:
+    """The stand-in's tone for a blend: each prompt has a pitch from its text (200-1000 Hz); a
+    blend's pitch is the weighted mean, so a transition glides."""
+    def pitch(text: str) -> float:
+        digest = hashlib.sha256(text.encode("utf-8")).digest()
+        return 200.0 + 800.0 * int.from_bytes(digest[:4], "little") / 2**32
+
+    return sum(weight * pitch(text) for text, weight in blend.weighted)
+
+
+class StandInFrameMaker:
+    def __init__(self, seconds_per_frame: float, params: SpectrogramParams | None = None) -> None:
+        self.seconds_per_frame = seconds_per_frame
+        self.params = params or SpectrogramParams()
+        self._vocoder = Vocoder(self.params)
+        self._loops: dict[str, tuple[np.ndarray, bytes]] = {}
+
+    def _loop(self, name: str) -> tuple[np.ndarray, bytes]:
+        if name not in self._loops:
+            image = seed_loop_image(name)
+            mel, _ = mel_from_image(image)
+            self._loops[name] = (self._vocoder.vocode(mel).samples, png_bytes(image))
+        return self._loops[name]
+
+    def make(self, planned: Sequence[PlannedFrame]) -> list[MadeFrame]:
+        made = []
+        for frame in planned:
+            started = time.perf_counter()
+            loop, png = self._loop(frame.seed_loop)
+            period = loop.shape[1]
+            # A whole number of cycles per loop keeps the frame periodic.
+            cycles = round(prompt_tone_hz(frame.prompts) * period / self.params.sample_rate)
+            tone = 0.2 * np.sin(2 * np.pi * cycles * np.arange(period) / period)
+            samples = (0.7 * loop + tone.astype(np.float32)).astype(np.float32)
+            time.sleep(max(0.0, self.seconds_per_frame - (time.perf_counter() - started)))
+            made.append(MadeFrame(frame, samples, png, time.perf_counter() - started))
+        return made

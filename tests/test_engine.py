@@ -1,0 +1,184 @@
+"""The live engine: threads, clock and control, with a stand-in generator of chosen speed."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from streamer.config import EngineConfig, StreamConfig
+from streamer.plan.settings import PromptBlend, StreamSettings, Transition
+from streamer.runtime.assemble import build_engine
+from streamer.runtime.engine import Engine, SoftwareClock
+from streamer.runtime.standin import StandInFrameMaker, prompt_tone_hz
+
+RATE = 44100
+BLOCK = 882
+
+
+class Recorder:
+    """A sink that keeps everything the engine publishes."""
+
+    def __init__(self) -> None:
+        self.blocks: list = []
+        self.events: list[dict] = []
+        self.frames: list[tuple[int, int]] = []
+        self.lock = threading.Lock()
+
+    def publish_audio(self, block) -> None:
+        with self.lock:
+            self.blocks.append(block)
+
+    def publish_event(self, event) -> None:
+        with self.lock:
+            self.events.append(dict(event))
+
+    def publish_frame(self, frame_id, sample_position, png) -> None:
+        assert png.startswith(b"\x89PNG")
+        with self.lock:
+            self.frames.append((frame_id, sample_position))
+
+    def audio(self) -> np.ndarray:
+        with self.lock:
+            return np.concatenate([b.samples[0] for b in self.blocks])
+
+    def of_type(self, kind: str) -> list[dict]:
+        with self.lock:
+            return [e for e in self.events if e["type"] == kind]
+
+
+def settings(prompt: str = "jazz", **changes) -> StreamSettings:
+    base = StreamSettings(
+        prompts=PromptBlend.single(prompt), seed_loop="house_117", transition=Transition(seconds=0)
+    )
+    return dataclasses.replace(base, **changes)
+
+
+def run_engine(maker, seconds: float, speed: float, during=None, lookahead: int = 2):
+    """Run an engine with ``maker`` for ``seconds`` of wall time; ``during(engine)`` runs once
+    the stream plays."""
+    config = StreamConfig(settings=settings(), engine=EngineConfig(lookahead_frames=lookahead))
+    config = dataclasses.replace(config, planner=dataclasses.replace(config.planner, endless=False))
+    engine = build_engine(config, maker)
+    recorder = Recorder()
+    engine.add_sink(recorder)
+    engine.start()
+    clock = SoftwareClock(engine, BLOCK / RATE, speed=speed)
+    try:
+        assert engine.wait_until_playing(60), "the first frame never came"
+        clock.start()
+        if during is not None:
+            during(engine)
+        time.sleep(seconds)
+    finally:
+        clock.stop()
+        engine.stop()
+    return engine, recorder
+
+
+def assert_contiguous(recorder: Recorder) -> None:
+    sequences = [b.sequence for b in recorder.blocks]
+    positions = [b.sample_position for b in recorder.blocks]
+    assert sequences == list(range(len(sequences)))
+    assert positions == [i * BLOCK for i in range(len(positions))]
+
+
+def test_the_stream_is_continuous_and_announces_each_frame_when_heard():
+    engine, recorder = run_engine(StandInFrameMaker(0.2), seconds=5, speed=4)
+    assert_contiguous(recorder)
+    assert engine.metrics.underrun_samples == 0
+    playing = recorder.of_type("now_playing")
+    assert len(playing) >= 3
+    assert [e["frame_id"] for e in playing] == list(range(len(playing)))
+    assert [f for f, _ in recorder.frames] == [e["frame_id"] for e in playing]
+    # A frame plays its whole 5.12 s loop before the next crossfades in, ending on a beat.
+    starts = [e["sample_position"] for e in playing]
+    beat, crossfade = RATE * 60 / 117.1875, int(0.1 * RATE)
+    for earlier, later in zip(starts[1:], starts[2:]):
+        assert later - earlier >= 5.12 * RATE - 1
+        beats = (later + crossfade - starts[0]) / beat
+        assert abs(beats - round(beats)) < 1e-3
+    audio = recorder.audio()
+    assert np.all(np.isfinite(audio)) and np.abs(audio).max() <= 1.0
+    assert recorder.of_type("status")[-1]["state"] == "ok"
+
+
+def test_a_prompt_change_is_heard_within_a_beat_of_the_new_frame_being_ready():
+    def change(engine: Engine) -> None:
+        time.sleep(1.0)
+        engine.change(settings("a completely different prompt"))
+
+    engine, recorder = run_engine(StandInFrameMaker(0.3), seconds=4, speed=1, during=change)
+    assert_contiguous(recorder)
+    (latency,) = engine.metrics.control_latencies_seconds
+    # Generation (0.3 s) + at most a beat (0.51 s) + the render-ahead (0.25 s) + scheduling.
+    assert latency < 1.6, f"control to audible took {latency:.2f} s"
+    new_frames = [
+        e for e in recorder.of_type("now_playing") if e["prompts"][0]["text"].startswith("a compl")
+    ]
+    assert new_frames, "the change never played"
+    start = new_frames[0]["sample_position"] + int(0.1 * RATE)
+    heard = recorder.audio()[start : start + RATE]
+    spectrum = np.abs(np.fft.rfft(heard * np.hanning(heard.size)))
+    tone = prompt_tone_hz(PromptBlend.single("a completely different prompt"))
+    assert spectrum[int(round(tone))] > 5 * np.median(spectrum), "the new prompt's tone is not heard"
+
+
+def test_a_generator_slower_than_real_time_never_silences_the_stream():
+    engine, recorder = run_engine(StandInFrameMaker(12.0), seconds=6, speed=2.5, lookahead=1)
+    assert_contiguous(recorder)
+    assert engine.metrics.underrun_samples == 0
+    states = [e["state"] for e in recorder.of_type("status")]
+    assert "behind" in states
+    assert engine.metrics.behind_episodes >= 1
+    audio = recorder.audio()
+    blocks = audio[: audio.size // BLOCK * BLOCK].reshape(-1, BLOCK)
+    rms = np.sqrt(np.mean(blocks[5:] ** 2, axis=1))  # after the first frame's fade-in
+    assert rms.min() > 1e-3, "a block went silent"
+
+
+class FlakyMaker:
+    """Fails its first ``failures`` batches, then returns NaN frames once, then works."""
+
+    def __init__(self, failures: int) -> None:
+        self.inner = StandInFrameMaker(0.05)
+        self.failures = failures
+        self.calls = 0
+
+    def make(self, planned):
+        self.calls += 1
+        if 1 < self.calls <= 1 + self.failures:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        made = self.inner.make(planned)
+        if self.calls == 2 + self.failures:
+            bad = made[0]
+            made[0] = dataclasses.replace(bad, samples=np.full_like(bad.samples, np.nan))
+        return made
+
+
+def test_a_failing_generator_is_retried_and_bad_frames_never_play(caplog):
+    maker = FlakyMaker(failures=2)
+    engine, recorder = run_engine(maker, seconds=6, speed=4)
+    assert_contiguous(recorder)
+    assert engine.metrics.underrun_samples == 0
+    assert engine.metrics.frames_failed == 3  # two raised, one NaN
+    assert engine.metrics.frames_made >= 3, "the producer did not recover"
+    assert np.all(np.isfinite(recorder.audio()))
+    assert "making frames failed" in caplog.text
+
+
+def test_pause_keeps_the_current_frame_looping_and_makes_nothing_new():
+    def pause(engine: Engine) -> None:
+        time.sleep(0.5)
+        engine.set_paused(True)
+        pause.made = engine.metrics.frames_made
+
+    engine, recorder = run_engine(StandInFrameMaker(0.1), seconds=4, speed=4, during=pause)
+    assert engine.metrics.frames_made == pause.made
+    assert recorder.of_type("status")[-1]["state"] == "paused"
+    assert engine.metrics.underrun_samples == 0
+    audio = recorder.audio()
+    assert np.sqrt(np.mean(audio[-RATE:] ** 2)) > 1e-3

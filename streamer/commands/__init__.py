@@ -7,6 +7,8 @@ import argparse
 
 
 def register_all(subparsers: argparse._SubParsersAction) -> None:
-    from streamer.commands import seeds
+    from streamer.commands import generate, seeds, stream
 
     seeds.add_parsers(subparsers)
+    generate.add_parsers(subparsers)
+    stream.add_parsers(subparsers)

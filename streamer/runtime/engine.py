@@ -179,6 +179,19 @@ class Engine:
                 for frame in made:
                     self._accept(frame)
 
+    def fill_lookahead(self) -> None:
+        """Make frames on the calling thread until the lookahead is full (offline rendering,
+        where no producer thread runs)."""
+        with self._lock:
+            for _ in range(3 * self.lookahead_frames):
+                room = self.lookahead_frames - self.stitcher.pending_count
+                if room <= 0:
+                    return
+                planned = self.planner.next_frames(min(room, self.batch_frames))
+                for frame in self.maker.make(planned):
+                    self._accept(frame)
+        raise RuntimeError("the frame maker keeps returning unusable frames; see the log")
+
     def _accept(self, frame: MadeFrame) -> None:
         """Queue a made frame for the stitcher, unless a control change made it stale."""
         planned = frame.planned

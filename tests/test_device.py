@@ -1,0 +1,103 @@
+"""The local sound device, tested against a real sound server: JACK's dummy driver runs in real
+time with no hardware, and a JACK client records exactly what reached it."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+from streamer.cli import main
+from streamer.config import StreamConfig
+from streamer.runtime.assemble import build_engine
+from streamer.runtime.standin import StandInFrameMaker
+from streamer.sinks.device import DeviceConfig, DevicePlayer
+from test_engine import Recorder
+
+jack = pytest.importorskip("jack", reason="JACK-Client is not installed")
+pytestmark = pytest.mark.skipif(shutil.which("jackd") is None, reason="jackd (Debian jackd2) is not installed")
+
+
+def _server_running() -> bool:
+    try:
+        jack.Client("streamer-probe", no_start_server=True).close()
+        return True
+    except jack.JackError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def jack_server():
+    """A JACK server with the dummy driver at 44.1 kHz (started unless one already runs)."""
+    os.environ["JACK_NO_START_SERVER"] = "1"
+    process = None
+    if not _server_running():
+        process = subprocess.Popen(
+            ["jackd", "--no-realtime", "-d", "dummy", "-r", "44100", "-p", "512"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while not _server_running():
+            assert time.monotonic() < deadline, "jackd did not start"
+            time.sleep(0.1)
+    import sounddevice
+
+    # PortAudio lists devices when it starts: restart it so it sees the JACK server.
+    sounddevice._terminate()
+    sounddevice._initialize()
+    yield
+    if process is not None:
+        # PortAudio must let go of the server before it goes, or it aborts the process at exit.
+        sounddevice._terminate()
+        process.terminate()
+        process.wait(timeout=10)
+        sounddevice._initialize()
+
+
+def test_list_devices_shows_the_jack_output(jack_server, capsys):
+    assert main(["play", "--list-devices"]) == 0
+    assert "JACK Audio Connection Kit" in capsys.readouterr().out
+
+
+def test_what_the_device_plays_is_exactly_what_the_engine_emitted(jack_server):
+    config = StreamConfig()
+    config = dataclasses.replace(config, planner=dataclasses.replace(config.planner, endless=False))
+    engine = build_engine(config, StandInFrameMaker(0.2))
+    emitted = Recorder()
+    engine.add_sink(emitted)
+    recorded: list[np.ndarray] = []
+    client = jack.Client("streamer-recorder", no_start_server=True)
+    port = client.inports.register("in")
+    client.set_process_callback(lambda frames: recorded.append(port.get_array().copy()))
+    client.activate()
+    engine.start()
+    player = DevicePlayer(engine, DeviceConfig())
+    try:
+        assert engine.wait_until_playing(60)
+        player.start()
+        outputs = [p for p in client.get_ports(is_output=True, is_audio=True) if p.name.startswith("PortAudio")]
+        assert outputs, "PortAudio's output port is not on the JACK graph"
+        client.connect(outputs[0], port)
+        time.sleep(3.0)
+    finally:
+        client.deactivate()  # stop recording first: after the player stops, JACK carries silence
+        client.close()
+        player.stop()
+        engine.stop()
+    heard = np.concatenate(recorded)
+    heard = heard[np.flatnonzero(heard)[0] :]  # from the first sample after connecting
+    sent = emitted.audio()
+    assert heard.size > 2 * 44100, "less than two seconds reached the sound server"
+    # Find where the recording starts in what the engine emitted, then compare bit for bit.
+    probe = heard[:4096]
+    starts = [i for i in np.flatnonzero(sent == probe[0]) if np.array_equal(sent[i : i + 4096], probe)]
+    assert len(starts) == 1
+    length = min(heard.size, sent.size - starts[0])
+    assert np.array_equal(heard[:length], sent[starts[0] : starts[0] + length])
+    assert engine.metrics.underrun_samples == 0

@@ -10,6 +10,7 @@ system_packages=(
   libsndfile1          # soundfile: WAV / FLAC / OGG
   jackd2               # tests: a real-time sound server with no hardware
   fluidsynth fluid-soundfont-gm  # scripts/render_seed_loops.py: drums and bass from MIDI
+  chromium             # tests/test_client.py: the browser client in headless Chromium (Playwright)
 )
 missing=()
 for package in "${system_packages[@]}"; do

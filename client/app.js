@@ -1,0 +1,176 @@
+// The page: wires the connection, the player, the waterfall, the now-playing panel, the readouts
+// and the performer's controls together.
+//
+// URL parameters (all optional):
+//   buffer=0.8   fixed jitter buffer depth in seconds (default: adaptive, starting at 0.4 s)
+//   rate=48000   AudioContext rate to ask for; rate=native: the device's (default 44100)
+//   tap=1        keep a copy of every sample played (the browser tests read it)
+//   worklet=0    play through the ScriptProcessor fallback that insecure origins get
+// The page's objects are on `window.streamer` for the tests and for curious performers.
+
+import { Connection, streamUrl } from "./connection.js";
+import { Player } from "./player.js";
+import { Steering } from "./steering.js";
+import { Waterfall } from "./waterfall.js";
+
+const READOUT_INTERVAL_MS = 250;
+
+const $ = (id) => document.getElementById(id);
+
+function playerOptions(params) {
+  const settings = {};
+  const buffer = Number(params.get("buffer"));
+  if (params.has("buffer") && buffer > 0) Object.assign(settings, { adaptive: false, startSeconds: buffer });
+  const rate = params.get("rate");
+  let contextRate = 44100;
+  if (rate === "native") contextRate = null;
+  else if (rate !== null && Number(rate) > 0) contextRate = Number(rate);
+  return { settings, contextRate, tap: params.get("tap") === "1", worklet: params.get("worklet") !== "0" };
+}
+
+const params = new URLSearchParams(location.search);
+const connection = new Connection({ url: streamUrl(location) });
+const player = new Player(playerOptions(params));
+const waterfall = new Waterfall($("waterfall"));
+const steering = new Steering(connection);
+const nowPlaying = { shown: null, waiting: [] }; // events wait until their position is heard
+window.streamer = { connection, player, waterfall, steering, nowPlaying };
+
+// ---- listening ---------------------------------------------------------------------------------
+
+$("play").addEventListener("click", () => {
+  if (player.wanted && player.running) {
+    player.stop();
+  } else {
+    player.start().catch((error) => showProblem(`cannot start the audio: ${error.message}`));
+  }
+});
+player.addEventListener("state", () => {
+  const playing = player.wanted && player.running;
+  $("play").textContent = playing ? "Stop" : player.wanted ? "Tap to resume" : "Play";
+  $("play").setAttribute("aria-pressed", String(playing));
+  $("waterfall-hint").hidden = playing;
+});
+$("volume").addEventListener("input", () => {
+  const volume = Number($("volume").value);
+  player.setVolume(volume * volume); // perceived loudness is closer to the square of the slider
+  $("volume").setAttribute("aria-valuetext", `${Math.round(volume * 100)} %`);
+});
+
+connection.addEventListener("audio", (event) => player.push(event.detail));
+connection.addEventListener("frame", (event) => {
+  waterfall.addFrame(event.detail).catch((error) => showProblem(`a spectrogram image did not decode: ${error.message}`));
+});
+connection.addEventListener("hello", (event) => {
+  steering.setLimits(event.detail.limits);
+  if (event.detail.listening === "token" && event.detail.role === "none") {
+    showProblem("This stream needs a token to listen: enter it under Steering.");
+  }
+});
+connection.addEventListener("event", (event) => {
+  const message = event.detail;
+  if (message.type === "now_playing") {
+    nowPlaying.waiting.push(message);
+  } else if (message.type === "status") {
+    showStatus(message);
+  }
+});
+connection.addEventListener("problem", (event) => showProblem(event.detail.message));
+connection.addEventListener("state", (event) => {
+  const { state, retryInSeconds } = event.detail;
+  const badge = $("connection");
+  badge.dataset.state = state;
+  badge.textContent = {
+    connecting: "connecting…",
+    open: "live",
+    waiting: `reconnecting in ${retryInSeconds?.toFixed(1)} s`,
+    stopped: "stopped",
+  }[state];
+  $("ro-reconnects").textContent = String(connection.reconnects);
+});
+
+// ---- seeing ------------------------------------------------------------------------------------
+
+/** Show the newest now_playing whose frame is being heard (or the newest at all when not playing). */
+function updateNowPlaying(heard) {
+  let due = null;
+  while (nowPlaying.waiting.length) {
+    const next = nowPlaying.waiting[0];
+    const position = typeof next.sample_position === "number" ? next.sample_position : null;
+    if (heard !== null && position !== null && position > heard) break;
+    due = nowPlaying.waiting.shift();
+  }
+  if (due !== null) showNowPlaying(due);
+}
+
+function showNowPlaying(event) {
+  nowPlaying.shown = event;
+  const prompts = Array.isArray(event.prompts) ? event.prompts : [];
+  const total = prompts.reduce((sum, prompt) => sum + (Number(prompt.weight) || 0), 0) || 1;
+  $("np-prompts").replaceChildren(
+    ...prompts.map((prompt) => {
+      const item = document.createElement("li");
+      const text = document.createElement("span");
+      text.className = "np-text";
+      text.textContent = String(prompt.text);
+      const weight = document.createElement("span");
+      weight.className = "np-weight";
+      const share = (Number(prompt.weight) || 0) / total;
+      weight.style.setProperty("--share", share.toFixed(3));
+      weight.textContent = `${Math.round(share * 100)} %`;
+      weight.title = `weight ${prompt.weight}`;
+      item.append(text, weight);
+      return item;
+    }),
+  );
+  const alpha = Number(event.alpha);
+  $("np-alpha").textContent = Number.isFinite(alpha) ? `${Math.round(alpha * 100)} %` : "—";
+  $("np-alpha-bar").style.width = Number.isFinite(alpha) ? `${Math.round(alpha * 100)}%` : "0";
+  $("np-seed-loop").textContent = event.seed_loop || "—";
+  $("np-bpm").textContent = typeof event.bpm === "number" ? event.bpm.toFixed(event.bpm % 1 ? 2 : 0) : "—";
+  $("np-seed").textContent = Number.isInteger(event.seed) ? String(event.seed) : "—";
+  $("np-denoising").textContent = typeof event.denoising === "number" ? event.denoising.toFixed(2) : "—";
+  $("np-guidance").textContent = typeof event.guidance === "number" ? event.guidance.toFixed(1) : "—";
+  $("np-negative").hidden = !event.negative_prompt;
+  $("np-negative").textContent = event.negative_prompt ? `avoiding: ${event.negative_prompt}` : "";
+  steering.showNowPlaying(event);
+}
+
+function showStatus(status) {
+  const badge = $("status");
+  badge.dataset.state = status.state;
+  const ahead = typeof status.lookahead_seconds === "number" ? ` · ${status.lookahead_seconds.toFixed(1)} s ahead` : "";
+  badge.textContent = `${status.state}${ahead}`;
+  if (typeof status.paused === "boolean") steering.showPaused(status.paused);
+  else if (status.state === "paused") steering.showPaused(true);
+}
+
+function showProblem(message) {
+  $("problem").hidden = false;
+  $("problem").textContent = message;
+}
+
+function animate() {
+  const heard = player.heardPosition();
+  waterfall.draw(heard);
+  updateNowPlaying(heard);
+  requestAnimationFrame(animate);
+}
+
+const ms = (seconds) => (typeof seconds === "number" ? String(Math.round(seconds * 1000)) : "—");
+
+setInterval(() => {
+  const stats = player.stats();
+  if (stats === null) return;
+  $("ro-buffer").textContent = ms(stats.depthSeconds);
+  $("ro-target").textContent = ms(stats.targetSeconds);
+  $("ro-jitter").textContent = ms(stats.jitterSeconds);
+  $("ro-latency").textContent = ms(stats.latencySeconds);
+  $("ro-underruns").textContent = String(stats.underruns ?? 0);
+  const resampled = stats.contextRate !== 44100 ? " · resampled" : "";
+  $("ro-output").textContent = `${(stats.contextRate / 1000).toFixed(1)} kHz${resampled}`;
+  $("ro-output").title = stats.engine;
+}, READOUT_INTERVAL_MS);
+
+requestAnimationFrame(animate);
+connection.start();

@@ -1,0 +1,497 @@
+"""The browser client in a real browser: headless Chromium (Debian's ``chromium`` package, never a
+downloaded one) driven by Playwright, against the real stream server fed by the stand-in engine
+of tests/client_server.py (switch ``TestStream(source=...)`` to run them on the real engine).
+
+Audio in headless Chromium on a machine without a sound card: Chromium falls back to a fake
+audio sink that still pulls samples in real time, so an AudioContext reaches "running" and its
+``currentTime`` advances with no extra flag (checked at 44.1 and 48 kHz). The flags below only
+keep the browser quiet and offline; ``--autoplay-policy=no-user-gesture-required`` spares the
+gesture, though the tests click Play as a listener does. ``launch()`` starts each browser with a
+fresh temporary profile (user-data dir).
+
+The pure parts of the player (jitter buffer, resampler, back-off, protocol parsing) are imported
+from the served page into the browser and exercised with simulated networks and clocks.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from client_server import FRAME_FRAMES, PERFORMER_TOKEN, SAMPLE_RATE, TestStream
+from streamer.sinks.control import Prompt, SetDenoising, SetPrompts
+from streamer.sinks.protocol import AudioMessage, FrameMessage
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--autoplay-policy=no-user-gesture-required",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOT = Path(__file__).resolve().parents[1] / "artifacts" / "client.png"
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (install.sh installs it)"
+)
+sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright for Python (the dev extra)")
+
+
+# ---- fixtures ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def stream() -> Iterator[TestStream]:
+    with TestStream() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    playwright = sync_api.sync_playwright().start()
+    try:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+    finally:
+        playwright.stop()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh page; fails the test if the page threw an uncaught error."""
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.set_default_timeout(15_000)
+    yield page
+    context.close()
+    assert errors == [], f"the page threw: {errors}"
+
+
+def start_playing(page: Any, url: str) -> None:
+    page.goto(url)
+    page.click("#play")
+    page.wait_for_function("() => streamer.player.stats()?.state === 'playing'")
+
+
+def stats(page: Any) -> dict[str, Any]:
+    return page.evaluate("() => streamer.player.stats()")
+
+
+TAP_JS = """() => {
+  const player = streamer.player;
+  const encode = (parts) => {
+    const joined = new Float32Array(parts.reduce((n, part) => n + part.length, 0));
+    let at = 0;
+    for (const part of parts) { joined.set(part, at); at += part.length; }
+    const bytes = new Uint8Array(joined.buffer);
+    let text = "";
+    for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+    return btoa(text);
+  };
+  return { quanta: player.tapQuanta, left: encode(player.tapSamples[0]), right: encode(player.tapSamples[1]) };
+}"""
+
+
+def tapped(page: Any) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """What the player node output: per render quantum, where it came from; and the samples."""
+    tap = page.evaluate(TAP_JS)
+    samples = np.stack([np.frombuffer(base64.b64decode(tap[side]), dtype="<f4") for side in ("left", "right")])
+    return tap["quanta"], samples
+
+
+def playing_run(quanta: list[dict[str, Any]], samples: np.ndarray) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """The quanta from the first one that played, and their samples."""
+    first = next(i for i, quantum in enumerate(quanta) if quantum["position"] is not None)
+    offset = sum(quantum["frames"] for quantum in quanta[:first])
+    return quanta[first:], samples[:, offset:]
+
+
+def assert_played_exactly_as_sent(quanta: list[dict[str, Any]], samples: np.ndarray, stream: TestStream) -> None:
+    """Every quantum since the start played data at the stream's rate, without a jump or a hole,
+    and the samples are the server's, bit for bit (after int16 quantisation)."""
+    odd = [q for q in quanta if q["silentFrom"] != -1 or q["step"] != 1 or q["jumped"]]
+    assert odd == [], f"{len(odd)} of {len(quanta)} quanta were not played as sent, e.g. {odd[:3]}"
+    positions = [q["position"] for q in quanta]
+    assert positions[1:] == [q["position"] + q["frames"] for q in quanta[:-1]]
+    heard = np.rint(samples * 32767).astype(np.int16)
+    assert np.array_equal(heard, stream.sent.sent_s16(positions[0], positions[0] + heard.shape[1]))
+
+
+# ---- listening ---------------------------------------------------------------------------------
+
+LISTEN_SECONDS = 4.0
+
+
+def test_the_page_plays_exactly_the_samples_the_server_sent_without_underruns(page: Any, stream: TestStream) -> None:
+    start_playing(page, stream.url + "?tap=1")
+    time.sleep(LISTEN_SECONDS)
+    quanta, samples = playing_run(*tapped(page))
+    after = stats(page)
+
+    assert after["contextRate"] == SAMPLE_RATE and after["engine"] == "AudioWorklet"
+    assert (after["underruns"], after["underrunSeconds"]) == (0, 0)
+    assert_played_exactly_as_sent(quanta, samples, stream)
+    assert samples.shape[1] >= (LISTEN_SECONDS - 1.0) * SAMPLE_RATE
+    assert page.text_content("#ro-underruns") == "0"
+    assert page.text_content("#ro-buffer").isdigit()
+
+
+def test_where_audio_worklet_is_missing_the_fallback_plays_the_same_samples(page: Any, stream: TestStream) -> None:
+    # An insecure origin (http://<laptop-ip>:8765 on a phone) has no AudioWorklet.
+    start_playing(page, stream.url + "?tap=1&worklet=0")
+    time.sleep(2.5)
+    quanta, samples = playing_run(*tapped(page))
+    after = stats(page)
+    assert after["engine"] == "ScriptProcessor" and after["underruns"] == 0
+    assert_played_exactly_as_sent(quanta, samples, stream)
+    assert samples.shape[1] >= 1.5 * SAMPLE_RATE
+
+
+def test_the_page_loads_everything_from_the_server_it_came_from(page: Any, stream: TestStream) -> None:
+    # No CDN, no build step: on a stage with no internet, the laptop's server is all there is.
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    start_playing(page, stream.url)
+    page.wait_for_function("() => streamer.waterfall.frames.length > 0")
+    origin = stream.url.rstrip("/")
+    outside = [url for url in requested if not url.startswith((origin, "ws://127.0.0.1", "data:", "blob:"))]
+    assert outside == []
+    assert {url.rsplit("/", 1)[1] for url in requested} >= {"app.js", "player.js", "jitter.js", "style.css"}
+
+
+def test_the_waterfall_shows_the_column_being_heard_not_the_newest_received(page: Any, stream: TestStream) -> None:
+    start_playing(page, stream.url)
+    time.sleep(1.0)
+    page.wait_for_function("() => streamer.waterfall.lastDrawn?.frameId != null")
+    drawn, received = page.evaluate(
+        "() => [streamer.waterfall.lastDrawn, streamer.player.stats().receivedPosition]"
+    )
+    heard = drawn["heardPosition"]
+    behind_seconds = (received - heard) / SAMPLE_RATE
+    assert 0.2 < behind_seconds < 1.5  # the jitter buffer plus the output, not the network's edge
+    assert drawn["frameId"] == int(heard // FRAME_FRAMES)
+    assert drawn["column"] == int((heard - drawn["frameId"] * FRAME_FRAMES) // 441)
+
+
+def test_a_48_khz_context_is_fed_resampled_audio_without_underruns(page: Any, stream: TestStream) -> None:
+    start_playing(page, stream.url + "?tap=1&rate=48000")
+    time.sleep(1.5)
+    quanta, samples = playing_run(*tapped(page))
+    after = stats(page)
+    assert after["contextRate"] == 48000
+    assert after["underruns"] == 0 and all(q["silentFrom"] == -1 for q in quanta)
+
+    # Compare half a second with a long (128-tap) windowed-sinc interpolation of what the server
+    # sent, below 16 kHz: above, the two filters' transition bands differ (Riffusion makes nothing
+    # above 10 kHz; the test music has hi-hats up to 22 kHz).
+    where = np.concatenate([q["position"] + q["step"] * np.arange(q["frames"]) for q in quanta])[: 48000 // 2]
+    first = int(where[0]) - 80
+    sent = stream.sent.sent_s16(first, int(where[-1]) + 80).astype(np.float64) / 32767
+    reference = sinc_interpolate(sent, where - first)
+    window = np.hanning(where.size)
+    error_spectrum = np.abs(np.fft.rfft((samples[:, : where.size] - reference) * window)) ** 2
+    reference_spectrum = np.abs(np.fft.rfft(reference * window)) ** 2
+    band = np.fft.rfftfreq(where.size, 1 / 48000) < 16000
+    error_db = 10 * math.log10(error_spectrum[:, band].sum() / reference_spectrum[:, band].sum())
+    assert error_db < -70, f"resampled audio differs from a reference resampler below 16 kHz: {error_db:.1f} dB"
+
+
+def sinc_interpolate(signal: np.ndarray, at: np.ndarray, half_taps: int = 64, cutoff: float = 0.94) -> np.ndarray:
+    """Band-limited values of ``signal`` (channels, n) at fractional sample indices ``at``: a
+    Kaiser-windowed sinc four times longer than the player's."""
+    base = np.floor(at).astype(np.int64)
+    offsets = np.arange(-half_taps + 1, half_taps + 1)
+    x = offsets[None, :] - (at - base)[:, None]
+    window = np.i0(10.0 * np.sqrt(np.clip(1 - (x / half_taps) ** 2, 0, 1))) / np.i0(10.0)
+    kernel = cutoff * np.sinc(cutoff * x) * window
+    kernel /= kernel.sum(axis=1, keepdims=True)
+    return np.stack([(channel[base[:, None] + offsets[None, :]] * kernel).sum(axis=1) for channel in signal])
+
+
+def test_the_player_reconnects_after_the_stream_is_lost_and_plays_on(page: Any, stream: TestStream) -> None:
+    start_playing(page, stream.url)
+    before = stats(page)["receivedPosition"]
+    stream.stop_server()
+    page.wait_for_function("() => streamer.connection.state === 'waiting'")
+    assert "reconnecting" in page.text_content("#connection")
+    time.sleep(1.0)
+    stream.start_server()
+    page.wait_for_function(
+        f"() => streamer.connection.state === 'open' && streamer.player.stats().state === 'playing'"
+        f" && streamer.player.stats().position > {before + 2 * SAMPLE_RATE}"
+    )
+    assert page.text_content("#connection") == "live"
+    assert int(page.text_content("#ro-reconnects")) >= 1
+
+
+# ---- steering ----------------------------------------------------------------------------------
+
+STEERING_CONTROLS = "#steer input, #steer button, #steer select"
+
+
+def test_without_a_token_the_steering_controls_are_disabled(page: Any, stream: TestStream) -> None:
+    page.goto(stream.url)
+    page.wait_for_function("() => streamer.connection.hello !== null")
+    controls = page.locator(STEERING_CONTROLS)
+    assert controls.count() >= 12
+    assert all(controls.nth(i).is_disabled() for i in range(controls.count()))
+    # The prompts of the stream are shown, read-only.
+    page.wait_for_function(
+        "() => document.querySelector('#prompt-rows li:first-child input[type=text]').value === 'warm analog synths'"
+    )
+
+    commands_before = len(stream.control.commands)
+    page.fill("#token", "not-the-performer-token")
+    page.click("#unlock")
+    page.wait_for_function("() => document.getElementById('auth-reply').classList.contains('error')")
+    assert "unauthorized" in page.text_content("#auth-reply")
+    assert all(controls.nth(i).is_disabled() for i in range(controls.count()))
+    # The server, not only the page, refuses control without the token.
+    code = page.evaluate("() => streamer.connection.request({type: 'skip'}).then(() => 'ack', (error) => error.code)")
+    assert code == "unauthorized"
+    assert len(stream.control.commands) == commands_before
+
+
+def test_a_performer_change_made_in_the_page_reaches_the_stream_and_is_acknowledged(
+    page: Any, stream: TestStream
+) -> None:
+    start_playing(page, stream.url)
+    page.fill("#token", PERFORMER_TOKEN)
+    page.click("#unlock")
+    page.wait_for_selector("#steer:not([disabled])")
+    assert "steering" in page.text_content("#auth-reply")
+
+    page.fill("#prompt-rows li:nth-child(1) input[type=text]", "deep house with rhodes")
+    set_range(page, "#prompt-rows li:nth-child(1) input[type=range]", "0.8")
+    page.fill("#prompt-rows li:nth-child(2) input[type=text]", "rain on a tin roof")
+    page.click("#send-prompts")
+    page.wait_for_function("() => document.getElementById('prompts-reply').value === 'applied'")
+    expected = SetPrompts((Prompt("deep house with rhodes", 0.8), Prompt("rain on a tin roof", 0.3)))
+    assert expected in stream.control.commands
+
+    set_range(page, "#denoising", "0.5", commit=True)
+    page.wait_for_function("() => document.getElementById('denoising-reply').value === 'applied'")
+    assert SetDenoising(0.5) in stream.control.commands
+    assert page.text_content("#denoising-value") == "0.50"
+
+    # A refusal by the engine is shown beside the control, with its code.
+    page.fill("#seed-loop", "polka")
+    page.dispatch_event("#seed-loop", "change")
+    page.wait_for_function("() => document.getElementById('seed-loop-reply').classList.contains('error')")
+    assert "unknown_seed_loop" in page.text_content("#seed-loop-reply")
+
+    # The now-playing panel follows what is heard: the new prompts once their frame plays.
+    page.wait_for_function(
+        "() => document.getElementById('np-prompts').textContent.includes('deep house with rhodes')",
+        timeout=int(FRAME_FRAMES / SAMPLE_RATE * 1000) + 5000,
+    )
+    page.evaluate("() => { document.activeElement.blur(); window.scrollTo(0, 0); }")
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
+    print(f"screenshot of the page: {SCREENSHOT}")
+
+
+def set_range(page: Any, selector: str, value: str, *, commit: bool = False) -> None:
+    """Move a slider as a user does: input events while dragging, change on release."""
+    page.eval_on_selector(
+        selector,
+        """(input, [value, commit]) => {
+          input.value = value;
+          input.dispatchEvent(new Event('input', {bubbles: true}));
+          if (commit) input.dispatchEvent(new Event('change', {bubbles: true}));
+        }""",
+        [value, commit],
+    )
+
+
+# ---- the player's core, in the browser with simulated networks and clocks ------------------------
+
+SIMULATE_JS = """async ({ seconds, jitterSeconds = 0, stalls = [], outputStalls = [], drift = 0,
+                          outputRate = 44100, pullFrames = 128, settings = {}, seed = 1 }) => {
+  const { JitterBuffer } = await import("/jitter.js");
+  let state = seed >>> 0;
+  const random = () => {  // mulberry32: the same network every run
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(state ^ (state >>> 15), state | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const sourceRate = 44100, messageSeconds = 0.1, messageFrames = 4410;
+  const buffer = new JitterBuffer({ sourceRate, outputRate, channels: 2, settings });
+  // The server sends a message every 0.1 s of its clock; each arrives after 20 ms plus jitter,
+  // or at the end of a network stall. The output clock runs (1 + drift) times as fast.
+  const arrivals = [];
+  for (let k = 0; (k + 1) * messageSeconds <= seconds + 1; k++) {
+    const sent = (k + 1) * messageSeconds;
+    let arrival = sent + 0.02 + random() * jitterSeconds;
+    for (const [at, length] of stalls) if (sent >= at && sent < at + length) arrival = Math.max(arrival, at + length + 0.02);
+    arrivals.push({ at: arrival, k });
+  }
+  arrivals.sort((a, b) => a.at - b.at);
+  const out = [new Float32Array(pullFrames), new Float32Array(pullFrames)];
+  const pullSeconds = pullFrames / outputRate / (1 + drift);
+  const latency = [];  // mean depth of each second
+  let next = 0, sum = 0, count = 0;
+  for (let t = 0; t < seconds; t += pullSeconds) {
+    while (next < arrivals.length && arrivals[next].at <= t) {
+      const { k } = arrivals[next++];
+      buffer.push(k * messageFrames, [new Float32Array(messageFrames), new Float32Array(messageFrames)], t, true);
+    }
+    if (outputStalls.some(([at, length]) => t >= at && t < at + length)) continue;
+    buffer.pull(out, pullFrames, t);
+    sum += buffer.depthFrames / sourceRate; count++;
+    if (Math.floor(t) !== Math.floor(t + pullSeconds)) { latency.push(sum / count); sum = 0; count = 0; }
+  }
+  return { ...buffer.stats(), latency };
+}"""
+
+
+@pytest.fixture(scope="module")
+def core_page(browser: Any, stream: TestStream) -> Iterator[Any]:
+    """A page of the served client, for importing its modules (no audio)."""
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(stream.url)
+    yield page
+    context.close()
+
+
+def simulate(page: Any, **network: Any) -> dict[str, Any]:
+    return page.evaluate(SIMULATE_JS, network)
+
+
+def test_the_jitter_buffer_rides_out_heavy_network_jitter(core_page: Any) -> None:
+    result = simulate(core_page, seconds=120, jitterSeconds=0.25)
+    assert result["underruns"] == 0
+    assert result["jitterSeconds"] == pytest.approx(0.25, abs=0.02)
+    assert max(result["latency"][20:]) < 0.6  # no more buffer than the jitter needs
+
+
+def test_on_a_clean_network_the_latency_comes_down_to_the_minimum(core_page: Any) -> None:
+    result = simulate(core_page, seconds=240, pullFrames=512)
+    assert result["underruns"] == 0
+    assert result["latency"][5] > 0.3  # a cautious start ...
+    assert max(result["latency"][-20:]) < 0.15  # ... then about half a message plus the margin
+
+
+def test_a_recurring_stall_cuts_the_sound_once_where_a_fixed_buffer_drops_out_every_time(core_page: Any) -> None:
+    stalls = [[at, 0.8] for at in (20, 60, 100, 140)]  # a Wi-Fi hiccup of 0.8 s every 40 s
+    assert simulate(core_page, seconds=170, jitterSeconds=0.03, stalls=stalls)["underruns"] == 1
+    assert simulate(core_page, seconds=170, jitterSeconds=0.03, stalls=stalls, settings={"adaptive": False})["underruns"] == 4
+
+
+@pytest.mark.parametrize("drift", [1.5e-3, -1.5e-3])
+def test_clock_drift_between_server_and_sound_card_is_absorbed(core_page: Any, drift: float) -> None:
+    # 1500 ppm (over ten times a typical pair of crystals) for 300 s drifts 0.45 s: more than the
+    # whole start buffer, or 0.45 s more latency, if nothing corrected it.
+    result = simulate(core_page, seconds=300, drift=drift, pullFrames=2048)
+    assert result["underruns"] == 0
+    assert result["droppedSeconds"] < 0.2
+    assert 0.1 < min(result["latency"][20:]) and max(result["latency"][20:]) < 0.4
+
+
+def test_a_stalled_output_skips_to_the_target_instead_of_keeping_the_delay(core_page: Any) -> None:
+    # The audio thread stops for 6 s (a suspended tab) while the network keeps delivering.
+    result = simulate(core_page, seconds=40, outputStalls=[[20, 6]])
+    assert result["underruns"] == 0
+    assert result["droppedSeconds"] > 4
+    assert max(result["latency"][30:]) < 0.6
+
+
+RESAMPLE_JS = """async ({ frequency, outputRate }) => {
+  const { JitterBuffer } = await import("/jitter.js");
+  const buffer = new JitterBuffer({ sourceRate: 44100, outputRate, settings: { adaptive: false, startSeconds: 0.9 } });
+  const tone = new Float32Array(44100);
+  for (let i = 0; i < tone.length; i++) tone[i] = 0.5 * Math.sin(2 * Math.PI * frequency * i / 44100);
+  for (let at = 0; at < tone.length; at += 4410) buffer.push(at, [tone.subarray(at, at + 4410)], at / 44100, true);
+  const out = [new Float32Array(128), new Float32Array(128)];
+  let error = 0, power = 0;
+  for (let q = 0; q < 200; q++) {
+    const info = buffer.pull(out, 128, 1 + q * 128 / outputRate);
+    for (let i = 0; i < 128; i++) {
+      const ideal = 0.5 * Math.sin(2 * Math.PI * frequency * (info.position + i * info.step) / 44100);
+      error += (out[0][i] - ideal) ** 2;
+      power += ideal ** 2;
+    }
+  }
+  return 10 * Math.log10(error / power);
+}"""
+
+
+@pytest.mark.parametrize(("frequency", "limit_db"), [(1000, -80), (5000, -75), (9500, -70)])
+@pytest.mark.parametrize("output_rate", [48000, 96000])
+def test_resampling_to_the_context_rate_keeps_the_spectrogram_band_clean(
+    core_page: Any, frequency: int, limit_db: float, output_rate: int
+) -> None:
+    error_db = core_page.evaluate(RESAMPLE_JS, {"frequency": frequency, "outputRate": output_rate})
+    assert error_db < limit_db
+
+
+BACKOFF_JS = """async ({ draws }) => {
+  const { Backoff } = await import("/connection.js");
+  const result = {};
+  for (const [name, value] of Object.entries(draws)) {
+    const backoff = new Backoff({ random: () => value });
+    result[name] = Array.from({ length: 8 }, () => backoff.next());
+    backoff.reset();
+    result[name].push(backoff.next());
+  }
+  return result;
+}"""
+
+
+def test_reconnection_delays_double_up_to_a_cap_with_jitter_and_reset(core_page: Any) -> None:
+    delays = core_page.evaluate(BACKOFF_JS, {"draws": {"longest": 0.999999, "shortest": 0}})
+    assert delays["longest"] == pytest.approx([0.5, 1, 2, 4, 8, 10, 10, 10, 0.5], rel=1e-5)
+    assert delays["shortest"] == pytest.approx([0.25, 0.5, 1, 2, 4, 5, 5, 5, 0.25])
+
+
+PARSE_JS = """async (encoded) => {
+  const { parseBinary } = await import("/protocol.js");
+  const bytes = Uint8Array.from(atob(encoded), (c) => c.charCodeAt(0));
+  const message = parseBinary(bytes.buffer);
+  if (message.planar) message.planar = message.planar.map((channel) => Array.from(channel));
+  if (message.png) message.png = Array.from(new Uint8Array(message.png));
+  return message;
+}"""
+
+
+def parse_in_page(page: Any, data: bytes) -> dict[str, Any]:
+    return page.evaluate(PARSE_JS, base64.b64encode(data).decode())
+
+
+@pytest.mark.parametrize("sample_format", ["s16", "f32"])
+def test_the_page_reads_audio_messages_as_the_server_writes_them(core_page: Any, sample_format: str) -> None:
+    samples = np.array([[0.5, -1.0, 0.25], [1.0, 0.0, -0.125]], dtype=np.float32)
+    from streamer.sinks.protocol import encode_samples
+
+    position = 2**40 + 12345  # hours beyond 2^32 samples
+    message = AudioMessage(7, position, SAMPLE_RATE, 2, sample_format, encode_samples(samples, sample_format))
+    parsed = parse_in_page(core_page, message.encode())
+    assert parsed["kind"] == "audio"
+    assert (parsed["sequence"], parsed["samplePosition"], parsed["sampleRate"]) == (7, position, SAMPLE_RATE)
+    assert (parsed["channels"], parsed["sampleFormat"], parsed["frames"]) == (2, sample_format, 3)
+    np.testing.assert_allclose(parsed["planar"], samples, atol=0.5 / 32767)
+
+
+def test_the_page_skips_header_fields_a_later_server_adds(core_page: Any) -> None:
+    png = b"\x89PNG\r\n\x1a\nnot really"
+    data = bytearray(FrameMessage(3, 441000, png).encode())
+    grown = data[:2] + (20).to_bytes(2, "little") + data[4:16] + b"\xff" * 4 + data[16:]
+    parsed = parse_in_page(core_page, bytes(grown))
+    assert (parsed["kind"], parsed["frameId"], parsed["samplePosition"]) == ("frame", 3, 441000)
+    assert bytes(parsed["png"]) == png

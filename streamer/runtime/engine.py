@@ -277,7 +277,9 @@ class Engine:
             self.metrics.control_latencies_seconds.append(time.monotonic() - asked)
         with self._lock:
             self.planner.forget_before(planned.index)
-        self._publish_event(now_playing_event(planned, switch.start_position, self._paused))
+        beats = self.seed_loop_beats.get(planned.seed_loop)
+        bpm = beats * 60.0 / self.planner.config.frame_seconds if beats else None
+        self._publish_event(now_playing_event(planned, switch.start_position, self._paused, bpm))
         for sink in self._sinks:
             sink.publish_frame(planned.index, switch.start_position, made.png)
 
@@ -298,7 +300,9 @@ class Engine:
             sink.publish_event(event)
 
 
-def now_playing_event(planned: PlannedFrame, sample_position: int, paused: bool) -> dict[str, Any]:
+def now_playing_event(
+    planned: PlannedFrame, sample_position: int, paused: bool, bpm: float | None
+) -> dict[str, Any]:
     return {
         "type": "now_playing",
         "frame_id": planned.index,
@@ -312,6 +316,7 @@ def now_playing_event(planned: PlannedFrame, sample_position: int, paused: bool)
         "denoising": round(planned.denoising, 4),
         "guidance": round(planned.guidance, 4),
         "seed_loop": planned.seed_loop,
+        "bpm": None if bpm is None else round(bpm, 4),
         "paused": paused,
     }
 

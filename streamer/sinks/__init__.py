@@ -1,0 +1,9 @@
+"""Sinks: where the stream goes once the clock has released it.
+
+The WebSocket server is split the sans-I/O way: ``protocol`` (binary audio and frame messages,
+JSON events and replies), ``control`` (client control messages -> typed commands), ``session``
+(what one connection may do: auth, rate limit), ``packer`` (clock blocks -> network messages)
+and ``pacing`` (when a slow listener is skipped or dropped) are pure; ``broadcast`` (fan-out on
+the event loop) and ``server`` (sockets, HTTP, the per-connection loop) are the thin shell.
+``stream_port`` is the whole interface between the audio engine and the server.
+"""

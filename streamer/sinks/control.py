@@ -1,0 +1,339 @@
+"""Client control messages -> typed commands, with every check a hostile client could need.
+
+Parsing is pure: text in, a ``ClientRequest`` or a ``ControlError`` out, never another exception,
+whatever the bytes (deep nesting, huge numbers, NaN, lone surrogates, duplicate keys). The engine
+receives only commands whose values are in range.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Callable, Mapping
+from typing import Any, Union
+
+from streamer.sinks.config import ServerConfig
+from streamer.sinks.protocol import ErrorCode
+
+# Protocol ranges (docs/PROTOCOL.md). The engine may refuse more with ``ControlRejected``.
+MAX_SEED = 2**32 - 1
+DENOISING_RANGE = (0.0, 1.0)
+GUIDANCE_RANGE = (0.0, 30.0)
+WEIGHT_RANGE = (0.0, 100.0)
+TRANSITION_SECONDS_RANGE = (0.0, 600.0)
+TRANSITION_BARS_RANGE = (0.0, 256.0)
+MAX_SEED_LOOP_CHARS = 64
+MAX_ID_CHARS = 64
+MAX_TOKEN_CHARS = 256
+#: Integers a browser holds exactly (Number.MAX_SAFE_INTEGER).
+MAX_SAFE_INTEGER = 2**53 - 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Prompt:
+    text: str
+    weight: float
+
+
+@dataclasses.dataclass(frozen=True)
+class SetPrompts:
+    """Move towards this weighted mix of prompts over the current transition length."""
+
+    prompts: tuple[Prompt, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class SetNegativePrompt:
+    text: str  # "" clears it
+
+
+@dataclasses.dataclass(frozen=True)
+class SetSeed:
+    seed: int
+
+
+@dataclasses.dataclass(frozen=True)
+class SetDenoising:
+    denoising: float
+
+
+@dataclasses.dataclass(frozen=True)
+class SetGuidance:
+    guidance: float
+
+
+@dataclasses.dataclass(frozen=True)
+class SetSeedLoop:
+    name: str
+
+
+@dataclasses.dataclass(frozen=True)
+class SetTransition:
+    """Length of the next transitions; exactly one of ``seconds`` and ``bars`` is set."""
+
+    seconds: float | None = None
+    bars: float | None = None
+
+    def __post_init__(self) -> None:
+        if (self.seconds is None) == (self.bars is None):
+            raise ValueError("SetTransition takes exactly one of seconds and bars")
+
+
+@dataclasses.dataclass(frozen=True)
+class Pause:
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Resume:
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Skip:
+    """Leave the current frame for the next one as soon as the stream allows."""
+
+
+Command = Union[
+    SetPrompts,
+    SetNegativePrompt,
+    SetSeed,
+    SetDenoising,
+    SetGuidance,
+    SetSeedLoop,
+    SetTransition,
+    Pause,
+    Resume,
+    Skip,
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class Auth:
+    """Presents a token; handled by the connection's session, never by the engine."""
+
+    token: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ClientRequest:
+    type: str
+    request_id: str | int | None
+    body: Command | Auth
+
+
+class ControlError(Exception):
+    """A message the server refuses; becomes an error reply, the connection stays open."""
+
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str,
+        *,
+        of: str | None = None,
+        request_id: str | int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.of = of
+        self.request_id = request_id
+
+
+class _Fields:
+    """Reads one message's fields, turning every problem into a ``ControlError``."""
+
+    def __init__(self, message: Mapping[str, Any], of: str, request_id: str | int | None):
+        self.message = message
+        self.of = of
+        self.request_id = request_id
+
+    def fail(self, code: ErrorCode, text: str) -> ControlError:
+        return ControlError(code, text, of=self.of, request_id=self.request_id)
+
+    def require(self, name: str) -> Any:
+        if name not in self.message:
+            raise self.fail(ErrorCode.MISSING_FIELD, f"{self.of} needs the field {name!r}")
+        return self.message[name]
+
+    def number(self, name: str, value: Any, bounds: tuple[float, float]) -> float:
+        low, high = bounds
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.fail(ErrorCode.INVALID_VALUE, f"{name} must be a number")
+        number = float(value)
+        if not (math.isfinite(number) and low <= number <= high):
+            raise self.fail(ErrorCode.INVALID_VALUE, f"{name} must be in [{low:g}, {high:g}]")
+        return number
+
+    def text(self, name: str, value: Any, max_chars: int, *, allow_empty: bool) -> str:
+        if not isinstance(value, str):
+            raise self.fail(ErrorCode.INVALID_VALUE, f"{name} must be a string")
+        if len(value) > max_chars:
+            raise self.fail(
+                ErrorCode.TOO_LARGE, f"{name} has {len(value)} characters; at most {max_chars}"
+            )
+        if not allow_empty and not value.strip():
+            raise self.fail(ErrorCode.INVALID_VALUE, f"{name} must not be empty")
+        if any(_unprintable(character) for character in value):
+            raise self.fail(
+                ErrorCode.INVALID_VALUE,
+                f"{name} holds a control character or an unpaired surrogate; send plain text",
+            )
+        return value
+
+
+def _unprintable(character: str) -> bool:
+    code = ord(character)
+    return code < 0x20 or 0x7F <= code < 0xA0 or 0xD800 <= code <= 0xDFFF
+
+
+def _set_prompts(fields: _Fields, config: ServerConfig) -> SetPrompts:
+    items = fields.require("prompts")
+    if not isinstance(items, list) or not items:
+        raise fields.fail(ErrorCode.INVALID_VALUE, "prompts must be a non-empty list")
+    if len(items) > config.max_prompts:
+        raise fields.fail(ErrorCode.TOO_LARGE, f"at most {config.max_prompts} prompts at once")
+    prompts = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict) or set(item) != {"text", "weight"}:
+            raise fields.fail(
+                ErrorCode.INVALID_VALUE,
+                f"prompts[{index}] must be an object with exactly 'text' and 'weight'",
+            )
+        text = fields.text(
+            f"prompts[{index}].text", item["text"], config.max_prompt_chars, allow_empty=False
+        )
+        weight = fields.number(f"prompts[{index}].weight", item["weight"], WEIGHT_RANGE)
+        prompts.append(Prompt(text, weight))
+    if sum(prompt.weight for prompt in prompts) <= 0:
+        raise fields.fail(ErrorCode.INVALID_VALUE, "at least one prompt needs a weight above 0")
+    return SetPrompts(tuple(prompts))
+
+
+def _set_seed(fields: _Fields, config: ServerConfig) -> SetSeed:
+    seed = fields.require("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise fields.fail(ErrorCode.INVALID_VALUE, f"seed must be an integer in [0, {MAX_SEED}]")
+    return SetSeed(seed)
+
+
+def _set_transition(fields: _Fields, config: ServerConfig) -> SetTransition:
+    present = [name for name in ("seconds", "bars") if name in fields.message]
+    if len(present) != 1:
+        raise fields.fail(
+            ErrorCode.INVALID_VALUE, "set_transition takes exactly one of 'seconds' and 'bars'"
+        )
+    if present == ["seconds"]:
+        seconds = fields.number("seconds", fields.message["seconds"], TRANSITION_SECONDS_RANGE)
+        return SetTransition(seconds=seconds)
+    return SetTransition(bars=fields.number("bars", fields.message["bars"], TRANSITION_BARS_RANGE))
+
+
+def _auth(fields: _Fields, config: ServerConfig) -> Auth:
+    return Auth(fields.text("token", fields.require("token"), MAX_TOKEN_CHARS, allow_empty=False))
+
+
+def _set_negative_prompt(fields: _Fields, config: ServerConfig) -> SetNegativePrompt:
+    text = fields.text("text", fields.require("text"), config.max_prompt_chars, allow_empty=True)
+    return SetNegativePrompt(text)
+
+
+def _set_denoising(fields: _Fields, config: ServerConfig) -> SetDenoising:
+    return SetDenoising(fields.number("denoising", fields.require("denoising"), DENOISING_RANGE))
+
+
+def _set_guidance(fields: _Fields, config: ServerConfig) -> SetGuidance:
+    return SetGuidance(fields.number("guidance", fields.require("guidance"), GUIDANCE_RANGE))
+
+
+def _set_seed_loop(fields: _Fields, config: ServerConfig) -> SetSeedLoop:
+    name = fields.text("name", fields.require("name"), MAX_SEED_LOOP_CHARS, allow_empty=False)
+    return SetSeedLoop(name)
+
+
+Parser = Callable[[_Fields, ServerConfig], Union[Command, Auth]]
+
+# type -> (fields it may carry besides "type" and "id", parser)
+_PARSERS: dict[str, tuple[frozenset[str], Parser]] = {
+    "auth": (frozenset({"token"}), _auth),
+    "set_prompts": (frozenset({"prompts"}), _set_prompts),
+    "set_negative_prompt": (frozenset({"text"}), _set_negative_prompt),
+    "set_seed": (frozenset({"seed"}), _set_seed),
+    "set_denoising": (frozenset({"denoising"}), _set_denoising),
+    "set_guidance": (frozenset({"guidance"}), _set_guidance),
+    "set_seed_loop": (frozenset({"name"}), _set_seed_loop),
+    "set_transition": (frozenset({"seconds", "bars"}), _set_transition),
+    "pause": (frozenset(), lambda fields, config: Pause()),
+    "resume": (frozenset(), lambda fields, config: Resume()),
+    "skip": (frozenset(), lambda fields, config: Skip()),
+}
+
+#: Every message type a client may send.
+CLIENT_MESSAGE_TYPES = tuple(_PARSERS)
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise ValueError("an object repeats a key")
+    return dict(pairs)
+
+
+def _load_json(text: str) -> Any:
+    try:
+        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+    except RecursionError:
+        raise ControlError(ErrorCode.BAD_JSON, "message nests too deeply") from None
+    except ValueError as error:  # JSONDecodeError, int digit limit, our hooks
+        raise ControlError(ErrorCode.BAD_JSON, f"message is not valid JSON: {error}") from None
+
+
+def _request_id(message: Mapping[str, Any]) -> str | int | None:
+    request_id = message.get("id")
+    if request_id is None:
+        return None
+    if isinstance(request_id, str):
+        if len(request_id) <= MAX_ID_CHARS and not any(map(_unprintable, request_id)):
+            return request_id
+    elif isinstance(request_id, int) and not isinstance(request_id, bool):
+        if abs(request_id) <= MAX_SAFE_INTEGER:
+            return request_id
+    raise ControlError(
+        ErrorCode.INVALID_VALUE,
+        f"id must be a string of at most {MAX_ID_CHARS} characters or an integer",
+    )
+
+
+def parse_client_message(text: str, config: ServerConfig) -> ClientRequest:
+    """Read one text message from a client; raises ``ControlError`` for anything else."""
+    message = _load_json(text)
+    if not isinstance(message, dict):
+        raise ControlError(ErrorCode.BAD_MESSAGE, 'a message must be a JSON object with a "type"')
+    request_id = _request_id(message)
+    message_type = message.get("type")
+    if not isinstance(message_type, str):
+        raise ControlError(
+            ErrorCode.BAD_MESSAGE, 'a message needs a string "type"', request_id=request_id
+        )
+    if message_type not in _PARSERS:
+        raise ControlError(
+            ErrorCode.UNKNOWN_TYPE,
+            f"unknown message type; use one of {', '.join(CLIENT_MESSAGE_TYPES)}",
+            request_id=request_id,
+        )
+    allowed, parse = _PARSERS[message_type]
+    unknown = sorted(set(message) - allowed - {"type", "id"})
+    if unknown:
+        raise ControlError(
+            ErrorCode.UNKNOWN_FIELD,
+            f"{message_type} has no field {unknown[0][:40]!r}",
+            of=message_type,
+            request_id=request_id,
+        )
+    body = parse(_Fields(message, message_type, request_id), config)
+    return ClientRequest(message_type, request_id, body)

@@ -1,0 +1,287 @@
+"""Broadcast to real WebSocket listeners on loopback, fed by a fake clock at the real-time rate.
+
+The helpers here (``FakeClock``, ``FakeControl``, ``record``) are shared with test_server.py.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from websockets.sync.client import ClientConnection, connect
+
+from streamer.audio.blocks import AudioBlock
+from streamer.sinks.config import ServerConfig
+from streamer.sinks.control import Command, SetSeedLoop
+from streamer.sinks.protocol import (
+    AudioMessage,
+    FrameMessage,
+    audio_messages_contiguous,
+    decode_binary,
+)
+from streamer.sinks.server import ServerThread, StreamServer
+from streamer.sinks.stream_port import ControlRejected
+
+SAMPLE_RATE = 44100
+BLOCK_FRAMES = 882  # 20 ms, the engine clock's tick
+NOW_PLAYING_EVERY_BLOCKS = 25
+
+
+def tone(positions: np.ndarray) -> np.ndarray:
+    """The fake stream's samples at these positions: a 441 Hz sine, inverted on the right."""
+    left = 0.5 * np.sin(2 * np.pi * 441.0 * positions / SAMPLE_RATE)
+    return np.stack([left, -left]).astype(np.float32)
+
+
+class FakeClock:
+    """Publishes 20 ms ``AudioBlock`` objects from its own thread at ``speed`` x real time, and a
+    ``now_playing`` event every half second of stream, as the engine's clock will."""
+
+    def __init__(self, sink: Any, *, speed: float = 1.0) -> None:
+        self.sink = sink
+        self.speed = speed
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="fake-clock", daemon=True)
+
+    def __enter__(self) -> FakeClock:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        start = time.monotonic()
+        sequence = 0
+        while not self._stop.is_set():
+            position = sequence * BLOCK_FRAMES
+            delay = start + position / SAMPLE_RATE / self.speed - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            samples = tone(np.arange(position, position + BLOCK_FRAMES))
+            self.sink.publish_audio(AudioBlock(sequence, position, samples, SAMPLE_RATE))
+            if sequence % NOW_PLAYING_EVERY_BLOCKS == 0:
+                frame_id = sequence // NOW_PLAYING_EVERY_BLOCKS
+                self.sink.publish_event({"type": "now_playing", "frame_id": frame_id, "alpha": 0.5})
+            sequence += 1
+
+
+class FakeControl:
+    """Records the commands that reach the engine; knows one seed loop."""
+
+    def __init__(self) -> None:
+        self.commands: list[Command] = []
+
+    def apply(self, command: Command) -> dict[str, Any]:
+        if isinstance(command, SetSeedLoop) and command.name != "og_beat":
+            message = f"no seed loop {command.name!r}; try og_beat"
+            raise ControlRejected("unknown_seed_loop", message)
+        self.commands.append(command)
+        return {"applied": type(command).__name__}
+
+
+Message = str | AudioMessage | FrameMessage
+
+
+@dataclasses.dataclass
+class Recording:
+    """Everything one listener received, in order, with arrival times (monotonic seconds)."""
+
+    connected_at: float
+    messages: list[tuple[float, Message]] = dataclasses.field(default_factory=list)
+
+    @property
+    def audio(self) -> list[AudioMessage]:
+        return [m for _, m in self.messages if isinstance(m, AudioMessage)]
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        return [json.loads(m) for _, m in self.messages if isinstance(m, str)]
+
+    def audio_arrivals(self) -> list[tuple[float, AudioMessage]]:
+        return [(t, m) for t, m in self.messages if isinstance(m, AudioMessage)]
+
+
+def receive_for(websocket: ClientConnection, seconds: float, recording: Recording) -> None:
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            data = websocket.recv(timeout=left)
+        except TimeoutError:
+            return
+        message = data if isinstance(data, str) else decode_binary(data)
+        recording.messages.append((time.monotonic(), message))
+
+
+def kind_of(message: Message) -> str:
+    return json.loads(message)["type"] if isinstance(message, str) else type(message).__name__
+
+
+def open_listener(
+    port: int, *, receive_buffer_bytes: int | None = None, **kwargs: Any
+) -> ClientConnection:
+    sock = socket.socket()
+    if receive_buffer_bytes is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer_bytes)
+    sock.connect(("127.0.0.1", port))
+    return connect(f"ws://127.0.0.1:{port}/ws", sock=sock, **kwargs)
+
+
+def record(port: int, seconds: float) -> Recording:
+    with open_listener(port) as websocket:
+        recording = Recording(connected_at=time.monotonic())
+        receive_for(websocket, seconds, recording)
+    return recording
+
+
+def delivered_rate(recording: Recording, *, after_seconds: float) -> float:
+    """Samples per second delivered once the burst is over: the slope of a least-squares line
+    through (arrival time, end position), so that network jitter averages out."""
+    points = [
+        (t, m.sample_position + m.num_frames)
+        for t, m in recording.audio_arrivals()
+        if t >= recording.connected_at + after_seconds
+    ]
+    times, positions = np.array(points, dtype=np.float64).T
+    return float(np.polyfit(times, positions, 1)[0])
+
+
+def lateness(recording: Recording) -> np.ndarray:
+    """Arrival time minus stream time of each audio message; constant for a live listener."""
+    arrivals = recording.audio_arrivals()
+    return np.array([t - (m.sample_position + m.num_frames) / SAMPLE_RATE for t, m in arrivals])
+
+
+@pytest.fixture
+def serve(tmp_path: Any) -> Iterator[Any]:
+    """Start a server (and a fake clock feeding it) with the given settings."""
+    started: list[tuple[ServerThread, FakeClock]] = []
+
+    def start(*, speed: float = 1.0, **settings: Any) -> tuple[StreamServer, FakeControl]:
+        control = FakeControl()
+        (tmp_path / "index.html").write_text("<!doctype html><title>player</title>")
+        server_thread = ServerThread(
+            StreamServer(ServerConfig(port=0, **settings), control, client_dir=tmp_path)
+        )
+        server = server_thread.start()
+        clock = FakeClock(server, speed=speed).__enter__()
+        started.append((server_thread, clock))
+        return server, control
+
+    yield start
+    for server_thread, clock in started:
+        clock.__exit__(None, None, None)
+        server_thread.stop()
+
+
+# ---- tests ---------------------------------------------------------------------------------
+
+LISTEN_SECONDS = 4.0
+
+
+def test_three_listeners_hear_the_whole_stream_contiguously_at_the_real_time_rate(
+    serve: Any,
+) -> None:
+    server, _ = serve()
+    time.sleep(1.2)  # let the burst buffer fill
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        recordings = list(pool.map(lambda _: record(server.port, LISTEN_SECONDS), range(3)))
+
+    for recording in recordings:
+        audio = recording.audio
+        assert audio_messages_contiguous(audio)
+        rate = delivered_rate(recording, after_seconds=0.3)
+        assert rate == pytest.approx(SAMPLE_RATE, rel=0.04)
+        heard = np.concatenate([message.samples() for message in audio], axis=1)
+        positions = np.arange(audio[0].sample_position, audio[0].sample_position + heard.shape[1])
+        np.testing.assert_allclose(heard, tone(positions), atol=1.0 / 32767)
+        events = recording.events
+        frame_ids = [event["frame_id"] for event in events if event["type"] == "now_playing"]
+        assert frame_ids == list(range(frame_ids[0], frame_ids[0] + len(frame_ids)))
+        seconds_between = NOW_PLAYING_EVERY_BLOCKS * BLOCK_FRAMES / SAMPLE_RATE
+        assert len(frame_ids) >= LISTEN_SECONDS / seconds_between
+
+
+def test_a_joining_listener_gets_the_latest_state_then_a_burst_to_start_playing_at_once(
+    serve: Any,
+) -> None:
+    server, _ = serve(burst_seconds=1.0)
+    server.publish_event({"type": "status", "state": "ok", "lookahead_seconds": 6.5})
+    server.publish_frame(3, 3 * 225792, b"\x89PNG fake image")
+    time.sleep(1.5)
+    with open_listener(server.port) as websocket:
+        recording = Recording(connected_at=time.monotonic())
+        receive_for(websocket, 0.05, recording)
+
+    kinds = [kind_of(message) for _, message in recording.messages]
+    assert kinds[:4] == ["hello", "now_playing", "status", "FrameMessage"]
+    assert recording.events[2] == {"type": "status", "state": "ok", "lookahead_seconds": 6.5}
+    burst = recording.audio
+    assert audio_messages_contiguous(burst)
+    assert sum(message.num_frames for message in burst) >= 1.0 * SAMPLE_RATE
+
+
+def test_a_stalled_listener_does_not_change_the_others_rate_and_is_dropped(serve: Any) -> None:
+    server, _ = serve(burst_seconds=0.2, send_queue_seconds=0.5, drop_lagging_after_seconds=1.5)
+    time.sleep(0.3)
+    # Connects, then never reads a byte: its queue fills within a second.
+    with open_listener(server.port, receive_buffer_bytes=4096, max_queue=1) as stalled:
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            recordings = list(pool.map(lambda _: record(server.port, LISTEN_SECONDS), range(2)))
+        stats = server.stats()
+        stalled.close_socket()  # a close handshake would wait behind the unread stream
+    for recording in recordings:
+        assert audio_messages_contiguous(recording.audio)
+        assert delivered_rate(recording, after_seconds=0.3) == pytest.approx(SAMPLE_RATE, rel=0.04)
+    assert stats.dropped_listeners == 1
+    assert stats.skipped_messages > 0
+
+
+def test_a_slow_listener_is_skipped_forward_to_the_live_edge_with_the_latest_state(
+    serve: Any,
+) -> None:
+    server, _ = serve(burst_seconds=0.2, send_queue_seconds=0.5, drop_lagging_after_seconds=10.0)
+    time.sleep(0.3)
+    with open_listener(server.port, receive_buffer_bytes=4096, max_queue=1) as websocket:
+        recording = Recording(connected_at=time.monotonic())
+        receive_for(websocket, 0.6, recording)
+        time.sleep(2.5)  # the listener's app hangs; its queue fills and the server skips it
+        receive_for(websocket, 1.5, recording)
+
+    audio = recording.audio
+    gaps = [i for i in range(1, len(audio)) if not audio_messages_contiguous(audio[i - 1 : i + 1])]
+    assert len(gaps) == 1, "one clean jump, not a trickle of holes"
+    after_gap = audio[gaps[0] :]
+    assert audio_messages_contiguous(after_gap)
+    # After the jump it is live again: as little behind the stream as when it joined.
+    delays = lateness(recording)
+    assert np.all(delays[gaps[0] :] - delays.min() < 0.25)
+    # The latest now_playing is resent just before the first message after the jump.
+    first_after_gap = next(i for i, (_, m) in enumerate(recording.messages) if m is after_gap[0])
+    assert kind_of(recording.messages[first_after_gap - 1][1]) == "now_playing"
+
+
+def test_an_image_sent_over_several_turns_reaches_every_listener_once(
+    serve: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("streamer.sinks.broadcast.IMAGE_LISTENERS_PER_TURN", 1)
+    server, _ = serve(speed=4.0)
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        listening = [pool.submit(record, server.port, 1.0) for _ in range(3)]
+        while server.stats().listeners < 3:
+            time.sleep(0.01)
+        server.publish_frame(9, 12345, b"\x89PNG image nine")
+        recordings = [future.result() for future in listening]
+    for recording in recordings:
+        images = [m for _, m in recording.messages if isinstance(m, FrameMessage)]
+        assert images == [FrameMessage(9, 12345, b"\x89PNG image nine")]
+        assert audio_messages_contiguous(recording.audio)

@@ -1,0 +1,381 @@
+"""The producer's engine: frame requests in, spectrogram frames out.
+
+``FrameGenerator.generate`` is the whole algorithm, top to bottom: prompt embeddings (cached per
+prompt) blended by weight, the negative prompt's embedding for guidance, noise slerped between
+two seeds, the seed image's latent (cached per name), an img2img denoising loop with
+classifier-free guidance over all frames of the batch at once, then VAE decode to the image and
+the image to mel amplitudes.
+
+This loop replaces ``StableDiffusionImg2ImgPipeline``, which cannot do the job: it has no
+``latents`` argument (extra keyword arguments are silently swallowed), so slerped noise cannot be
+passed in; it runs one strength and one guidance scale per call, where a batch of frames of a
+transition has one of each per frame; and it draws noise for the whole batch from one generator,
+so a frame would change with the batch it happens to be in.
+
+Determinism: each frame's noise is drawn on the CPU from a generator seeded with its own seeds,
+and each frame has its own scheduler, so a frame depends only on its request, never on the batch
+around it. Only rounding differs with the batch size (kernels may sum in another order): in fp32
+on a CPU a batched frame equals the frame made alone to within one 8-bit pixel level (tests);
+in fp16 on a GPU expect a few levels. On a CPU, for a fixed batch, dtype and thread count, the
+output is bit-for-bit reproducible (tests).
+
+A generator is used from one thread (the producer's); its caches are not locked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Generic, TypeVar
+
+import numpy as np
+import torch
+from PIL import Image
+
+from streamer.generate.config import GeneratorConfig
+from streamer.generate.interpolation import blend_embeddings, slerp
+from streamer.generate.loading import StableDiffusionModel, apply_lora, load_model
+from streamer.generate.presets import GeneratorPreset, evaluations
+from streamer.generate.request import FrameRequest
+from streamer.generate.schedulers import RENOISING_SCHEDULERS, make_scheduler
+from streamer.spectrogram.image import mel_from_image
+
+#: The VAE's downsampling factor in Stable Diffusion 1.x: image sides must be multiples of it.
+VAE_SCALE = 8
+
+SeedImages = Callable[[str], Image.Image] | Mapping[str, Image.Image]
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchTimings:
+    """Wall-clock seconds of each stage of one ``generate`` call (shared by its frames)."""
+
+    text_encode_s: float
+    vae_encode_s: float
+    unet_s: float
+    vae_decode_s: float
+    to_mel_s: float
+    total_s: float
+    frames: int
+    unet_calls: int
+
+    @property
+    def per_frame_s(self) -> float:
+        return self.total_s / self.frames
+
+
+@dataclasses.dataclass(frozen=True)
+class GeneratedFrame:
+    """A frame: its request, the model's image (for the visualiser) and its mel amplitudes.
+
+    ``mel`` is float32 shaped (1, 512, width) in the codec's units (streamer.spectrogram), decoded
+    from ``image`` with the default spectrogram parameters the model was trained on.
+    """
+
+    request: FrameRequest
+    image: Image.Image
+    mel: np.ndarray
+    timings: BatchTimings
+
+
+@dataclasses.dataclass
+class _Denoising:
+    """One frame's img2img run: its scheduler, the timesteps it still has, its latent."""
+
+    scheduler: object
+    timesteps: list[torch.Tensor]
+    latent: torch.Tensor
+    noises: list[torch.Tensor]  # one per step for samplers that re-noise
+    step: int = 0
+
+
+class FrameGenerator:
+    """Makes spectrogram frames from ``FrameRequest``s with a Stable Diffusion 1.x checkpoint."""
+
+    def __init__(
+        self,
+        model: StableDiffusionModel,
+        preset: GeneratorPreset,
+        seed_images: SeedImages,
+        compile: str = "none",
+        max_cached_prompts: int = 256,
+        max_cached_seed_images: int = 64,
+    ) -> None:
+        self.model = model
+        self.preset = preset
+        self._seed_images = seed_images
+        self._embeddings: _Cache[str, torch.Tensor] = _Cache(max_cached_prompts)
+        self._seed_latents: _Cache[str, torch.Tensor] = _Cache(max_cached_seed_images)
+        self._unet = model.unet
+        self._uses_cuda_graphs = compile == "reduce-overhead"
+        if compile != "none":
+            self._unet = torch.compile(model.unet, mode=compile, fullgraph=True, dynamic=False)
+
+    @classmethod
+    def load(cls, config: GeneratorConfig, seed_images: SeedImages) -> FrameGenerator:
+        """Load the checkpoint (and the preset's LoRA) that ``config`` names."""
+        preset = config.resolved_preset()
+        model = load_model(config)
+        if preset.lora:
+            apply_lora(model, preset.lora, preset.lora_scale, config)
+        return cls(
+            model,
+            preset,
+            seed_images,
+            compile=config.compile,
+            max_cached_prompts=config.max_cached_prompts,
+            max_cached_seed_images=config.max_cached_seed_images,
+        )
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    def generate(self, requests: Sequence[FrameRequest]) -> list[GeneratedFrame]:
+        """Frames for ``requests``, denoised together as one batch."""
+        if not requests:
+            return []
+        model, dtype = self.model, self.model.dtype
+        clock = _StageClock(self.device)
+        with torch.inference_mode():
+            # 1. Text: each prompt is encoded once and cached; a frame's embedding is the weighted
+            #    blend of its prompts, its unconditional embedding that of its negative prompt.
+            with clock("text_encode"):
+                embeddings = self._prompt_embeddings({text for r in requests for text in r.texts()})
+                conditional = torch.stack(
+                    [blend_embeddings(dict(r.prompts.weighted), embeddings) for r in requests]
+                ).to(dtype)
+                negative = {
+                    k: embeddings[r.negative_prompt]
+                    for k, r in enumerate(requests)
+                    if r.uses_guidance
+                }
+
+            # 2. Seed images: the VAE latent of each init image, cached by name.
+            with clock("vae_encode"):
+                clean = [self._seed_latent(r.seed_image) for r in requests]
+                if len({latent.shape for latent in clean}) > 1:
+                    raise ValueError("all seed images of one batch must have the same size")
+
+            # 3. Noise and schedules: img2img starts each frame part-way down the schedule, at
+            #    its own denoising strength, from noise slerped between its two seeds.
+            frames = [self._start_denoising(r, latent) for r, latent in zip(requests, clean)]
+
+            # 4. Denoise all frames in one UNet batch per step. Frames may run different numbers
+            #    of steps; they all end together, the longer ones starting earlier. Frames with
+            #    guidance > 1 add a row for the negative prompt (classifier-free guidance).
+            with clock("unet"):
+                unet_calls = max(len(f.timesteps) for f in frames)
+                for call in range(unet_calls):
+                    active = [
+                        k for k, f in enumerate(frames) if call >= unet_calls - len(f.timesteps)
+                    ]
+                    guided = [k for k in active if k in negative]
+                    rows = guided + active
+                    inputs = {
+                        k: frames[k].scheduler.scale_model_input(frames[k].latent, _now(frames[k]))
+                        for k in active
+                    }
+                    prediction = self._predict_noise(
+                        torch.cat([inputs[k] for k in rows]),
+                        torch.stack([_now(frames[k]) for k in rows]),
+                        torch.cat([*(negative[k][None] for k in guided), conditional[active]]),
+                    )
+                    unconditional = dict(zip(guided, prediction[: len(guided)].split(1)))
+                    for k, noise_prediction in zip(active, prediction[len(guided) :].split(1)):
+                        if k in unconditional:
+                            noise_prediction = unconditional[k] + requests[k].guidance * (
+                                noise_prediction - unconditional[k]
+                            )
+                        self._step(frames[k], noise_prediction)
+
+            # 5. Decode every frame's latent to an image, then the image to mel amplitudes.
+            with clock("vae_decode"):
+                latents = torch.cat([f.latent for f in frames]) / model.vae.config.scaling_factor
+                pixels = model.vae.decode(latents).sample
+                images = _to_images(pixels)
+        with clock("to_mel"):
+            mels = [mel_from_image(image)[0] for image in images]
+        timings = BatchTimings(
+            **clock.seconds(), total_s=clock.total(), frames=len(requests), unet_calls=unet_calls
+        )
+        return [
+            GeneratedFrame(r, image, mel, timings) for r, image, mel in zip(requests, images, mels)
+        ]
+
+    # --- the steps of generate, in order -----------------------------------------------------
+
+    def _prompt_embeddings(self, prompts: set[str]) -> dict[str, torch.Tensor]:
+        """CLIP's last hidden state for each prompt, (77, width), from the cache or encoded now."""
+        found = {prompt: self._embeddings.get(prompt) for prompt in prompts}
+        missing = sorted(prompt for prompt, embedding in found.items() if embedding is None)
+        if missing:
+            tokenizer = self.model.tokenizer
+            tokens = tokenizer(
+                missing,
+                padding="max_length",
+                max_length=tokenizer.model_max_length,
+                truncation=True,
+                return_tensors="pt",
+            ).input_ids.to(self.device)
+            for prompt, embedding in zip(missing, self.model.text_encoder(tokens)[0]):
+                self._embeddings.put(prompt, embedding)
+                found[prompt] = embedding
+        return found
+
+    def _seed_latent(self, name: str) -> torch.Tensor:
+        """The scaled VAE latent of a seed image, (1, 4, H/8, W/8): the distribution's mean.
+
+        The mean rather than a sample (diffusers' default), so the latent is a function of the
+        image alone and can be cached; the VAE's posterior is narrow, the difference is tiny.
+        """
+        latent = self._seed_latents.get(name)
+        if latent is None:
+            image = (
+                self._seed_images[name]
+                if isinstance(self._seed_images, Mapping)
+                else self._seed_images(name)
+            )
+            pixels = _to_pixels(image).to(self.device, self.model.dtype)
+            latent = self.model.vae.encode(pixels).latent_dist.mode()
+            latent = latent * self.model.vae.config.scaling_factor
+            self._seed_latents.put(name, latent)
+        return latent
+
+    def _start_denoising(self, request: FrameRequest, clean: torch.Tensor) -> _Denoising:
+        """Set up a frame's img2img run: its timesteps and its noised seed latent.
+
+        Of ``num_inference_steps`` steps the frame runs the last ``int(steps * denoising)``
+        (diffusers' img2img convention), from the seed latent noised to the first of them.
+        """
+        preset = self.preset
+        scheduler = make_scheduler(preset.scheduler, self.model.noise_schedule)
+        scheduler.set_timesteps(preset.num_inference_steps, device=self.device)
+        count = evaluations(preset.num_inference_steps, request.denoising)
+        begin = len(scheduler.timesteps) - count
+        if hasattr(scheduler, "set_begin_index"):
+            scheduler.set_begin_index(begin)
+        timesteps = list(scheduler.timesteps[begin:])
+        draws = count if preset.scheduler in RENOISING_SCHEDULERS else 1
+        noises = self._noise(request, tuple(clean.shape), draws)
+        latent = scheduler.add_noise(clean, noises[0], timesteps[0].reshape(1))
+        return _Denoising(scheduler, timesteps, latent, noises)
+
+    def _noise(
+        self, request: FrameRequest, shape: tuple[int, ...], draws: int
+    ) -> list[torch.Tensor]:
+        """``draws`` Gaussian noises for the frame, each slerped between its two seeds' noises.
+
+        Drawn on the CPU from generators seeded by the seeds alone, so a seed means the same
+        noise on every device and in every batch.
+        """
+
+        def seed_noise(seed: int) -> list[torch.Tensor]:
+            generator = torch.Generator("cpu").manual_seed(seed)
+            return [torch.randn(shape, generator=generator) for _ in range(draws)]
+
+        start, end = seed_noise(request.seed_a), seed_noise(request.seed_b)
+        return [
+            slerp(request.noise_alpha, a, b).to(self.device, self.model.dtype)
+            for a, b in zip(start, end)
+        ]
+
+    def _predict_noise(
+        self, latents: torch.Tensor, timesteps: torch.Tensor, text: torch.Tensor
+    ) -> torch.Tensor:
+        """One UNet evaluation of a batch of rows."""
+        if self._uses_cuda_graphs:
+            # Tell CUDA graph trees that the previous call's output is consumed, so each call
+            # replays the same graph instead of recording a new one beside the live output.
+            torch.compiler.cudagraph_mark_step_begin()
+        return self._unet(latents, timesteps.to(self.device), encoder_hidden_states=text).sample
+
+    def _step(self, frame: _Denoising, noise_prediction: torch.Tensor) -> None:
+        """One scheduler step of one frame. LCM re-noises its clean estimate between steps: with
+        the frame's own slerped noise rather than the scheduler's random draw."""
+        output = frame.scheduler.step(noise_prediction, _now(frame), frame.latent)
+        frame.step += 1
+        if self.preset.scheduler in RENOISING_SCHEDULERS:
+            if frame.step == len(frame.timesteps):
+                frame.latent = output.denoised
+            else:
+                frame.latent = frame.scheduler.add_noise(
+                    output.denoised, frame.noises[frame.step], _now(frame).reshape(1)
+                )
+        else:
+            frame.latent = output.prev_sample
+
+
+# --- small helpers -----------------------------------------------------------------------------
+
+
+def _now(frame: _Denoising) -> torch.Tensor:
+    """The frame's current timestep."""
+    return frame.timesteps[frame.step]
+
+
+def _to_pixels(image: Image.Image) -> torch.Tensor:
+    """A PIL image as a (1, 3, H, W) float tensor in [-1, 1], the VAE's input range."""
+    if image.width % VAE_SCALE or image.height % VAE_SCALE:
+        raise ValueError(f"seed image sides must be multiples of {VAE_SCALE}, got {image.size}")
+    array = np.asarray(image.convert("RGB"), dtype=np.float32) / 127.5 - 1.0
+    return torch.from_numpy(array).permute(2, 0, 1)[None]
+
+
+def _to_images(pixels: torch.Tensor) -> list[Image.Image]:
+    """VAE output in [-1, 1], (N, 3, H, W), as 8-bit RGB PIL images."""
+    array = ((pixels.float() / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
+    array = array.permute(0, 2, 3, 1).cpu().numpy()
+    return [Image.fromarray(frame, mode="RGB") for frame in array]
+
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class _Cache(Generic[K, V]):
+    """A least-recently-used cache: a stream left running for hours meets many prompts."""
+
+    def __init__(self, capacity: int) -> None:
+        self._items: OrderedDict[K, V] = OrderedDict()
+        self._capacity = max(1, capacity)
+
+    def get(self, key: K) -> V | None:
+        if key not in self._items:
+            return None
+        self._items.move_to_end(key)
+        return self._items[key]
+
+    def put(self, key: K, value: V) -> None:
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self._capacity:
+            self._items.popitem(last=False)
+
+
+class _StageClock:
+    """Wall-clock seconds per named stage; waits for the GPU at each stage's end, so the times
+    are real."""
+
+    def __init__(self, device: torch.device) -> None:
+        self._device = device
+        self._seconds: dict[str, float] = {}
+        self._started = time.perf_counter()
+
+    @contextmanager
+    def __call__(self, stage: str):
+        start = time.perf_counter()
+        yield
+        if self._device.type == "cuda":
+            torch.cuda.synchronize(self._device)
+        self._seconds[stage] = self._seconds.get(stage, 0.0) + time.perf_counter() - start
+
+    def seconds(self) -> dict[str, float]:
+        stages = ("text_encode", "vae_encode", "unet", "vae_decode", "to_mel")
+        return {f"{stage}_s": self._seconds.get(stage, 0.0) for stage in stages}
+
+    def total(self) -> float:
+        return time.perf_counter() - self._started

@@ -1,0 +1,360 @@
+"""Loading a Stable Diffusion 1.x checkpoint: where it comes from, where it runs, in what type.
+
+Follows the Hugging Face conventions users know: ``--model`` takes a hub id (downloaded once,
+with progress bars, into the shared cache), a local diffusers folder, or a single original-layout
+``.safetensors``/``.ckpt`` file. Only the four parts a frame needs are loaded (UNet, VAE, text
+encoder, tokenizer) plus the scheduler config, never the safety checker. Whatever goes wrong
+while finding the weights ends in one ``UserError`` that says what was looked for and how to fix
+it, instead of a stack of hub exceptions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+
+from streamer.errors import UserError
+from streamer.generate.config import DEFAULT_MODEL, GeneratorConfig
+
+T = TypeVar("T")
+
+SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
+
+#: Default compute type per device kind. CPU: bfloat16, measured 1.45x faster than float32 for
+#: the SD 1.5 UNet on this project's AVX-512-BF16 CPU (interleaved A/B, benchmarks/RESULTS.md);
+#: on a CPU without native bf16 pass ``--dtype fp32``. MPS: float32, because float16 has given
+#: NaN (black) images on some PyTorch/macOS versions. CUDA: float16, SD 1.x's release type.
+DEFAULT_DTYPES = {"cuda": torch.float16, "cpu": torch.bfloat16, "mps": torch.float32}
+
+_DTYPE_NAMES = {
+    "fp16": torch.float16,
+    "float16": torch.float16,
+    "half": torch.float16,
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
+    "fp32": torch.float32,
+    "float32": torch.float32,
+    "float": torch.float32,
+}
+
+
+@dataclasses.dataclass
+class StableDiffusionModel:
+    """The parts of a Stable Diffusion 1.x checkpoint that make frames, on their device."""
+
+    unet: Any
+    vae: Any
+    text_encoder: Any
+    tokenizer: Any
+    noise_schedule: dict[str, Any]
+    device: torch.device
+    dtype: torch.dtype
+    source: str
+
+
+def select_device(requested: str | None = None) -> torch.device:
+    """The requested device, or the best available: cuda, then mps, then cpu."""
+    if requested:
+        try:
+            device = torch.device(requested)
+        except RuntimeError as error:
+            raise UserError(
+                f"unknown device {requested!r}: use cuda, cuda:N, mps or cpu"
+            ) from error
+        available = {
+            "cpu": True,
+            "cuda": torch.cuda.is_available(),
+            "mps": torch.backends.mps.is_available(),
+        }.get(device.type, False)
+        if not available:
+            raise UserError(f"device {requested!r} is not available here: try --device cpu")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def select_dtype(device: torch.device, requested: str | None = None) -> torch.dtype:
+    """The requested compute type, or the device's default (``DEFAULT_DTYPES``)."""
+    if not requested:
+        return DEFAULT_DTYPES.get(device.type, torch.float32)
+    try:
+        dtype = _DTYPE_NAMES[requested.lower()]
+    except KeyError:
+        raise UserError(f"unknown dtype {requested!r}: use fp16, bf16 or fp32") from None
+    if dtype == torch.float16 and device.type == "cpu":
+        raise UserError(
+            "fp16 is not supported on the CPU (many ops are missing or slow): use bf16 or fp32"
+        )
+    return dtype
+
+
+def load_model(config: GeneratorConfig) -> StableDiffusionModel:
+    """Load ``config.model`` onto the selected device and type, ready for inference."""
+    device = select_device(config.device)
+    dtype = select_dtype(device, config.dtype)
+    reference = os.path.expanduser(config.model)
+    path = Path(reference)
+    if path.is_dir():
+        parts = _load_folder(path, dtype)
+    elif path.is_file():
+        parts = _load_single_file(path, config.model_config, dtype)
+    elif _looks_like_path(reference):
+        raise UserError(
+            f"no model at {reference}: give a diffusers folder (with model_index.json), a "
+            f".safetensors/.ckpt file, or a hub id such as {DEFAULT_MODEL}"
+        )
+    else:
+        parts = _load_from_hub(reference, dtype, config)
+    unet, vae, text_encoder, tokenizer, noise_schedule = parts
+    for module in (unet, vae, text_encoder):  # already in ``dtype``: loaded with it
+        module.to(device=device).eval().requires_grad_(False)
+    if device.type == "cuda":
+        unet.to(memory_format=torch.channels_last)
+    return StableDiffusionModel(
+        unet, vae, text_encoder, tokenizer, noise_schedule, device, dtype, source=str(config.model)
+    )
+
+
+def apply_lora(
+    model: StableDiffusionModel, lora: str, scale: float, config: GeneratorConfig
+) -> None:
+    """Fuse a LoRA (hub id, folder or .safetensors file) into the UNet and text encoder weights.
+
+    Fusing costs nothing per step afterwards, unlike keeping the adapter layers. Uses diffusers'
+    own LoRA loader through a throwaway pipeline object, so every LoRA format it knows works.
+    """
+    from diffusers import StableDiffusionPipeline
+
+    pipeline = StableDiffusionPipeline(
+        vae=model.vae,
+        text_encoder=model.text_encoder,
+        tokenizer=model.tokenizer,
+        unet=model.unet,
+        scheduler=_any_scheduler(model.noise_schedule),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    local = Path(os.path.expanduser(lora))
+    if local.exists() or _looks_like_path(lora):
+        folder, weight_name = (local.parent, local.name) if local.is_file() else (local, None)
+        try:
+            pipeline.load_lora_weights(
+                str(folder), weight_name=weight_name, adapter_name="preset", local_files_only=True
+            )
+        except Exception as error:  # a missing or malformed file: the cause is what matters
+            raise UserError(f"could not load the LoRA at {lora}: {_summary(error)}") from error
+    else:
+        _from_hub(
+            lora,
+            "LoRA",
+            config,
+            lambda local_only: pipeline.load_lora_weights(
+                lora, adapter_name="preset", local_files_only=local_only, cache_dir=config.cache_dir
+            ),
+        )
+    pipeline.fuse_lora(lora_scale=scale)
+    pipeline.unload_lora_weights()  # drops the adapter layers; the fused weights stay
+
+
+# --- the three sources ------------------------------------------------------------------------
+
+
+def _load_folder(path: Path, dtype: torch.dtype):
+    if not (path / "unet").is_dir():
+        raise UserError(
+            f"{path} is not a diffusers Stable Diffusion folder (no unet/ inside): give the folder "
+            "that holds model_index.json, unet/, vae/, text_encoder/, tokenizer/ and scheduler/"
+        )
+    try:
+        return _load_components(str(path), dtype, local_files_only=True, cache_dir=None)
+    except (OSError, ValueError) as error:
+        raise UserError(f"could not load the model folder {path}: {_summary(error)}") from error
+
+
+def _load_from_hub(repo_id: str, dtype: torch.dtype, config: GeneratorConfig):
+    return _from_hub(
+        repo_id,
+        "model",
+        config,
+        lambda local_only: _load_components(repo_id, dtype, local_only, config.cache_dir),
+    )
+
+
+def _from_hub(repo_id: str, what: str, config: GeneratorConfig, load: Callable[[bool], T]) -> T:
+    """``load(local_files_only)`` from the cache, else from the hub, else one clear UserError.
+
+    The cache comes first, so a downloaded model starts without touching the network. Before
+    downloading, one quick request checks that the hub answers: the hub client retries a
+    refused connection for half a minute, which a user should not have to sit through.
+    """
+    try:
+        return load(True)
+    except Exception as error:  # not (completely) in the cache
+        cache_error = error
+    if _offline(config):
+        reason = "offline mode is on (--offline or HF_HUB_OFFLINE=1) and it is not in the cache"
+        raise UserError(_missing_from_hub_message(repo_id, what, config, reason)) from cache_error
+    problem = _hub_problem(repo_id)
+    if problem:
+        raise UserError(_missing_from_hub_message(repo_id, what, config, problem)) from cache_error
+    try:
+        return load(False)
+    except Exception as error:  # connection, not-found, gated: all mean the same to a user
+        reason = f"it is not in the cache and the download failed ({_summary(_root_cause(error))})"
+        raise UserError(_missing_from_hub_message(repo_id, what, config, reason)) from error
+
+
+def _hub_problem(repo_id: str) -> str | None:
+    """Why the hub cannot provide ``repo_id``, in words, or None if it can (one request)."""
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
+
+    try:
+        response = get_session().get(
+            f"{constants.ENDPOINT}/api/models/{repo_id}", timeout=10, follow_redirects=True
+        )
+    except Exception as error:  # DNS, refused, timeout, proxy: the hub is out of reach
+        cause = _summary(_root_cause(error))
+        return f"it is not in the cache and the hub at {constants.ENDPOINT} is unreachable ({cause})"
+    if response.status_code in (401, 403, 404):
+        return (
+            f"it is not in the cache and the hub has no public model {repo_id!r} (HTTP "
+            f"{response.status_code}; check the name, or `hf auth login` if it is gated)"
+        )
+    if response.status_code >= 400:
+        return f"it is not in the cache and the hub answered HTTP {response.status_code}"
+    return None
+
+
+def _load_single_file(path: Path, model_config: str | None, dtype: torch.dtype):
+    from diffusers import StableDiffusionPipeline
+
+    if path.suffix.lower() not in SINGLE_FILE_SUFFIXES:
+        raise UserError(
+            f"{path} is not a checkpoint file: expected one of {', '.join(SINGLE_FILE_SUFFIXES)}"
+        )
+    config_dir = Path(os.path.expanduser(model_config)) if model_config else path.parent
+    if not (config_dir / "model_index.json").is_file():
+        raise UserError(
+            f"the single-file checkpoint {path} needs the configs of its architecture and its "
+            f"tokenizer, not found in {config_dir}: pass --model-config DIR, a diffusers "
+            f"folder of the same architecture (for SD 1.x: `hf download {DEFAULT_MODEL} "
+            "--include '*.json' '*.txt' --local-dir DIR`, a few hundred kB)"
+        )
+    try:
+        pipeline = StableDiffusionPipeline.from_single_file(
+            str(path),
+            config=str(config_dir),
+            local_files_only=True,
+            torch_dtype=dtype,
+            safety_checker=None,
+            feature_extractor=None,
+        )
+    except Exception as error:  # conversion errors come in many types; the user needs the cause
+        raise UserError(
+            f"could not load {path} as a Stable Diffusion 1.x checkpoint with the configs in "
+            f"{config_dir}: {_summary(error)}"
+        ) from error
+    return (
+        pipeline.unet,
+        pipeline.vae,
+        pipeline.text_encoder,
+        pipeline.tokenizer,
+        dict(pipeline.scheduler.config),
+    )
+
+
+def _load_components(
+    source: str, dtype: torch.dtype, local_files_only: bool, cache_dir: str | None
+):
+    from diffusers import AutoencoderKL, DPMSolverMultistepScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    common = {"local_files_only": local_files_only, "cache_dir": cache_dir}
+    with warnings.catch_warnings():
+        # diffusers passes an argument huggingface_hub deprecated; the warning means nothing here.
+        warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks.*")
+        noise_schedule = DPMSolverMultistepScheduler.load_config(
+            source, subfolder="scheduler", **common
+        )
+        tokenizer = CLIPTokenizer.from_pretrained(source, subfolder="tokenizer", **common)
+        text_encoder = CLIPTextModel.from_pretrained(
+            source, subfolder="text_encoder", dtype=dtype, **common
+        )
+        vae = AutoencoderKL.from_pretrained(source, subfolder="vae", torch_dtype=dtype, **common)
+        unet = UNet2DConditionModel.from_pretrained(
+            source, subfolder="unet", torch_dtype=dtype, **common
+        )
+    return unet, vae, text_encoder, tokenizer, dict(noise_schedule)
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _offline(config: GeneratorConfig) -> bool:
+    from huggingface_hub import constants
+
+    return config.offline or bool(constants.HF_HUB_OFFLINE)
+
+
+def _looks_like_path(reference: str) -> bool:
+    """Whether a missing ``--model`` was meant as a path rather than a hub id (``owner/name``)."""
+    return (
+        reference.startswith((".", "/", "~"))
+        or reference.count("/") > 1
+        or os.sep in reference
+        and os.sep != "/"
+        or reference.lower().endswith(SINGLE_FILE_SUFFIXES)
+    )
+
+
+def _summary(error: BaseException) -> str:
+    """The first line of an exception, with its type when the message alone is unclear."""
+    text = str(error).strip().splitlines()
+    first = text[0] if text else ""
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
+
+
+def _root_cause(error: BaseException) -> BaseException:
+    """The innermost exception of a chain: the connection error under a library's wrapper."""
+    while (error.__cause__ or error.__context__) is not None:
+        error = error.__cause__ or error.__context__
+    return error
+
+
+def _missing_from_hub_message(repo_id: str, what: str, config: GeneratorConfig, reason: str) -> str:
+    from huggingface_hub import constants
+
+    cache = config.cache_dir or constants.HF_HUB_CACHE
+    fixes = [
+        f"download it once where the hub is reachable: `hf download {repo_id}` (the cache "
+        "can be copied to this machine)",
+    ]
+    if what == "LoRA":
+        fixes.append("or pass a local LoRA folder or .safetensors file with --lora PATH")
+        fixes.append("or choose a preset without a LoRA (--preset default)")
+    else:
+        fixes.append("or pass --model PATH: a local diffusers folder or a .safetensors/.ckpt file")
+        fixes.append(
+            "or, to smoke-test without weights: `streamer make-tiny-model DIR`, then --model DIR"
+        )
+    return (
+        f"could not load the {what} {repo_id!r} from the Hugging Face hub (cache: {cache}): "
+        f"{reason}.\nTo fix it:\n  - " + "\n  - ".join(fixes)
+    )
+
+
+def _any_scheduler(noise_schedule: dict[str, Any]):
+    from streamer.generate.schedulers import make_scheduler
+
+    return make_scheduler("ddim", noise_schedule)

@@ -1,0 +1,21 @@
+"""Shared fixtures. ``tests/`` is put on ``sys.path`` so tests can ``from material import ...``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+if str(TESTS) not in sys.path:
+    sys.path.insert(0, str(TESTS))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-weight SD 1.x model (diffusers folder plus ``tiny-sd.safetensors``), built
+    once per test session, offline, in a few seconds. Load it with ``--model`` / ``model=``."""
+    from streamer.generate.tiny_model import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))

@@ -57,10 +57,14 @@ class ModelConfig:
     """Which checkpoint, where it runs and how it samples."""
 
     model: str = DEFAULT_MODEL
+    #: For a single-file checkpoint: a diffusers folder with the component configs.
+    model_config: str | None = None
     device: str | None = None
     dtype: str | None = None
     offline: bool = False
     preset: str = "default"
+    #: torch.compile mode: none, default, or reduce-overhead (CUDA graphs; GPU only).
+    compile: str = "none"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,12 +98,25 @@ def add_stream_options(parser: argparse.ArgumentParser) -> None:
         help=f"hub id, local diffusers folder or single .safetensors/.ckpt file "
         f"(default {DEFAULT_MODEL}; `streamer make-tiny-model DIR` makes a small test model)",
     )
+    model.add_argument(
+        "--model-config",
+        metavar="DIR",
+        help="diffusers folder with the component configs, for a single-file --model",
+    )
     model.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
     model.add_argument("--dtype", help="float16, bfloat16 or float32 (default: best for the device)")
     model.add_argument(
         "--offline", action="store_true", default=None, help="never contact the model hub"
     )
-    model.add_argument("--preset", help="generator preset: sampling steps and scheduler (default: default)")
+    model.add_argument(
+        "--preset",
+        help="generator preset: default (DPM-Solver++, 20 steps) or lcm (LCM-LoRA, 6 steps)",
+    )
+    model.add_argument(
+        "--compile",
+        choices=("none", "default", "reduce-overhead"),
+        help="torch.compile the UNet (reduce-overhead adds CUDA graphs); pays off on a GPU only",
+    )
     music = parser.add_argument_group("music")
     music.add_argument(
         "--prompt",
@@ -138,6 +155,8 @@ def add_stream_options(parser: argparse.ArgumentParser) -> None:
 #: Option name -> (section, field): where each option lands in StreamConfig.
 _OPTION_FIELDS = {
     "model": ("model", "model"),
+    "model_config": ("model", "model_config"),
+    "compile": ("model", "compile"),
     "device": ("model", "device"),
     "dtype": ("model", "dtype"),
     "offline": ("model", "offline"),
@@ -153,7 +172,7 @@ _OPTION_FIELDS = {
 }
 _OTHER_OPTIONS = {"prompt", "transition_seconds", "transition_bars", "playlist"}
 _TYPES: dict[str, type] = {
-    "model": str, "device": str, "dtype": str, "offline": bool, "preset": str,
+    "model": str, "model_config": str, "compile": str, "device": str, "dtype": str, "offline": bool, "preset": str,
     "negative_prompt": str, "seed": int, "seed_loop": str, "denoising": float, "guidance": float,
     "endless": bool, "lookahead_frames": int, "batch_frames": int,
     "transition_seconds": float, "transition_bars": float,

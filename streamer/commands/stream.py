@@ -143,12 +143,15 @@ def run_serve(args: argparse.Namespace) -> int:
     from streamer.sinks.server import ServerThread, StreamServer
 
     config = stream_config_from_args(args)
+    origins = tuple(args.allowed_origin)
+    if origins:  # the player page's own origin must stay allowed, or the page cannot connect
+        origins += tuple(f"http://{host}:{args.port}" for host in ("127.0.0.1", "localhost", args.host))
     server_config = ServerConfig(
         host=args.host,
         port=args.port,
         performer_token=args.token,
         listen_token=args.listen_token,
-        allowed_origins=tuple(args.allowed_origin),
+        allowed_origins=tuple(dict.fromkeys(origins)),
         max_connections=args.max_connections,
     )
     device_config = _device_config(args) if args.play else None

@@ -54,10 +54,12 @@ def load_diffusion_maker(config: StreamConfig) -> FrameMaker:
     generator = FrameGenerator.load(
         GeneratorConfig(
             model=model.model,
+            model_config=model.model_config,
             device=model.device,
             dtype=model.dtype,
             offline=model.offline,
             preset=model.preset,
+            compile=model.compile,
         ),
         seed_loop_image,
     )

@@ -1,0 +1,125 @@
+"""Control-to-audible latency and sustained real-time factor of the live engine.
+
+A control change discards the frames waiting to be heard and re-plans, and the first frame of
+the new plan enters at the next switch point (the next beat). So the latency from a control
+message to the first changed sample heard is
+
+    latency ~= (rest of the batch in flight) + t_make + wait for the next beat + render-ahead
+
+where t_make is the time to generate and vocode one batch. On average that is about
+1.5 x t_make + beat / 2 + render_ahead_seconds, at worst 2 x t_make + beat + render_ahead. The
+lookahead (frames kept ready) does not add to it, because those frames are discarded; it only
+buys safety against a slow frame. Sustained real-time factor = frame period (5.12 s) / t_make.
+
+Runs the real engine (producer, renderer, software clock) with a stand-in frame maker of chosen
+speeds and with the tiny model (or ``--model PATH``), changes the prompt at random moments and
+reads the engine's own measurement (control message -> its first frame reaching the clock).
+
+    python benchmarks/latency.py            # stand-ins + tiny model, about 3 minutes
+    python benchmarks/latency.py --quick    # fewer changes, under a minute
+    python benchmarks/latency.py --model PATH --device cuda   # the real checkpoint on a GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from streamer.config import EngineConfig, ModelConfig, StreamConfig  # noqa: E402
+from streamer.plan.settings import PromptBlend, StreamSettings, Transition  # noqa: E402
+from streamer.runtime.assemble import build_engine, load_diffusion_maker  # noqa: E402
+from streamer.runtime.engine import SoftwareClock  # noqa: E402
+from streamer.runtime.standin import StandInFrameMaker  # noqa: E402
+
+PROMPTS = ["deep house", "jazz trio", "ambient drone", "funk bass", "techno", "dub reggae"]
+
+
+def measure(name: str, config: StreamConfig, maker, changes: int, seed: int) -> dict:
+    engine = build_engine(config, maker)
+    clock = SoftwareClock(engine, 0.02)
+    rng = random.Random(seed)
+    engine.start()
+    try:
+        assert engine.wait_until_playing(600), f"{name}: no first frame"
+        clock.start()
+        time.sleep(1.0)
+        for k in range(changes):
+            heard = len(engine.metrics.control_latencies_seconds)
+            settings = dataclasses.replace(
+                engine.settings, prompts=PromptBlend.single(PROMPTS[k % len(PROMPTS)])
+            )
+            engine.change(settings)
+            deadline = time.monotonic() + 120
+            while len(engine.metrics.control_latencies_seconds) == heard:
+                assert time.monotonic() < deadline, f"{name}: a change was never heard"
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0.3, 1.5))  # land the next change anywhere in a beat
+    finally:
+        clock.stop()
+        engine.stop()
+    latencies = sorted(engine.metrics.control_latencies_seconds)
+    return {
+        "name": name,
+        "t_make": engine.metrics.seconds_per_frame,
+        "rtf": config.planner.frame_seconds / engine.metrics.seconds_per_frame,
+        "median": statistics.median(latencies),
+        "p90": latencies[min(len(latencies) - 1, int(0.9 * len(latencies)))],
+        "max": latencies[-1],
+        "underruns": engine.metrics.underrun_samples,
+        "changes": len(latencies),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer changes (under a minute)")
+    parser.add_argument("--model", help="model folder (default: a tiny model built in a temp dir)")
+    parser.add_argument("--device", default="cpu", help="device for the model (default cpu)")
+    parser.add_argument("--changes", type=int, help="control changes per row")
+    args = parser.parse_args()
+    changes = args.changes or (3 if args.quick else 8)
+    base = StreamConfig(
+        settings=StreamSettings(seed_loop="house_117", transition=Transition(seconds=0)),
+        engine=EngineConfig(lookahead_frames=2),
+    )
+    base = dataclasses.replace(base, planner=dataclasses.replace(base.planner, endless=False))
+    rows = []
+    speeds = (0.25,) if args.quick else (0.1, 0.25, 1.0)
+    for seconds in speeds:
+        rows.append(measure(f"stand-in {seconds:.2f} s/frame", base, StandInFrameMaker(seconds), changes, 1))
+    with tempfile.TemporaryDirectory() as scratch:
+        model = args.model
+        if model is None:
+            from streamer.generate.tiny_model import build_tiny_model
+
+            model = str(build_tiny_model(Path(scratch) / "tiny"))
+        config = dataclasses.replace(base, model=ModelConfig(model=model, device=args.device))
+        label = "tiny model" if args.model is None else f"{Path(model).name}"
+        rows.append(measure(f"{label} ({args.device})", config, load_diffusion_maker(config), changes, 2))
+
+    print(f"{'maker':28} {'t_make s':>9} {'RTF':>6} {'median s':>9} {'p90 s':>7} {'max s':>7} {'underruns':>9}")
+    for row in rows:
+        print(
+            f"{row['name']:28} {row['t_make']:9.3f} {row['rtf']:6.2f} {row['median']:9.3f} "
+            f"{row['p90']:7.3f} {row['max']:7.3f} {row['underruns']:9d}"
+        )
+    print("formula: latency ~= 1.5 x t_make + beat / 2 + render-ahead (0.25 s); beat = 0.512 s here")
+    model_row = rows[-1]
+    print(
+        f"RESULT latency_median_s={model_row['median']:.3f} latency_p90_s={model_row['p90']:.3f} "
+        f"rtf={model_row['rtf']:.2f} standin_0.25_latency_median_s="
+        f"{next(r['median'] for r in rows if r['name'].startswith('stand-in 0.25')):.3f}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,253 @@
+"""Vocoder speed and quality against Riffusion's reconstruction, side by side in one run.
+
+Baseline: torchaudio's Griffin-Lim at Riffusion's settings (32 iterations, momentum 0.99, n_fft
+17640, reflect-padded STFT of the non-circular image), as ``codec.audio_from_mel`` runs it.
+Ours: ``streamer.audio.vocoder.Vocoder`` with its defaults, on the circular image of the same
+audio. Both on the same realistic frames (one 5.12 s loop each):
+
+- FluidSynth renders of the seed-loop styles (scripts/render_seed_loops.py, General MIDI drums
+  and bass with room ambience; needs fluidsynth and fluid-soundfont-gm),
+- the synthesised grooves and song of tests/material.py,
+- Riffusion's own test clip (real music; ../shared/riffusion-format/clip.wav when present,
+  scaled to a -6 dB peak so that neither method clips).
+
+Measured per frame: the real-time factor (5.12 s over the wall-clock seconds for one frame, with
+``torch.set_num_threads(2)``; medians of repeated runs, ours and the baseline interleaved) and the
+spectral convergence below 10 kHz against the source audio's own STFT magnitude (Riffusion's
+STFT; 6 columns at each end are left out so a circular and a non-circular reconstruction are
+compared on equal terms). Then:
+
+- ablations of our choices (FFT size, half-rate reconstruction, acceleration, initial phase,
+  iterations) on a few frames;
+- streaming: a groove turning gradually into two others over nine frames, as consecutive frames
+  of one stream, vocoded cold (each from scratch) and warm (each from the previous frame's phase):
+  quality, speed, and how the frames add up in a crossfade, as the level of a 50/50 mix relative
+  to the mean level of the two (0 dB: coherent, -3 dB: unrelated phases).
+
+The machine is shared; the load average is printed with the results.
+
+Usage: python benchmarks/vocoder.py [--quick]   (--quick: two frames, fewer variants, < 60 s)
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from material import groove, song  # noqa: E402
+
+from streamer.audio.measures import spectral_convergence  # noqa: E402
+from streamer.audio.vocoder import Vocoder, VocoderConfig  # noqa: E402
+from streamer.spectrogram import codec  # noqa: E402
+from streamer.spectrogram.params import SpectrogramParams  # noqa: E402
+
+PARAMS = SpectrogramParams()
+LOOP = 512 * PARAMS.hop_length
+SECONDS = LOOP / PARAMS.sample_rate
+EDGE_COLUMNS = 6
+CLIP = ROOT.parent / "shared" / "riffusion-format" / "clip.wav"
+
+
+def fluidsynth_loops(count: int) -> list[tuple[str, np.ndarray]]:
+    """Seed-loop styles rendered by FluidSynth (the renderer script's own code), as audio."""
+    if shutil.which("fluidsynth") is None or count == 0:
+        return []
+    spec = importlib.util.spec_from_file_location("render_seed_loops", ROOT / "scripts" / "render_seed_loops.py")
+    script = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = script  # its dataclasses look their module up
+    spec.loader.exec_module(script)
+    if not script.DEFAULT_SOUNDFONT.exists():
+        return []
+    loops = []
+    with tempfile.TemporaryDirectory() as workdir:
+        for index, style in enumerate(script.STYLES[:count]):
+            midi = script.standard_midi_file(list(script.events(style, script.REPETITIONS, seed=index)))
+            audio = script.with_room(script.one_period(script.render(midi, script.DEFAULT_SOUNDFONT, Path(workdir))), seed=index)
+            loops.append((style.name, (audio * (script.PEAK_LEVEL / np.abs(audio).max())).astype(np.float32)))
+    return loops
+
+
+def frames(quick: bool) -> list[tuple[str, np.ndarray]]:
+    chosen = fluidsynth_loops(1 if quick else 6)
+    chosen.append(("groove", groove(seed=0).samples))
+    if quick:
+        return chosen
+    chosen.append(("groove-16-beats", groove(bpm=187.5, beats=16, seed=5).samples))
+    chosen.append(("song", song(12.0, seed=3)[5 * PARAMS.sample_rate :][:LOOP].copy()))
+    if CLIP.exists():
+        clip, _ = soundfile.read(CLIP, dtype="float32", always_2d=True)
+        mono = clip.mean(axis=1)[:LOOP]
+        chosen.append(("riffusion-clip", (mono * (0.5 / np.abs(mono).max())).astype(np.float32)))
+    return chosen
+
+
+def circular_mel(audio: np.ndarray) -> torch.Tensor:
+    return codec.mel_from_audio(torch.from_numpy(audio)[None], PARAMS, circular=True)
+
+
+def error(reconstruction: np.ndarray, audio: np.ndarray) -> float:
+    return spectral_convergence(reconstruction[..., :LOOP], audio[None], PARAMS, edge_columns=EDGE_COLUMNS)
+
+
+def timed(run, repeats: int):
+    """Median wall-clock and CPU seconds of ``run()`` and its last result."""
+    walls, cpus, result = [], [], None
+    for _ in range(repeats):
+        wall, cpu = time.perf_counter(), time.process_time()
+        result = run()
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    return statistics.median(walls), statistics.median(cpus), result
+
+
+def compare(chosen, repeats: int) -> list[dict]:
+    vocoder = Vocoder(PARAMS)
+    vocoder.vocode(circular_mel(chosen[0][1]))  # plans and caches, as in a running stream
+    rows = []
+    for name, audio in chosen:
+        reflect_mel = codec.mel_from_audio(torch.from_numpy(audio)[None], PARAMS)
+        base_wall, base_cpu, base = timed(lambda: codec.audio_from_mel(reflect_mel, PARAMS).numpy(), 1)
+        mel = circular_mel(audio)
+        ours_wall, ours_cpu, ours = timed(lambda: vocoder.vocode(mel).samples, repeats)
+        rows.append(
+            {
+                "frame": name,
+                "base_rtf": SECONDS / base_wall,
+                "base_core_rtf": SECONDS / base_cpu,
+                "base_sc": error(base, audio),
+                "ours_rtf": SECONDS / ours_wall,
+                "ours_core_rtf": SECONDS / ours_cpu,
+                "ours_sc": error(ours, audio),
+            }
+        )
+        row = rows[-1]
+        print(
+            f"{name:18} {row['base_rtf']:8.2f}x {row['base_core_rtf']:8.2f}x {row['base_sc']:8.4f} "
+            f"{row['ours_rtf']:8.1f}x {row['ours_core_rtf']:8.1f}x {row['ours_sc']:8.4f} "
+            f"{row['ours_rtf'] / row['base_rtf']:7.0f}x",
+            flush=True,
+        )
+    return rows
+
+
+VARIANTS = {
+    "default (n_fft 8820, half rate, AGLA, integrated phase, 32 it)": {},
+    "24 iterations": {"iterations": 24},
+    "48 iterations": {"iterations": 48},
+    "fast Griffin-Lim instead of AGLA": {"extrapolation": 0.0, "relaxation": 1.0},
+    "random initial phase": {"initial_phase": "random"},
+    "zero initial phase": {"initial_phase": "zero"},
+    "n_fft 8192 (1.86 x window)": {"n_fft": 8192},
+    "n_fft 16384": {"n_fft": 16384},
+    "full rate (decimation 1), n_fft 8820": {"decimation": 1},
+    "full rate, n_fft 17640 (Riffusion's)": {"decimation": 1, "n_fft": 17640},
+}
+QUICK_VARIANTS = ["default (n_fft 8820, half rate, AGLA, integrated phase, 32 it)",
+                  "fast Griffin-Lim instead of AGLA", "full rate (decimation 1), n_fft 8820"]
+
+
+def ablations(chosen, quick: bool) -> None:
+    names = QUICK_VARIANTS if quick else list(VARIANTS)
+    mels = [(circular_mel(audio), audio) for _, audio in chosen]
+    print(f"\n{'variant':64} {'RTF':>8} {'SC mean':>8}   (over {len(mels)} frames)")
+    for name in names:
+        vocoder = Vocoder(PARAMS, VocoderConfig(**VARIANTS[name]))
+        vocoder.vocode(mels[0][0])
+        times, errors = [], []
+        for mel, audio in mels:
+            seconds, _, samples = timed(lambda: vocoder.vocode(mel).samples, 1)
+            times.append(seconds)
+            errors.append(error(samples, audio))
+        print(f"{name:64} {SECONDS / statistics.median(times):7.1f}x {statistics.mean(errors):8.4f}", flush=True)
+
+
+def morph(count: int) -> list[np.ndarray]:
+    """A groove turning into a second and then a third, in equal steps (frames of one stream)."""
+    a, b, c = (groove(seed=seed).samples for seed in (0, 1, 2))
+    steps = np.linspace(0.0, 2.0, count)
+    return [
+        ((1 - s) * a + s * b) if s <= 1 else ((2 - s) * b + (s - 1) * c)
+        for s in steps
+    ]
+
+
+def mix_level_db(first: np.ndarray, second: np.ndarray) -> float:
+    mix = np.mean(((first + second) / 2.0) ** 2)
+    return 10.0 * np.log10(mix / ((np.mean(first**2) + np.mean(second**2)) / 2.0))
+
+
+def streaming(count: int) -> dict:
+    sources = morph(count)
+    mels = [circular_mel(audio) for audio in sources]
+    vocoder = Vocoder(PARAMS)
+    vocoder.vocode(mels[0])
+    results = {}
+    print(f"\n{'stream of ' + str(count) + ' frames':24} {'RTF':>8} {'SC mean':>8} {'SC max':>8} {'mix level':>10}")
+    source_mix = statistics.mean(mix_level_db(a, b) for a, b in zip(sources, sources[1:]))
+    print(f"{'source audio':24} {'':>8} {'':>8} {'':>8} {source_mix:8.2f} dB")
+    for mode in ("cold", "warm"):
+        previous, outputs, times, errors = None, [], [], []
+        for mel, audio in zip(mels, sources):
+            start = time.perf_counter()
+            frame = vocoder.vocode(mel, previous if mode == "warm" else None)
+            times.append(time.perf_counter() - start)
+            previous = frame
+            outputs.append(frame.samples[0])
+            errors.append(error(frame.samples, audio))
+        # the first frame is a cold start in both modes
+        level = statistics.mean(mix_level_db(a, b) for a, b in zip(outputs, outputs[1:]))
+        rtf = SECONDS / statistics.median(times[1:])
+        results[mode] = {"rtf": rtf, "sc": statistics.mean(errors[1:]), "mix_db": level}
+        print(f"{mode + ' start':24} {rtf:7.1f}x {statistics.mean(errors[1:]):8.4f} {max(errors[1:]):8.4f} {level:8.2f} dB", flush=True)
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="two frames, three variants (< 60 s)")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    started = time.perf_counter()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average at start {os.getloadavg()[0]:.2f}")
+    chosen = frames(args.quick)
+    print("\nRTF: 5.12 s of audio over wall-clock seconds; per core: over CPU seconds (all threads)")
+    print(f"\n{'frame':18} {'base RTF':>9} {'per core':>9} {'base SC':>8} {'ours RTF':>9} {'per core':>9} {'ours SC':>8} {'speedup':>8}")
+    rows = compare(chosen, repeats=3)
+    ablations(chosen if args.quick else chosen[:4], args.quick)
+    stream = streaming(5 if args.quick else 9)
+
+    base_rtf = statistics.median(row["base_rtf"] for row in rows)
+    ours_rtf = statistics.median(row["ours_rtf"] for row in rows)
+    ours_core_rtf = statistics.median(row["ours_core_rtf"] for row in rows)
+    base_core_rtf = statistics.median(row["base_core_rtf"] for row in rows)
+    base_sc = statistics.mean(row["base_sc"] for row in rows)
+    ours_sc = statistics.mean(row["ours_sc"] for row in rows)
+    print(f"\nmedian RTF: baseline {base_rtf:.2f}x, ours {ours_rtf:.1f}x cold / {stream['warm']['rtf']:.1f}x warm;"
+          f" mean SC: baseline {base_sc:.4f}, ours {ours_sc:.4f} cold / {stream['warm']['sc']:.4f} warm (stream)")
+    print(f"load average at end {os.getloadavg()[0]:.2f}; took {time.perf_counter() - started:.0f} s")
+    print(
+        f"RESULT frames={len(rows)} baseline_rtf={base_rtf:.2f} baseline_sc={base_sc:.4f} "
+        f"baseline_core_rtf={base_core_rtf:.2f} cold_rtf={ours_rtf:.1f} "
+        f"cold_core_rtf={ours_core_rtf:.1f} cold_sc={ours_sc:.4f} warm_rtf={stream['warm']['rtf']:.1f} "
+        f"warm_sc={stream['warm']['sc']:.4f} speedup={ours_rtf / base_rtf:.0f} "
+        f"mix_db_cold={stream['cold']['mix_db']:.2f} mix_db_warm={stream['warm']['mix_db']:.2f}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

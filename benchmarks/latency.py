@@ -33,7 +33,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from streamer.config import EngineConfig, ModelConfig, StreamConfig  # noqa: E402
+from streamer.config import EngineConfig, StreamConfig  # noqa: E402
+from streamer.generate.config import GeneratorConfig  # noqa: E402
 from streamer.plan.settings import PromptBlend, StreamSettings, Transition  # noqa: E402
 from streamer.runtime.assemble import build_engine, load_diffusion_maker  # noqa: E402
 from streamer.runtime.engine import SoftwareClock  # noqa: E402
@@ -101,7 +102,7 @@ def main() -> int:
             from streamer.generate.tiny_model import build_tiny_model
 
             model = str(build_tiny_model(Path(scratch) / "tiny"))
-        config = dataclasses.replace(base, model=ModelConfig(model=model, device=args.device))
+        config = dataclasses.replace(base, model=GeneratorConfig(model=model, device=args.device))
         label = "tiny model" if args.model is None else f"{Path(model).name}"
         rows.append(measure(f"{label} ({args.device})", config, load_diffusion_maker(config), changes, 2))
 

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from streamer.errors import UserError
+from streamer.generate.config import DEFAULT_MODEL, GeneratorConfig
+from streamer.generate.presets import PRESETS, SCHEDULER_NAMES
 from streamer.plan.planner import PlannerConfig
 from streamer.plan.settings import PromptBlend, StreamSettings, Transition
-
-DEFAULT_MODEL = "riffusion/riffusion-model-v1"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,23 +53,8 @@ class EngineConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class ModelConfig:
-    """Which checkpoint, where it runs and how it samples."""
-
-    model: str = DEFAULT_MODEL
-    #: For a single-file checkpoint: a diffusers folder with the component configs.
-    model_config: str | None = None
-    device: str | None = None
-    dtype: str | None = None
-    offline: bool = False
-    preset: str = "default"
-    #: torch.compile mode: none, default, or reduce-overhead (CUDA graphs; GPU only).
-    compile: str = "none"
-
-
-@dataclasses.dataclass(frozen=True)
 class StreamConfig:
-    model: ModelConfig = ModelConfig()
+    model: GeneratorConfig = GeneratorConfig()
     settings: StreamSettings = StreamSettings()
     planner: PlannerConfig = PlannerConfig()
     engine: EngineConfig = EngineConfig()
@@ -89,34 +74,47 @@ def parse_prompt(text: str) -> tuple[str, float]:
     return text.strip(), 1.0
 
 
-def add_stream_options(parser: argparse.ArgumentParser) -> None:
-    """The options every streaming command shares. Defaults are None here so that a TOML file
-    can fill what the command line leaves out; the real defaults are in the dataclasses."""
-    model = parser.add_argument_group("model")
-    model.add_argument(
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """The options that choose and place the checkpoint, as every model command takes them.
+    Defaults are None so that a TOML file can fill what the command line leaves out; the real
+    defaults are GeneratorConfig's."""
+    group = parser.add_argument_group("model")
+    group.add_argument(
         "--model",
-        help=f"hub id, local diffusers folder or single .safetensors/.ckpt file "
+        help="hub id, local diffusers folder, or one .safetensors/.ckpt file "
         f"(default {DEFAULT_MODEL}; `streamer make-tiny-model DIR` makes a small test model)",
     )
-    model.add_argument(
+    group.add_argument(
         "--model-config",
         metavar="DIR",
-        help="diffusers folder with the component configs, for a single-file --model",
+        help="for a single-file checkpoint: a diffusers folder with the configs and tokenizer",
     )
-    model.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
-    model.add_argument("--dtype", help="float16, bfloat16 or float32 (default: best for the device)")
-    model.add_argument(
+    group.add_argument("--device", help="cuda, cuda:N, mps or cpu (default: the best available)")
+    group.add_argument(
+        "--dtype", help="fp16, bf16 or fp32 (default: fp16 on CUDA, bf16 on CPU, fp32 on MPS)"
+    )
+    group.add_argument(
         "--offline", action="store_true", default=None, help="never contact the model hub"
     )
-    model.add_argument(
+    group.add_argument(
         "--preset",
-        help="generator preset: default (DPM-Solver++, 20 steps) or lcm (LCM-LoRA, 6 steps)",
+        choices=sorted(PRESETS),
+        help="sampling preset: default (DPM-Solver++, 20 steps) or lcm (LCM-LoRA, 6 steps)",
     )
-    model.add_argument(
+    group.add_argument("--scheduler", choices=SCHEDULER_NAMES, help="override the preset's scheduler")
+    group.add_argument("--steps", type=int, help="override the preset's schedule length")
+    group.add_argument("--lora", metavar="ID|PATH", help="override the preset's LoRA")
+    group.add_argument(
         "--compile",
         choices=("none", "default", "reduce-overhead"),
         help="torch.compile the UNet (reduce-overhead adds CUDA graphs); pays off on a GPU only",
     )
+
+
+def add_stream_options(parser: argparse.ArgumentParser) -> None:
+    """The options every streaming command shares. Defaults are None here so that a TOML file
+    can fill what the command line leaves out; the real defaults are in the dataclasses."""
+    add_model_options(parser)
     music = parser.add_argument_group("music")
     music.add_argument(
         "--prompt",
@@ -157,6 +155,9 @@ _OPTION_FIELDS = {
     "model": ("model", "model"),
     "model_config": ("model", "model_config"),
     "compile": ("model", "compile"),
+    "scheduler": ("model", "scheduler"),
+    "steps": ("model", "num_inference_steps"),
+    "lora": ("model", "lora"),
     "device": ("model", "device"),
     "dtype": ("model", "dtype"),
     "offline": ("model", "offline"),
@@ -172,7 +173,8 @@ _OPTION_FIELDS = {
 }
 _OTHER_OPTIONS = {"prompt", "transition_seconds", "transition_bars", "playlist"}
 _TYPES: dict[str, type] = {
-    "model": str, "model_config": str, "compile": str, "device": str, "dtype": str, "offline": bool, "preset": str,
+    "model": str, "model_config": str, "compile": str, "scheduler": str, "steps": int,
+    "lora": str, "device": str, "dtype": str, "offline": bool, "preset": str,
     "negative_prompt": str, "seed": int, "seed_loop": str, "denoising": float, "guidance": float,
     "endless": bool, "lookahead_frames": int, "batch_frames": int,
     "transition_seconds": float, "transition_bars": float,
@@ -248,6 +250,19 @@ def stream_config_from_args(args: argparse.Namespace) -> StreamConfig:
             flags = ", ".join("--" + _flag_of(section, f) for f in fields) or section
             raise UserError(f"{flags}: {error}") from None
     return StreamConfig(**built)
+
+
+def model_config_from_args(args: argparse.Namespace) -> GeneratorConfig:
+    """The model options alone, for commands that take no stream options (``generate``)."""
+    fields = {
+        field: getattr(args, name)
+        for name, (section, field) in _OPTION_FIELDS.items()
+        if section == "model" and getattr(args, name, None) is not None
+    }
+    try:
+        return GeneratorConfig(**fields)
+    except ValueError as error:
+        raise UserError(f"model options: {error}") from None
 
 
 def _flag_of(section: str, field: str) -> str:

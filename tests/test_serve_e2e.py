@@ -16,7 +16,8 @@ import soundfile
 from websockets.sync.client import connect
 
 from streamer.cli import main
-from streamer.config import ModelConfig, StreamConfig
+from streamer.config import StreamConfig
+from streamer.generate.config import GeneratorConfig
 from streamer.plan.settings import PromptBlend, StreamSettings, Transition
 from streamer.runtime.assemble import build_engine, load_diffusion_maker
 from streamer.runtime.control import EngineControl
@@ -32,7 +33,7 @@ TOKEN = "performer-token-for-tests"
 
 def tiny_config(model_dir: Path) -> StreamConfig:
     config = StreamConfig(
-        model=ModelConfig(model=str(model_dir), device="cpu", dtype="float32"),
+        model=GeneratorConfig(model=str(model_dir), device="cpu", dtype="fp32"),
         settings=StreamSettings(
             prompts=PromptBlend.single("warm jazz"), seed_loop="house_117", transition=Transition(seconds=0)
         ),

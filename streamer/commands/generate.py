@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from streamer.config import add_model_options, model_config_from_args
 from streamer.errors import UserError
 
 
@@ -84,58 +85,6 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     generate.set_defaults(run=run_generate)
 
 
-def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """The options that choose and place the checkpoint, as every model command takes them."""
-    from streamer.generate.config import DEFAULT_MODEL
-    from streamer.generate.presets import PRESETS, SCHEDULER_NAMES
-
-    group = parser.add_argument_group("model")
-    group.add_argument(
-        "--model",
-        default=DEFAULT_MODEL,
-        help="hub id, local diffusers folder, or one .safetensors/.ckpt file "
-        f"(default {DEFAULT_MODEL}; "
-        "`streamer make-tiny-model DIR` makes a small test model)",
-    )
-    group.add_argument(
-        "--model-config",
-        metavar="DIR",
-        help="for a single-file checkpoint: a diffusers folder with the configs and tokenizer",
-    )
-    group.add_argument("--device", help="cuda, cuda:N, mps or cpu (default: the best available)")
-    group.add_argument(
-        "--dtype", help="fp16, bf16 or fp32 (default: fp16 on CUDA, bf16 on CPU, fp32 on MPS)"
-    )
-    group.add_argument("--offline", action="store_true", help="never contact the model hub")
-    group.add_argument(
-        "--preset", default="default", choices=sorted(PRESETS), help="sampling preset"
-    )
-    group.add_argument(
-        "--scheduler", choices=SCHEDULER_NAMES, help="override the preset's scheduler"
-    )
-    group.add_argument("--steps", type=int, help="override the preset's schedule length")
-    group.add_argument("--lora", metavar="ID|PATH", help="override the preset's LoRA")
-
-
-def generator_config_from_args(args: argparse.Namespace):
-    from streamer.generate.config import GeneratorConfig
-
-    try:
-        return GeneratorConfig(
-            model=args.model,
-            model_config=args.model_config,
-            device=args.device,
-            dtype=args.dtype,
-            offline=args.offline,
-            preset=args.preset,
-            scheduler=args.scheduler,
-            num_inference_steps=args.steps,
-            lora=args.lora,
-        )
-    except ValueError as error:
-        raise UserError(str(error)) from None
-
-
 def run_make_tiny_model(args: argparse.Namespace) -> int:
     from streamer.generate.tiny_model import build_tiny_model
 
@@ -151,7 +100,7 @@ def run_generate(args: argparse.Namespace) -> int:
     from streamer.generate.generator import FrameGenerator
     from streamer.generate.request import Keyframe, PromptBlend, transition
 
-    config = generator_config_from_args(args)
+    config = model_config_from_args(args)
     preset = config.resolved_preset()
     denoising = preset.denoising if args.denoising is None else args.denoising
     guidance = preset.guidance if args.guidance is None else args.guidance

@@ -46,22 +46,9 @@ def build_engine(config: StreamConfig, maker: FrameMaker) -> Engine:
 
 def load_diffusion_maker(config: StreamConfig) -> FrameMaker:
     """Load the checkpoint and the vocoder on the configured device (slow: seconds to minutes)."""
-    from streamer.generate.config import GeneratorConfig
     from streamer.generate.generator import FrameGenerator
     from streamer.runtime.diffusion_maker import DiffusionFrameMaker, seed_loop_image
 
-    model = config.model
-    generator = FrameGenerator.load(
-        GeneratorConfig(
-            model=model.model,
-            model_config=model.model_config,
-            device=model.device,
-            dtype=model.dtype,
-            offline=model.offline,
-            preset=model.preset,
-            compile=model.compile,
-        ),
-        seed_loop_image,
-    )
+    generator = FrameGenerator.load(config.model, seed_loop_image)
     vocoder = Vocoder(SpectrogramParams(), VocoderConfig(device=str(generator.device)))
     return DiffusionFrameMaker(generator, vocoder)

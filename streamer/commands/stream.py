@@ -158,7 +158,9 @@ def run_serve(args: argparse.Namespace) -> int:
     engine = _load_engine(config)
     seed_loops = frozenset(loop.name for loop in list_seed_loops()) | {config.settings.seed_loop}
     server = StreamServer(server_config, EngineControl(engine, seed_loops))
-    with _until_stopped(args.seconds) as stop, ServerThread(server):
+    server_thread = ServerThread(server)
+    with _until_stopped(args.seconds) as stop:
+        server_thread.start()
         engine.add_sink(server)
         engine.start()
         try:
@@ -172,7 +174,8 @@ def run_serve(args: argparse.Namespace) -> int:
             finally:
                 clock.stop()
         finally:
-            engine.stop()
+            server_thread.stop()  # listeners get their close frame now...
+            engine.stop()  # ...not after the frame being made is finished
     print("stopped", file=sys.stderr)
     return 0
 

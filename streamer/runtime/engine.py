@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 STATUS_INTERVAL_SECONDS = 1.0
 #: Wait after a failed frame before trying again, doubled per failure up to the maximum.
 RETRY_SECONDS, MAX_RETRY_SECONDS = 0.5, 30.0
+#: Consecutive failed batches after which the status says ``error`` (one may be a fluke).
+ERROR_AFTER_FAILURES = 2
 
 
 @dataclasses.dataclass
@@ -50,6 +53,7 @@ class EngineMetrics:
     seconds_per_frame: float = 0.0  # moving average of the maker's time per frame
     underrun_samples: int = 0  # samples the clock found missing (heard as silence)
     behind_episodes: int = 0  # times a frame had to loop on because its successor was late
+    batch_frames: int = 0  # frames per batch now: halved after the accelerator ran out of memory
     control_latencies_seconds: list[float] = dataclasses.field(default_factory=list)
 
 
@@ -80,7 +84,7 @@ class Engine:
         self.lookahead_frames = lookahead_frames
         self.batch_frames = batch_frames
         self.seed_loop_beats = seed_loop_beats
-        self.metrics = EngineMetrics()
+        self.metrics = EngineMetrics(batch_frames=batch_frames)
         self.ring = SampleRing(self.channels, max(2, int(render_ahead_seconds * sample_rate)))
         self._lock = threading.Condition()
         self._in_flight: list[PlannedFrame] = []
@@ -91,6 +95,8 @@ class Engine:
         self._threads: list[threading.Thread] = []
         self._sinks: list[StreamSink] = []
         self._behind = False
+        self._failures = 0  # consecutive failed batches
+        self._making_since: float | None = None  # monotonic start of the batch being made
         self._playing = False
         self._last_status = 0.0
         self._last_status_state: str | None = None
@@ -152,32 +158,62 @@ class Engine:
 
     # -- producer -------------------------------------------------------------------------------
     def _produce(self) -> None:
-        failures = 0
         while not self._stop.is_set():
             with self._lock:
                 room = self.lookahead_frames - self.stitcher.pending_count
                 if room <= 0 or self._paused:
                     self._lock.wait(timeout=0.1)
                     continue
-                planned = self.planner.next_frames(min(room, self.batch_frames))
+                planned = self.planner.next_frames(min(room, self.metrics.batch_frames))
                 self._in_flight = planned
+                self._making_since = time.monotonic()
             try:
-                made = self.maker.make(planned)
-            except Exception:
-                failures += 1
-                self.metrics.frames_failed += len(planned)
-                delay = min(MAX_RETRY_SECONDS, RETRY_SECONDS * 2 ** (failures - 1))
-                log.exception("making frames failed; the current frame keeps looping, retry in %.1f s", delay)
+                made = list(self.maker.make(planned))
+                if not all(isinstance(frame, MadeFrame) for frame in made):
+                    raise TypeError("the frame maker returned something else than MadeFrame")
                 with self._lock:
-                    self._in_flight = []
-                    self.planner.change(self.planner.settings, planned[0].index)
-                self._stop.wait(delay)
+                    self._in_flight, self._making_since = [], None
+                    # Frames after an unplayable one are dropped with it and planned again.
+                    rejected = next((frame for frame in made if not self._accept(frame)), None)
+            except Exception as error:
+                self._failed(planned, error)
                 continue
-            failures = 0
-            with self._lock:
-                self._in_flight = []
-                for frame in made:
-                    self._accept(frame)
+            if rejected is not None:
+                self._failed([rejected.planned], None)
+            else:
+                self._failures = 0
+
+    def _failed(self, planned: list[PlannedFrame], error: Exception | None) -> None:
+        """The current frame keeps looping; the failed frames are planned again after a pause
+        that doubles with each failure in a row (a broken GPU must not spin the CPU), and after
+        running out of accelerator memory, in smaller batches."""
+        if error is not None:
+            self.metrics.frames_failed += len(planned)
+        if error is not None and _is_out_of_memory(error) and self.metrics.batch_frames > 1:
+            self.metrics.batch_frames //= 2
+            _release_cached_memory()
+            delay = 0.0
+            log.warning(
+                "the accelerator ran out of memory; retrying with batches of %d frames",
+                self.metrics.batch_frames,
+            )
+        else:
+            self._failures += 1
+            delay = min(MAX_RETRY_SECONDS, RETRY_SECONDS * 2 ** (self._failures - 1))
+            if error is not None:
+                log.error(
+                    "making frames failed (%d in a row); the current frame keeps looping, "
+                    "retry in %.1f s",
+                    self._failures,
+                    delay,
+                    exc_info=error,
+                )
+            else:
+                log.error("the frame maker returned unusable frames; retry in %.1f s", delay)
+        with self._lock:
+            self._in_flight, self._making_since = [], None
+            self.planner.change(self.planner.settings, planned[0].index)
+        self._stop.wait(delay)
 
     def fill_lookahead(self) -> None:
         """Make frames on the calling thread until the lookahead is full (offline rendering,
@@ -192,32 +228,39 @@ class Engine:
                     self._accept(frame)
         raise RuntimeError("the frame maker keeps returning unusable frames; see the log")
 
-    def _accept(self, frame: MadeFrame) -> None:
-        """Queue a made frame for the stitcher, unless a control change made it stale."""
+    def _accept(self, frame: MadeFrame) -> bool:
+        """Queue a made frame for the stitcher, unless a control change made it stale; returns
+        False for a frame that cannot be played (not finite, wrong shape): it is dropped."""
         planned = frame.planned
         if planned.plan_version != self.planner.plan_version:
             self.metrics.frames_discarded += 1
-            return
-        if not np.all(np.isfinite(frame.samples)):
+            return True
+        problem = _unplayable(frame.samples)
+        if problem is None:
+            try:
+                self.stitcher.push(
+                    AudioFrame(
+                        frame_id=planned.index,
+                        samples=frame.samples,
+                        beats=self.seed_loop_beats.get(planned.seed_loop),
+                        metadata={"made": frame},
+                    ),
+                    interrupt=self._interrupt_next,
+                )
+            except ValueError as error:
+                problem = str(error)
+        if problem is not None:
             self.metrics.frames_failed += 1
-            log.error("frame %d has non-finite samples; it is dropped", planned.index)
+            log.error("frame %d is dropped: %s", planned.index, problem)
             self.planner.change(self.planner.settings, planned.index)
-            return
-        self.stitcher.push(
-            AudioFrame(
-                frame_id=planned.index,
-                samples=frame.samples,
-                beats=self.seed_loop_beats.get(planned.seed_loop),
-                metadata={"made": frame},
-            ),
-            interrupt=self._interrupt_next,
-        )
+            return False
         self._interrupt_next = False
         self.metrics.frames_made += 1
         weight = 0.2 if self.metrics.seconds_per_frame else 1.0
         self.metrics.seconds_per_frame += weight * (
             frame.seconds_to_make - self.metrics.seconds_per_frame
         )
+        return True
 
     # -- renderer -------------------------------------------------------------------------------
     def _render(self) -> None:
@@ -236,6 +279,12 @@ class Engine:
                     self._lock.notify_all()  # a pending frame started: room to produce
             if rendered.behind and not self._behind:
                 self.metrics.behind_episodes += 1
+                making_since = self._making_since
+                log.warning(
+                    "the next frame is late; the current frame loops until it is ready "
+                    "(the frame maker has been at it for %.1f s)",
+                    0.0 if making_since is None else time.monotonic() - making_since,
+                )
             self._behind = rendered.behind
             self.ring.write(
                 rendered.samples, [(switch.start_position, switch) for switch in rendered.events]
@@ -264,9 +313,13 @@ class Engine:
 
     @property
     def state(self) -> str:
-        """``ok``, ``behind`` (the frame loops because its successor is late) or ``paused``."""
+        """``ok``, ``behind`` (the frame loops because its successor is late), ``error`` (the
+        frame maker failed several times in a row; the frame loops while it is retried) or
+        ``paused``."""
         if self._paused:
             return "paused"
+        if self._failures >= ERROR_AFTER_FAILURES:
+            return "error"
         return "behind" if self._behind else "ok"
 
     def _announce_switch(self, switch: SwitchEvent) -> None:
@@ -298,6 +351,29 @@ class Engine:
     def _publish_event(self, event: Mapping[str, Any]) -> None:
         for sink in self._sinks:
             sink.publish_event(event)
+
+
+def _unplayable(samples: object) -> str | None:
+    """Why these samples cannot be played, or None."""
+    if not isinstance(samples, np.ndarray):
+        return f"samples are {type(samples).__name__}, not an array"
+    if samples.ndim != 2 or samples.shape[1] == 0:
+        return f"samples are shaped {samples.shape}, not (channels, period)"
+    if not np.all(np.isfinite(samples)):
+        return "samples are not finite (NaN or infinity)"
+    return None
+
+
+def _is_out_of_memory(error: Exception) -> bool:
+    """A CUDA out-of-memory error (only a loaded torch can raise one)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(error, torch.cuda.OutOfMemoryError)
+
+
+def _release_cached_memory() -> None:
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def now_playing_event(

@@ -19,12 +19,16 @@ compared on equal terms). Then:
 
 - ablations of our choices (FFT size, half-rate reconstruction, acceleration, initial phase,
   iterations) on a few frames;
-- streaming: a groove turning gradually into two others over nine frames, as consecutive frames
-  of one stream, vocoded cold (each from scratch) and warm (each from the previous frame's phase):
-  quality, speed, and how the frames add up in a crossfade, as the level of a 50/50 mix relative
-  to the mean level of the two (0 dB: coherent, -3 dB: unrelated phases).
+- streaming: a groove turning gradually into two others over nine frames (five with --quick),
+  as consecutive frames of one stream, vocoded cold (each from scratch) and warm (each from the
+  previous frame's phase; "warm" counts the frames similar enough for the short warm
+  iterations): quality, speed, and how the frames add up in a crossfade, as the level of a 50/50
+  mix relative to the mean level of the two (0 dB: coherent, -3 dB: unrelated phases).
 
-The machine is shared; the load average is printed with the results.
+The machine is shared; the load average is printed with the results. OpenMP threads sleep
+while they wait (``OMP_WAIT_POLICY=PASSIVE`` unless set otherwise): with libgomp's default busy
+waiting, a CPU loaded by other processes slows our many short parallel steps 5-10 times (and the
+baseline about 2 times). Ours is also timed on one thread.
 
 Usage: python benchmarks/vocoder.py [--quick]   (--quick: two frames, fewer variants, < 60 s)
 """
@@ -41,9 +45,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import soundfile
-import torch
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read once, when torch's OpenMP loads
+
+import numpy as np  # noqa: E402
+import soundfile  # noqa: E402
+import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -60,13 +66,14 @@ LOOP = 512 * PARAMS.hop_length
 SECONDS = LOOP / PARAMS.sample_rate
 EDGE_COLUMNS = 6
 CLIP = ROOT.parent / "shared" / "riffusion-format" / "clip.wav"
+RENDERER = ROOT / "scripts" / "render_seed_loops.py"
 
 
 def fluidsynth_loops(count: int) -> list[tuple[str, np.ndarray]]:
     """Seed-loop styles rendered by FluidSynth (the renderer script's own code), as audio."""
     if shutil.which("fluidsynth") is None or count == 0:
         return []
-    spec = importlib.util.spec_from_file_location("render_seed_loops", ROOT / "scripts" / "render_seed_loops.py")
+    spec = importlib.util.spec_from_file_location("render_seed_loops", RENDERER)
     script = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = script  # its dataclasses look their module up
     spec.loader.exec_module(script)
@@ -75,9 +82,12 @@ def fluidsynth_loops(count: int) -> list[tuple[str, np.ndarray]]:
     loops = []
     with tempfile.TemporaryDirectory() as workdir:
         for index, style in enumerate(script.STYLES[:count]):
-            midi = script.standard_midi_file(list(script.events(style, script.REPETITIONS, seed=index)))
-            audio = script.with_room(script.one_period(script.render(midi, script.DEFAULT_SOUNDFONT, Path(workdir))), seed=index)
-            loops.append((style.name, (audio * (script.PEAK_LEVEL / np.abs(audio).max())).astype(np.float32)))
+            events = list(script.events(style, script.REPETITIONS, seed=index))
+            midi = script.standard_midi_file(events)
+            rendered = script.render(midi, script.DEFAULT_SOUNDFONT, Path(workdir))
+            audio = script.with_room(script.one_period(rendered), seed=index)
+            audio *= script.PEAK_LEVEL / np.abs(audio).max()
+            loops.append((style.name, audio.astype(np.float32)))
     return loops
 
 
@@ -100,7 +110,9 @@ def circular_mel(audio: np.ndarray) -> torch.Tensor:
 
 
 def error(reconstruction: np.ndarray, audio: np.ndarray) -> float:
-    return spectral_convergence(reconstruction[..., :LOOP], audio[None], PARAMS, edge_columns=EDGE_COLUMNS)
+    return spectral_convergence(
+        reconstruction[..., :LOOP], audio[None], PARAMS, edge_columns=EDGE_COLUMNS
+    )
 
 
 def timed(run, repeats: int):
@@ -115,37 +127,50 @@ def timed(run, repeats: int):
 
 
 def compare(chosen, repeats: int) -> list[dict]:
+    print("\nRTF: 5.12 s of audio over wall-clock seconds; per core: over CPU seconds (all")
+    print("threads); load: 1-minute load average of the (shared, 2-core) machine after the row")
+    print(
+        f"\n{'frame':18} {'base RTF':>9} {'per core':>9} {'base SC':>8} {'ours RTF':>9} "
+        f"{'per core':>9} {'1 thread':>9} {'ours SC':>8} {'speedup':>8} {'load':>6}"
+    )
     vocoder = Vocoder(PARAMS)
     vocoder.vocode(circular_mel(chosen[0][1]))  # plans and caches, as in a running stream
     rows = []
     for name, audio in chosen:
         reflect_mel = codec.mel_from_audio(torch.from_numpy(audio)[None], PARAMS)
-        base_wall, base_cpu, base = timed(lambda: codec.audio_from_mel(reflect_mel, PARAMS).numpy(), 1)
+        base_wall, base_cpu, base = timed(
+            lambda: codec.audio_from_mel(reflect_mel, PARAMS).numpy(), 1
+        )
         mel = circular_mel(audio)
         ours_wall, ours_cpu, ours = timed(lambda: vocoder.vocode(mel).samples, repeats)
-        rows.append(
-            {
-                "frame": name,
-                "base_rtf": SECONDS / base_wall,
-                "base_core_rtf": SECONDS / base_cpu,
-                "base_sc": error(base, audio),
-                "ours_rtf": SECONDS / ours_wall,
-                "ours_core_rtf": SECONDS / ours_cpu,
-                "ours_sc": error(ours, audio),
-            }
-        )
-        row = rows[-1]
+        torch.set_num_threads(1)
+        one_thread_wall, _, _ = timed(lambda: vocoder.vocode(mel).samples, repeats)
+        torch.set_num_threads(2)
+        row = {
+            "frame": name,
+            "base_rtf": SECONDS / base_wall,
+            "base_core_rtf": SECONDS / base_cpu,
+            "base_sc": error(base, audio),
+            "ours_rtf": SECONDS / ours_wall,
+            "ours_core_rtf": SECONDS / ours_cpu,
+            "ours_one_thread_rtf": SECONDS / one_thread_wall,
+            "ours_sc": error(ours, audio),
+        }
+        rows.append(row)
         print(
-            f"{name:18} {row['base_rtf']:8.2f}x {row['base_core_rtf']:8.2f}x {row['base_sc']:8.4f} "
-            f"{row['ours_rtf']:8.1f}x {row['ours_core_rtf']:8.1f}x {row['ours_sc']:8.4f} "
-            f"{row['ours_rtf'] / row['base_rtf']:7.0f}x",
+            f"{name:18} {row['base_rtf']:8.2f}x {row['base_core_rtf']:8.2f}x "
+            f"{row['base_sc']:8.4f} {row['ours_rtf']:8.1f}x {row['ours_core_rtf']:8.1f}x "
+            f"{row['ours_one_thread_rtf']:8.1f}x {row['ours_sc']:8.4f} "
+            f"{row['ours_rtf'] / row['base_rtf']:7.0f}x {os.getloadavg()[0]:6.1f}",
             flush=True,
         )
     return rows
 
 
+DEFAULT = "default (n_fft 8820, half rate, AGLA, integrated phase, 32 it)"
+FULL_RATE = "full rate (decimation 1), n_fft 8820"
 VARIANTS = {
-    "default (n_fft 8820, half rate, AGLA, integrated phase, 32 it)": {},
+    DEFAULT: {},
     "24 iterations": {"iterations": 24},
     "48 iterations": {"iterations": 48},
     "fast Griffin-Lim instead of AGLA": {"extrapolation": 0.0, "relaxation": 1.0},
@@ -153,11 +178,10 @@ VARIANTS = {
     "zero initial phase": {"initial_phase": "zero"},
     "n_fft 8192 (1.86 x window)": {"n_fft": 8192},
     "n_fft 16384": {"n_fft": 16384},
-    "full rate (decimation 1), n_fft 8820": {"decimation": 1},
+    FULL_RATE: {"decimation": 1},
     "full rate, n_fft 17640 (Riffusion's)": {"decimation": 1, "n_fft": 17640},
 }
-QUICK_VARIANTS = ["default (n_fft 8820, half rate, AGLA, integrated phase, 32 it)",
-                  "fast Griffin-Lim instead of AGLA", "full rate (decimation 1), n_fft 8820"]
+QUICK_VARIANTS = [DEFAULT, "fast Griffin-Lim instead of AGLA", FULL_RATE]
 
 
 def ablations(chosen, quick: bool) -> None:
@@ -172,17 +196,15 @@ def ablations(chosen, quick: bool) -> None:
             seconds, _, samples = timed(lambda: vocoder.vocode(mel).samples, 1)
             times.append(seconds)
             errors.append(error(samples, audio))
-        print(f"{name:64} {SECONDS / statistics.median(times):7.1f}x {statistics.mean(errors):8.4f}", flush=True)
+        rtf = SECONDS / statistics.median(times)
+        print(f"{name:64} {rtf:7.1f}x {statistics.mean(errors):8.4f}", flush=True)
 
 
 def morph(count: int) -> list[np.ndarray]:
     """A groove turning into a second and then a third, in equal steps (frames of one stream)."""
     a, b, c = (groove(seed=seed).samples for seed in (0, 1, 2))
     steps = np.linspace(0.0, 2.0, count)
-    return [
-        ((1 - s) * a + s * b) if s <= 1 else ((2 - s) * b + (s - 1) * c)
-        for s in steps
-    ]
+    return [((1 - s) * a + s * b) if s <= 1 else ((2 - s) * b + (s - 1) * c) for s in steps]
 
 
 def mix_level_db(first: np.ndarray, second: np.ndarray) -> float:
@@ -191,28 +213,34 @@ def mix_level_db(first: np.ndarray, second: np.ndarray) -> float:
 
 
 def streaming(count: int) -> dict:
-    sources = morph(count)
+    sources = morph(9)[:count]  # steps of a quarter groove
     mels = [circular_mel(audio) for audio in sources]
     vocoder = Vocoder(PARAMS)
     vocoder.vocode(mels[0])
-    results = {}
-    print(f"\n{'stream of ' + str(count) + ' frames':24} {'RTF':>8} {'SC mean':>8} {'SC max':>8} {'mix level':>10}")
+    title = f"stream of {count} frames"
+    print(f"\n{title:24} {'RTF':>8} {'SC mean':>8} {'SC max':>8} {'mix level':>10} {'warm':>5}")
     source_mix = statistics.mean(mix_level_db(a, b) for a, b in zip(sources, sources[1:]))
     print(f"{'source audio':24} {'':>8} {'':>8} {'':>8} {source_mix:8.2f} dB")
+    results = {}
     for mode in ("cold", "warm"):
-        previous, outputs, times, errors = None, [], [], []
+        previous, outputs, times, errors, warm = None, [], [], [], 0
         for mel, audio in zip(mels, sources):
             start = time.perf_counter()
             frame = vocoder.vocode(mel, previous if mode == "warm" else None)
             times.append(time.perf_counter() - start)
             previous = frame
+            warm += frame.warm
             outputs.append(frame.samples[0])
             errors.append(error(frame.samples, audio))
         # the first frame is a cold start in both modes
         level = statistics.mean(mix_level_db(a, b) for a, b in zip(outputs, outputs[1:]))
         rtf = SECONDS / statistics.median(times[1:])
-        results[mode] = {"rtf": rtf, "sc": statistics.mean(errors[1:]), "mix_db": level}
-        print(f"{mode + ' start':24} {rtf:7.1f}x {statistics.mean(errors[1:]):8.4f} {max(errors[1:]):8.4f} {level:8.2f} dB", flush=True)
+        mean, worst = statistics.mean(errors[1:]), max(errors[1:])
+        results[mode] = {"rtf": rtf, "sc": mean, "mix_db": level}
+        label = f"{mode} start"
+        print(
+            f"{label:24} {rtf:7.1f}x {mean:8.4f} {worst:8.4f} {level:8.2f} dB {warm:5}", flush=True
+        )
     return results
 
 
@@ -222,29 +250,37 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(2)
     started = time.perf_counter()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average at start {os.getloadavg()[0]:.2f}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}, "
+        f"load average at start {os.getloadavg()[0]:.2f}"
+    )
     chosen = frames(args.quick)
-    print("\nRTF: 5.12 s of audio over wall-clock seconds; per core: over CPU seconds (all threads)")
-    print(f"\n{'frame':18} {'base RTF':>9} {'per core':>9} {'base SC':>8} {'ours RTF':>9} {'per core':>9} {'ours SC':>8} {'speedup':>8}")
     rows = compare(chosen, repeats=3)
     ablations(chosen if args.quick else chosen[:4], args.quick)
     stream = streaming(5 if args.quick else 9)
 
-    base_rtf = statistics.median(row["base_rtf"] for row in rows)
-    ours_rtf = statistics.median(row["ours_rtf"] for row in rows)
-    ours_core_rtf = statistics.median(row["ours_core_rtf"] for row in rows)
-    base_core_rtf = statistics.median(row["base_core_rtf"] for row in rows)
+    def median(key: str) -> float:
+        return statistics.median(row[key] for row in rows)
+
     base_sc = statistics.mean(row["base_sc"] for row in rows)
     ours_sc = statistics.mean(row["ours_sc"] for row in rows)
-    print(f"\nmedian RTF: baseline {base_rtf:.2f}x, ours {ours_rtf:.1f}x cold / {stream['warm']['rtf']:.1f}x warm;"
-          f" mean SC: baseline {base_sc:.4f}, ours {ours_sc:.4f} cold / {stream['warm']['sc']:.4f} warm (stream)")
-    print(f"load average at end {os.getloadavg()[0]:.2f}; took {time.perf_counter() - started:.0f} s")
+    warm = stream["warm"]
     print(
-        f"RESULT frames={len(rows)} baseline_rtf={base_rtf:.2f} baseline_sc={base_sc:.4f} "
-        f"baseline_core_rtf={base_core_rtf:.2f} cold_rtf={ours_rtf:.1f} "
-        f"cold_core_rtf={ours_core_rtf:.1f} cold_sc={ours_sc:.4f} warm_rtf={stream['warm']['rtf']:.1f} "
-        f"warm_sc={stream['warm']['sc']:.4f} speedup={ours_rtf / base_rtf:.0f} "
-        f"mix_db_cold={stream['cold']['mix_db']:.2f} mix_db_warm={stream['warm']['mix_db']:.2f}"
+        f"\nmedian RTF: baseline {median('base_rtf'):.2f}x, ours {median('ours_rtf'):.1f}x cold"
+        f" / {warm['rtf']:.1f}x warm; mean SC: baseline {base_sc:.4f}, ours {ours_sc:.4f} cold"
+        f" / {warm['sc']:.4f} warm (stream)"
+    )
+    elapsed = time.perf_counter() - started
+    print(f"load average at end {os.getloadavg()[0]:.2f}; took {elapsed:.0f} s")
+    print(
+        f"RESULT frames={len(rows)} baseline_rtf={median('base_rtf'):.2f} "
+        f"baseline_sc={base_sc:.4f} baseline_core_rtf={median('base_core_rtf'):.2f} "
+        f"cold_rtf={median('ours_rtf'):.1f} cold_core_rtf={median('ours_core_rtf'):.1f} "
+        f"cold_one_thread_rtf={median('ours_one_thread_rtf'):.1f} cold_sc={ours_sc:.4f} "
+        f"warm_rtf={warm['rtf']:.1f} warm_sc={warm['sc']:.4f} "
+        f"speedup={median('ours_rtf') / median('base_rtf'):.0f} "
+        f"mix_db_cold={stream['cold']['mix_db']:.2f} mix_db_warm={warm['mix_db']:.2f}"
     )
     return 0
 

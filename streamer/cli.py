@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -31,6 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # OpenMP threads that spin while they wait starve the renderer, the server and anything else
+    # on the machine (a vocoded frame took 9x as long beside another busy process). Read once,
+    # when torch loads, which the commands do lazily after this.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "run", None) is None:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import pytest
+
+# As the CLI does (streamer/cli.py): spinning OpenMP threads starve the engine's other threads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 TESTS = Path(__file__).resolve().parent
 if str(TESTS) not in sys.path:

@@ -60,10 +60,11 @@ def test_frames_play_in_order_each_entering_at_the_same_place_in_the_bar(loops):
         assert np.array_equal(after, loop_slice(loops[event.frame_id], in_loop, RATE))
         start_in_loop = event.start_position % LOOP
         before = out[:, event.start_position - RATE : event.start_position]
-        assert np.array_equal(before, loop_slice(loops[previous.frame_id], start_in_loop - RATE, RATE))
+        played_before = loop_slice(loops[previous.frame_id], start_in_loop - RATE, RATE)
+        assert np.array_equal(before, played_before)
 
 
-@pytest.mark.parametrize("beats", [BEATS, None], ids=["switch-on-beats", "switch-at-eighths-of-loop"])
+@pytest.mark.parametrize("beats", [BEATS, None], ids=["on-beats", "at-eighths-of-loop"])
 def test_onsets_stay_on_the_beat_grid_across_switches(loops, beats):
     """Every attack in 30 s of switching frames (on beats, or at eighths of the loop when the
     tempo is unknown) lies within 5 ms of the grooves' eighth-note grid."""
@@ -111,7 +112,8 @@ def test_the_level_holds_through_a_crossfade_whatever_the_frames_share(loops, mo
     within 1 dB; a plain equal-power fade swells identical ones (by 1.5 dB over the fade, 3 dB
     at its middle)."""
     unrelated = song(5.12, seed=11)[None].astype(np.float32)
-    pairs = [(loops[0], loops[0]), (loops[0], loops[1]), (loops[1], loops[2]), (loops[2], unrelated)]
+    pairs = [(loops[0], loops[0]), (loops[0], loops[1]), (loops[1], loops[2])]
+    pairs.append((loops[2], unrelated))
     for old, new in pairs:
         block = stitched([frame(0, old), frame(1, new)], 2 * LOOP)
         assert abs(crossfade_level_error_db(block.samples, block.events[1], old, new)) <= 1.0
@@ -191,12 +193,14 @@ def test_rendering_in_any_block_sizes_gives_the_same_stream(loops):
         for index in range(4):
             stitcher.push(frame(index, loops[index % 3]), interrupt=index == 2)
         blocks = [stitcher.render(size) for size in sizes]
-        return np.concatenate([b.samples for b in blocks], axis=1), [e for b in blocks for e in b.events]
+        samples = np.concatenate([b.samples for b in blocks], axis=1)
+        return samples, [e for b in blocks for e in b.events]
 
     total = 5 * LOOP + 12345  # includes switches, an interrupt and a behind stretch
     whole, whole_events = run([total])
     sizes = np.random.default_rng(1).integers(1, 30000, size=200)
-    sizes = list(sizes[np.cumsum(sizes) < total]) + [total - int(sizes[np.cumsum(sizes) < total].sum())]
+    sizes = list(sizes[np.cumsum(sizes) < total])
+    sizes.append(total - int(sum(sizes)))
     pieces, piece_events = run(sizes)
     assert np.array_equal(whole, pieces)
     assert whole_events == piece_events
@@ -228,7 +232,8 @@ def test_hours_of_stream_stay_sample_continuous(loops):
             for edge in (event.start_position, event.end_position):
                 local = edge - position
                 if 2 <= local < samples.shape[1] - 2:
-                    worst_jump = max(worst_jump, float(high_passed(samples[:, local - 2 : local + 3])[2]))
+                    jump = float(high_passed(samples[:, local - 2 : local + 3])[2])
+                    worst_jump = max(worst_jump, jump)
         switches += len(block.events)
         behind_blocks += block.behind
         previous_tail = samples[:, -2:]

@@ -21,7 +21,8 @@ def correlation(first: np.ndarray, second: np.ndarray) -> float:
     Negative correlation is treated as none: boosting the sum of two signals that cancel would
     turn a dip into a swell of whatever does not cancel.
     """
-    energy = float(np.sum(first * first, dtype=np.float64) * np.sum(second * second, dtype=np.float64))
+    first_energy = float(np.sum(first * first, dtype=np.float64))
+    energy = first_energy * float(np.sum(second * second, dtype=np.float64))
     if energy <= 0.0:
         return 0.0
     value = float(np.sum(first * second, dtype=np.float64)) / np.sqrt(energy)

@@ -2,9 +2,9 @@
 
 Every frame is one period of a seamless loop, and all frames of a stream share that period and,
 coming from one seed loop, its beat grid. So the stream has one loop position (counted from where
-the first frame started) and every frame is read at it: switching frames never moves the beat, a late frame
-simply keeps looping (seamlessly, because it is periodic), and a new frame enters at the same
-place in the bar that the old one leaves.
+the first frame started) and every frame is read at it: switching frames never moves the beat,
+a late frame simply keeps looping (seamlessly, because it is periodic), and a new frame enters at
+the same place in the bar that the old one leaves.
 
 When a frame is switched in:
 
@@ -13,14 +13,15 @@ When a frame is switched in:
   frame keeps looping and the stitcher reports ``behind`` (never silence), and the successor
   enters at the next switch point after it arrives.
 * A frame pushed with ``interrupt=True`` does not wait for the current frame's period: it enters
-  at the next switch point (the lead uses this after a control change, together with
+  at the next switch point (the engine uses this after a control change, together with
   :meth:`Stitcher.discard_pending`, so that frames of the old plan never play).
 * Switch points are beats when the frame says how many beats its loop holds (every
   ``switch_every_beats`` beats), otherwise ``switch_points_without_beats`` evenly spaced points,
   minus those whose crossfade would come within ``wrap_guard_seconds`` of the loop's wrap: a
   generated image's left and right edges are its least consistent columns, so a crossfade
-  there would blend two doubtful passages. The control latency this adds is at most one switch
-  point spacing plus the crossfade (a beat at 117 BPM is 0.51 s; the default crossfade 0.1 s).
+  there would blend two doubtful passages. The control latency this adds is at most the
+  crossfade plus one switch-point spacing (two around the wrap): with a beat of 0.51 s at
+  117 BPM and the default 0.1 s crossfade, 0.61 s (1.12 s around the wrap).
 * The crossfade *ends* at the switch point, so the new frame owns the beat's attack whole and the
   fade runs through the quiet tail of the beat before it; its gains keep the power constant for
   the two frames' measured correlation (see :mod:`streamer.audio.crossfade`).
@@ -87,13 +88,19 @@ class StitcherConfig:
         if self.channels < 1:
             problems.append(f"channels must be at least 1, got {self.channels}")
         if not self.crossfade_seconds * self.sample_rate >= 1:
-            problems.append(f"crossfade_seconds must be at least one sample, got {self.crossfade_seconds}")
+            problems.append(
+                f"crossfade_seconds must be at least one sample, got {self.crossfade_seconds}"
+            )
         if self.switch_every_beats < 1 or self.switch_points_without_beats < 1:
-            problems.append("switch_every_beats and switch_points_without_beats must be at least 1")
+            problems.append(
+                "switch_every_beats and switch_points_without_beats must be at least 1"
+            )
         if self.wrap_guard_seconds < 0:
             problems.append(f"wrap_guard_seconds must be >= 0, got {self.wrap_guard_seconds}")
         if self.max_pending_frames < 1:
-            problems.append(f"max_pending_frames must be at least 1, got {self.max_pending_frames}")
+            problems.append(
+                f"max_pending_frames must be at least 1, got {self.max_pending_frames}"
+            )
         if problems:
             raise ValueError("invalid stitcher settings: " + "; ".join(problems))
 
@@ -167,7 +174,7 @@ class Stitcher:
 
     @property
     def pending_count(self) -> int:
-        """Frames pushed and not yet started (a frame whose crossfade began is no longer pending)."""
+        """Frames pushed and not yet started (a frame whose crossfade began is not pending)."""
         return len(self._pending)
 
     @property
@@ -282,7 +289,7 @@ class Stitcher:
         return allowed
 
     def _first_point_at_or_after(self, points: np.ndarray, position: int) -> int:
-        """Stream position of the first of the loop positions ``points`` at or after ``position``."""
+        """Stream position of the first loop position in ``points`` at or after ``position``."""
         period = self._period
         loops, offset = divmod(position - self._origin, period)
         later = points[points >= offset]

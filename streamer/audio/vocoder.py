@@ -15,8 +15,8 @@ holds the figures):
    loop once (exactly, in the frequency domain, which keeps it periodic). Half the rate means a
    hop of 220.5 samples, not a whole number, so every other column is used: frames 20 ms apart
    with a 100 ms window still overlap five times. Per iteration this is four times cheaper
-   than the full rate; the spectral convergence measured against the source audio is no worse
-   (0.058 vs 0.068 on a groove after 32 plain fast-Griffin-Lim iterations).
+   than the full rate, for 4 % more spectral convergence error at equal iterations (0.073 vs
+   0.070 on FluidSynth loops): far better at equal cost.
 2. A small FFT: twice the 100 ms window, 4410 samples at 22.05 kHz (``n_fft`` 8820 at
    44.1 kHz; Riffusion's is 17640, four times the window). On FluidSynth loops it reconstructs
    as well as four times the window (0.073 either way) and better than 1.86 times (8192:
@@ -27,19 +27,24 @@ holds the figures):
 4. A good initial phase. A cold start integrates each bin's instantaneous frequency over time,
    estimated from the magnitude's slope across frequency as in phase-gradient heuristic
    integration (PGHI, Prusa et al. 2017, time direction only): sustained tones start coherent
-   (after 32 iterations 0.062 mean spectral convergence over five test pieces, against 0.064
-   from a random and 0.069 from a zero phase).
+   (after 32 iterations, mean spectral convergence 0.073 on FluidSynth loops, against 0.077
+   from a random and 0.079 from a zero phase).
 
 Consecutive frames of the stream share the beat grid and, usually, most of their content at the
 same column, so each frame starts from the previous frame's final phase, column for column. When
 most of the frame's energy (``warm_start_agreement``) lies in bins whose magnitude is within a
 factor of two of the previous frame's, the frame is *warm*: it converges in half the iterations
-(16 warm iterations reach 0.042 on a gradually changing groove, against 0.052 for 32 cold ones),
+(16 warm iterations reach 0.041 on a gradually changing groove, against 0.051 for 32 cold ones),
 and, what matters more, its audio is phase-coherent with the previous frame where their
-magnitudes agree (correlation 0.93-0.98 between consecutive frames whose sources correlate
-0.96-0.98; cold starts give -0.1-0.4), so the stitcher's crossfade between them neither cancels
-nor phases. A frame unlike its predecessor gets the full ``iterations`` (16 iterations would
-leave it at 0.07-0.13); starting those from the previous phase is as good as a cold start.
+magnitudes agree: a 50/50 mix of consecutive warm frames is as loud as their mean (-0.09 dB;
+the source audio: -0.07 dB) where cold frames mix like unrelated signals (-2.6 dB), so the
+stitcher's crossfade between them neither cancels nor phases. A frame unlike its predecessor
+gets the full ``iterations`` (16 would leave it at 0.07-0.13); starting those from the previous
+phase is as good as a cold start.
+
+Speed on the shared 2-core CPU: 0.3-0.5 s per cold frame (10-16x real time), 0.17-0.25 s per
+warm one, 20x faster than the baseline side by side. Quality: mean spectral convergence 0.074
+against the baseline's 0.084 over ten test frames.
 
 The mel -> linear step is the cached pseudo-inverse of the filterbank at the vocoder's FFT size,
 rescaled by ``n_fft / params.n_fft``: the image's mel amplitudes sum ``params.n_fft / n_fft``
@@ -77,8 +82,9 @@ class VocoderConfig:
     reconstructs at half the sample rate (needs the mel bands to stop below a quarter of the
     sample rate and an even number of columns); 1 is the full rate, four times slower per
     iteration. ``n_fft`` is the FFT size in samples at the image's sample rate (the half-rate
-    reconstruction uses half as many); the window is always the image's own 100 ms. ``momentum``, ``extrapolation`` and
-    ``relaxation`` are AGLA's alpha, beta and gamma; ``seed`` fixes a random initial phase.
+    reconstruction uses half as many); the window is always the image's own 100 ms.
+    ``momentum``, ``extrapolation`` and ``relaxation`` are AGLA's alpha, beta and gamma; ``seed``
+    fixes a random initial phase.
     """
 
     iterations: int = 32
@@ -98,17 +104,23 @@ class VocoderConfig:
         if self.iterations < 0 or self.warm_iterations < 0:
             problems.append("iterations and warm_iterations must be at least 0")
         if not 0.0 <= self.warm_start_agreement <= 1.0:
-            problems.append(f"warm_start_agreement must be in [0, 1], got {self.warm_start_agreement}")
+            problems.append(
+                f"warm_start_agreement must be in [0, 1], got {self.warm_start_agreement}"
+            )
         if self.decimation not in (1, 2):
             problems.append(f"decimation must be 1 or 2, got {self.decimation}")
         elif self.n_fft % self.decimation:
-            problems.append(f"n_fft {self.n_fft} must be a multiple of decimation {self.decimation}")
+            problems.append(
+                f"n_fft {self.n_fft} must be a multiple of decimation {self.decimation}"
+            )
         if not 0.0 <= self.momentum < 1.0:
             problems.append(f"momentum must be in [0, 1), got {self.momentum}")
         if not 0.0 < self.relaxation < 2.0:
             problems.append(f"relaxation must be in (0, 2), got {self.relaxation}")
         if self.initial_phase not in ("integrated", "random", "zero"):
-            problems.append(f"initial_phase must be integrated, random or zero, got {self.initial_phase!r}")
+            problems.append(
+                f"initial_phase must be integrated, random or zero, got {self.initial_phase!r}"
+            )
         if problems:
             raise ValueError("invalid vocoder settings: " + "; ".join(problems))
 
@@ -153,7 +165,7 @@ class Vocoder:
         if cfg.n_fft < params.win_length:
             raise ValueError(
                 f"n_fft {cfg.n_fft} is shorter than the {params.win_length}-sample window; "
-                f"use about twice the window, e.g. {2 ** math.ceil(math.log2(1.8 * params.win_length))}"
+                f"use twice the window, {2 * params.win_length}"
             )
         # Frames are params.hop_length apart at the reconstruction rate: every decimation-th
         # column, hop * decimation / decimation samples.

@@ -138,7 +138,10 @@ def linear_from_mel(
     """Linear-frequency amplitudes (..., n_fft // 2 + 1, columns) from mel amplitudes.
 
     ``n_fft`` may differ from the parameters' own: mel bands are defined in hertz, so a vocoder
-    can reconstruct at a cheaper FFT size than the image was made with.
+    can reconstruct at a cheaper FFT size than the image was made with. The result is the
+    spectrum whose mel at *that* FFT size is ``mel``; since a band sums ``n_fft / params.n_fft``
+    times as many bins there, the STFT of the same audio at ``n_fft`` is ``n_fft / params.n_fft``
+    times this (the vocoder applies that factor itself).
     """
     inverse = mel_pseudo_inverse(params, n_fft, device=mel.device, dtype=mel.dtype)
     return torch.matmul(inverse, mel).clamp_(min=0.0)

@@ -15,6 +15,7 @@ beat.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 import sys
@@ -54,7 +55,10 @@ class EngineMetrics:
     underrun_samples: int = 0  # samples the clock found missing (heard as silence)
     behind_episodes: int = 0  # times a frame had to loop on because its successor was late
     batch_frames: int = 0  # frames per batch now: halved after the accelerator ran out of memory
-    control_latencies_seconds: list[float] = dataclasses.field(default_factory=list)
+    #: Control message -> first sample of its plan at the clock, for the latest 1000 changes.
+    control_latencies_seconds: collections.deque[float] = dataclasses.field(
+        default_factory=lambda: collections.deque(maxlen=1000)
+    )
 
 
 class Engine:
@@ -90,7 +94,9 @@ class Engine:
         self._in_flight: list[PlannedFrame] = []
         self._interrupt_next = False
         self._paused = False
-        self._control_times: dict[int, float] = {}  # plan version -> monotonic time of change
+        # (plan version, monotonic time) of the latest control change not yet heard; an earlier
+        # one that was overtaken before it was heard has no latency to report.
+        self._control_asked: tuple[int, float] | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._sinks: list[StreamSink] = []
@@ -145,7 +151,7 @@ class Engine:
             self.metrics.frames_discarded += len(discarded)
             unheard = [f.frame_id for f in discarded] + [f.index for f in self._in_flight]
             self.planner.change(settings, min(unheard) if unheard else None)
-            self._control_times[self.planner.plan_version] = time.monotonic()
+            self._control_asked = (self.planner.plan_version, time.monotonic())
             self._interrupt_next = True
             self._lock.notify_all()
 
@@ -325,9 +331,10 @@ class Engine:
     def _announce_switch(self, switch: SwitchEvent) -> None:
         made: MadeFrame = switch.metadata["made"]
         planned = made.planned
-        asked = self._control_times.pop(planned.plan_version, None)
-        if asked is not None:
-            self.metrics.control_latencies_seconds.append(time.monotonic() - asked)
+        asked = self._control_asked
+        if asked is not None and planned.plan_version >= asked[0]:
+            self._control_asked = None
+            self.metrics.control_latencies_seconds.append(time.monotonic() - asked[1])
         with self._lock:
             self.planner.forget_before(planned.index)
         beats = self.seed_loop_beats.get(planned.seed_loop)

@@ -5,14 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from streamer import __version__
 from streamer.errors import UserError
-
-#: Each subcommand module exposes ``add_parser(subparsers)`` returning its parser with a
-#: ``run`` default: a callable taking the parsed arguments and returning an exit status.
-Subcommand = Callable[[argparse.Namespace], int]
 
 
 def build_parser() -> argparse.ArgumentParser:

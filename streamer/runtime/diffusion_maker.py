@@ -13,7 +13,7 @@ from streamer.generate.generator import FrameGenerator
 from streamer.generate.request import FrameRequest
 from streamer.plan.planner import PlannedFrame
 from streamer.runtime.frames import MadeFrame
-from streamer.seeds.library import list_seed_loops, load_seed_loop
+from streamer.seeds.library import load_seed_loop
 from streamer.spectrogram.image import png_bytes
 
 
@@ -27,11 +27,6 @@ def seed_loop_image(name: str) -> Image.Image:
         except OSError as error:
             raise UserError(f"cannot read seed loop image {name}: {error}") from None
     return load_seed_loop(name).image()
-
-
-def seed_loop_tempos() -> dict[str, float]:
-    """BPM of each library loop, for transitions given in bars."""
-    return {loop.name: loop.bpm for loop in list_seed_loops()}
 
 
 def request_for(planned: PlannedFrame) -> FrameRequest:

@@ -281,6 +281,10 @@ class Engine:
                 self._playing = True
                 pending_before = self.stitcher.pending_count
                 rendered = self.stitcher.render(chunk)
+                for switch in rendered.events:
+                    # A frame whose crossfade began can no longer be re-planned: drop its history
+                    # here rather than on the clock, which must not wait for this lock.
+                    self.planner.forget_before(switch.frame_id)
                 if self.stitcher.pending_count < pending_before:
                     self._lock.notify_all()  # a pending frame started: room to produce
             if rendered.behind and not self._behind:
@@ -335,8 +339,6 @@ class Engine:
         if asked is not None and planned.plan_version >= asked[0]:
             self._control_asked = None
             self.metrics.control_latencies_seconds.append(time.monotonic() - asked[1])
-        with self._lock:
-            self.planner.forget_before(planned.index)
         beats = self.seed_loop_beats.get(planned.seed_loop)
         bpm = beats * 60.0 / self.planner.config.frame_seconds if beats else None
         self._publish_event(now_playing_event(planned, switch.start_position, self._paused, bpm))

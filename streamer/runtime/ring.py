@@ -30,17 +30,6 @@ class SampleRing:
     def capacity(self) -> int:
         return self._capacity
 
-    @property
-    def available(self) -> int:
-        with self._lock:
-            return self._written - self._read
-
-    @property
-    def read_position(self) -> int:
-        """Stream position of the next sample the clock will read."""
-        with self._lock:
-            return self._read
-
     def wait_for_room(self, samples: int, timeout: float) -> bool:
         """Block the renderer until ``samples`` fit, or the timeout passes."""
         with self._room:

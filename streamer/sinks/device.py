@@ -9,6 +9,7 @@ serve and render.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -17,6 +18,8 @@ from streamer.errors import UserError
 
 if TYPE_CHECKING:
     from streamer.runtime.engine import Engine
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +93,12 @@ class DevicePlayer:
             self._stream.stop()
             self._stream.close()
             self._stream = None
+        if self.status_flags:
+            log.warning(
+                "the sound device reported under- or overruns in %d callbacks; try a higher "
+                "--audio-latency",
+                self.status_flags,
+            )
 
     def _callback(self, outdata: np.ndarray, frames: int, time: Any, status: Any) -> None:
         if status:

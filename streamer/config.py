@@ -25,31 +25,7 @@ from streamer.generate.config import DEFAULT_MODEL, GeneratorConfig
 from streamer.generate.presets import PRESETS, SCHEDULER_NAMES
 from streamer.plan.planner import PlannerConfig
 from streamer.plan.settings import PromptBlend, StreamSettings, Transition
-
-
-@dataclasses.dataclass(frozen=True)
-class EngineConfig:
-    """How far generation runs ahead of playback and how it is paced."""
-
-    #: Finished frames waiting to be heard, at most. More rides out hiccups of the generator;
-    #: fewer makes control changes audible sooner (pending frames are re-planned on a change).
-    lookahead_frames: int = 2
-    #: Frames generated in one UNet batch.
-    batch_frames: int = 1
-    #: Size of the blocks the clock hands to the sinks, in seconds.
-    block_seconds: float = 0.02
-    #: Audio rendered ahead of the clock, in seconds: the real-time path only copies from it.
-    render_ahead_seconds: float = 0.25
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.lookahead_frames <= 64:
-            raise ValueError(f"lookahead_frames must be 1..64, got {self.lookahead_frames}")
-        if not 1 <= self.batch_frames <= 16:
-            raise ValueError(f"batch_frames must be 1..16, got {self.batch_frames}")
-        if not 0.002 <= self.block_seconds <= 0.5:
-            raise ValueError(f"block_seconds must be 0.002..0.5, got {self.block_seconds}")
-        if not self.block_seconds <= self.render_ahead_seconds <= 5.0:
-            raise ValueError("render_ahead_seconds must be at least block_seconds and at most 5")
+from streamer.runtime.core import EngineConfig
 
 
 @dataclasses.dataclass(frozen=True)

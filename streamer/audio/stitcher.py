@@ -34,8 +34,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 
@@ -46,14 +45,13 @@ from streamer.audio.crossfade import correlation, crossfade_gains
 class AudioFrame:
     """One period of a seamless loop, float32 (channels, period) in [-1, 1].
 
-    ``beats`` is the number of beats in the period when known (seed loops know theirs);
-    ``metadata`` travels to the switch event untouched (the lead's request, prompt, alpha...).
+    ``beats`` is the number of beats in the period when known (seed loops know theirs). The
+    switch event names the frame by ``frame_id``; whoever pushed it keeps what else it knows.
     """
 
     frame_id: int
     samples: np.ndarray
     beats: int | None = None
-    metadata: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def period(self) -> int:
@@ -118,7 +116,6 @@ class SwitchEvent:
     """A frame entering the stream: its crossfade spans stream samples [start, end)."""
 
     frame_id: int
-    metadata: Mapping[str, Any]
     start_position: int
     end_position: int
 
@@ -323,7 +320,7 @@ class Stitcher:
             self._copy_loop(incoming, new, here)
             fade_out, fade_in = crossfade_gains(fade, correlation(old, new))
         self._crossfade = _Crossfade(incoming, here, end, fade_out, fade_in)
-        events.append(SwitchEvent(incoming.frame_id, incoming.metadata, here, end))
+        events.append(SwitchEvent(incoming.frame_id, here, end))
 
     def _render_crossfade(self, out: np.ndarray, here: int) -> None:
         fade = self._crossfade

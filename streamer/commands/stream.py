@@ -89,7 +89,7 @@ def _add_duration(parser: argparse.ArgumentParser) -> None:
 
 
 def _device_config(args: argparse.Namespace):
-    from streamer.sinks.device import DeviceConfig
+    from streamer.runtime.clocks import DeviceConfig
 
     device: int | str | None = args.audio_device
     if device is not None and device.isdigit():
@@ -123,11 +123,17 @@ def _until_stopped(seconds: float | None) -> Iterator[threading.Event]:
             signal.signal(sig, handler)
 
 
-def _load_engine(config: StreamConfig):
-    from streamer.runtime.assemble import build_engine, load_diffusion_maker
+def _load_maker(config: StreamConfig):
+    from streamer.runtime.assemble import load_diffusion_maker
 
     print(f"loading {config.model.model} ...", file=sys.stderr, flush=True)
-    return build_engine(config, load_diffusion_maker(config))
+    return load_diffusion_maker(config)
+
+
+def _load_engine(config: StreamConfig):
+    from streamer.runtime.assemble import build_engine
+
+    return build_engine(config, _load_maker(config))
 
 
 def _wait(stop: threading.Event) -> None:
@@ -137,7 +143,6 @@ def _wait(stop: threading.Event) -> None:
 
 def run_serve(args: argparse.Namespace) -> int:
     from streamer.runtime.control import EngineControl
-    from streamer.runtime.engine import SoftwareClock
     from streamer.seeds.library import list_seed_loops
     from streamer.sinks.config import ServerConfig
     from streamer.sinks.server import ServerThread, StreamServer
@@ -168,7 +173,7 @@ def run_serve(args: argparse.Namespace) -> int:
             print(f"performer token: {server.performer_token}", flush=True)
             if not engine.wait_until_playing(FIRST_FRAME_TIMEOUT_SECONDS):
                 raise UserError("no frame was generated in time; see the log above")
-            clock = _start_clock(engine, device_config, SoftwareClock)
+            clock = _start_clock(engine, device_config)
             try:
                 _wait(stop)
             finally:
@@ -180,21 +185,17 @@ def run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _start_clock(engine, device_config, software_clock):
+def _start_clock(engine, device_config):
     """The device callback is the clock when a device plays, else a software clock."""
-    if device_config is not None:
-        from streamer.sinks.device import DevicePlayer
+    from streamer.runtime.clocks import DeviceClock, SoftwareClock
 
-        clock = DevicePlayer(engine, device_config)
-    else:
-        clock = software_clock(engine, 0.02)
+    clock = DeviceClock(engine, device_config) if device_config is not None else SoftwareClock(engine)
     clock.start()
     return clock
 
 
 def run_play(args: argparse.Namespace) -> int:
-    from streamer.runtime.engine import SoftwareClock
-    from streamer.sinks.device import list_devices
+    from streamer.runtime.clocks import list_devices
 
     if args.list_devices:
         print(list_devices())
@@ -207,7 +208,7 @@ def run_play(args: argparse.Namespace) -> int:
         try:
             if not engine.wait_until_playing(FIRST_FRAME_TIMEOUT_SECONDS):
                 raise UserError("no frame was generated in time; see the log above")
-            clock = _start_clock(engine, device_config, SoftwareClock)
+            clock = _start_clock(engine, device_config)
             print("playing; Ctrl-C stops", file=sys.stderr, flush=True)
             try:
                 _wait(stop)
@@ -219,13 +220,16 @@ def run_play(args: argparse.Namespace) -> int:
 
 
 def run_render(args: argparse.Namespace) -> int:
+    from streamer.runtime.assemble import build_core
     from streamer.runtime.render import render_to_file
 
     if not args.seconds > 0:
         raise UserError(f"--seconds must be positive, got {args.seconds}")
     config = stream_config_from_args(args)
-    engine = _load_engine(config)
+    core = build_core(config)
+    maker = _load_maker(config)
     with _until_stopped(None) as stop:
-        written = render_to_file(engine, args.out, args.seconds, stop)
-    print(f"wrote {written / engine.sample_rate:.2f} s to {args.out}", file=sys.stderr)
+        written = render_to_file(core, maker, args.out, args.seconds, stop)
+    rate = core.stitcher.config.sample_rate
+    print(f"wrote {written / rate:.2f} s to {args.out}", file=sys.stderr)
     return 0

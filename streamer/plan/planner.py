@@ -282,6 +282,16 @@ class Planner:
         for stale in [i for i in self._before if i >= self._state.next_index]:
             del self._before[stale]
 
+    def replan_from(self, index: int) -> None:
+        """Plan frames from ``index`` on again, exactly as before: they were lost (the generator
+        failed, or made something unplayable), not changed. Unlike :meth:`change`, the transition
+        under way and the endless drift's hold go on where they were."""
+        if index in self._before:
+            self._state = self._before[index]
+            self.plan_version += 1
+            for stale in [i for i in self._before if i >= index]:
+                del self._before[stale]
+
     def _bpm(self, settings: StreamSettings) -> float:
         return self._seed_loop_bpm.get(settings.seed_loop, 120.0)
 

@@ -8,6 +8,7 @@ from streamer.audio.stitcher import Stitcher, StitcherConfig
 from streamer.audio.vocoder import Vocoder, VocoderConfig
 from streamer.config import StreamConfig
 from streamer.plan.planner import Planner
+from streamer.runtime.core import EngineCore
 from streamer.runtime.engine import Engine
 from streamer.runtime.frames import FrameMaker
 from streamer.seeds.library import frame_samples, list_seed_loops
@@ -19,8 +20,8 @@ def frame_seconds(params: SpectrogramParams) -> float:
     return frame_samples(params) / params.sample_rate
 
 
-def build_engine(config: StreamConfig, maker: FrameMaker) -> Engine:
-    """An engine for ``config`` that makes its frames with ``maker`` (not started)."""
+def build_core(config: StreamConfig) -> EngineCore:
+    """The engine's pure core for ``config``: planner, stitcher and policy."""
     params = SpectrogramParams()
     loops = list_seed_loops()
     planner_config = dataclasses.replace(config.planner, frame_seconds=frame_seconds(params))
@@ -32,15 +33,18 @@ def build_engine(config: StreamConfig, maker: FrameMaker) -> Engine:
             max_pending_frames=config.engine.lookahead_frames + config.engine.batch_frames,
         )
     )
+    return EngineCore(planner, stitcher, config.engine, {loop.name: loop.beats for loop in loops})
+
+
+def build_engine(config: StreamConfig, maker: FrameMaker) -> Engine:
+    """A live engine for ``config`` that makes its frames with ``maker`` (not started)."""
+    core = build_core(config)
     return Engine(
-        planner,
+        core,
         maker,
-        stitcher,
-        sample_rate=params.sample_rate,
-        lookahead_frames=config.engine.lookahead_frames,
-        batch_frames=config.engine.batch_frames,
-        render_ahead_seconds=config.engine.render_ahead_seconds,
-        seed_loop_beats={loop.name: loop.beats for loop in loops},
+        sample_rate=core.stitcher.config.sample_rate,
+        channels=core.stitcher.config.channels,
+        config=config.engine,
     )
 
 

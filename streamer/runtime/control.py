@@ -11,10 +11,10 @@ import random
 from collections.abc import Mapping
 from typing import Any
 
+from streamer.plan import commands
 from streamer.plan.settings import PromptBlend, StreamSettings, Transition
 from streamer.runtime.engine import Engine
-from streamer.sinks import control as commands
-from streamer.sinks.stream_port import ControlRejected
+from streamer.runtime.ports import ControlRejected
 
 
 class EngineControl:
@@ -31,8 +31,7 @@ class EngineControl:
             self.engine.set_paused(isinstance(command, commands.Pause))
             return {"paused": self.engine.paused}
         settings = self._updated(self.engine.settings, command)
-        self.engine.change(settings)
-        return {"plan_version": self.engine.planner.plan_version}
+        return {"plan_version": self.engine.change(settings)}
 
     def _updated(self, settings: StreamSettings, command: commands.Command) -> StreamSettings:
         match command:

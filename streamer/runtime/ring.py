@@ -1,15 +1,19 @@
-"""A preallocated ring of rendered samples between the renderer and the real-time clock.
+"""Preallocated rings on both sides of the real-time clock.
 
-The clock (a sound-device callback or the software clock) only copies out of it; the renderer
-thread keeps it topped up ahead of the clock. Audio-side events (a frame becoming audible) ride
-along with their sample position, so they are announced when they are heard, not when rendered.
+``SampleRing``: renderer -> clock. The renderer thread keeps it topped up ahead of the clock;
+the clock (a sound-device callback or the software clock) only copies out of it.
+
+``PlayedTap``: clock -> publisher. The clock copies what it just played into it and returns;
+the publisher thread reads it in fixed blocks and does everything else (events, encoding,
+sinks), so the clock's work per block is two copies, whatever the number of listeners. The
+clock never waits for it: a publisher that falls more than the tap's capacity behind skips
+ahead (its sinks see a jump in sample position, never a stalled sound card).
 """
 
 from __future__ import annotations
 
-import collections
+import dataclasses
 import threading
-from typing import Any
 
 import numpy as np
 
@@ -24,7 +28,6 @@ class SampleRing:
         self._room = threading.Condition(self._lock)
         self._written = 0  # total samples ever written
         self._read = 0  # total samples ever read
-        self._events: collections.deque[tuple[int, Any]] = collections.deque()
 
     @property
     def capacity(self) -> int:
@@ -43,38 +46,93 @@ class SampleRing:
         with self._room:
             return self._room.wait_for(lambda: self._written - self._read >= samples, timeout)
 
-    def write(self, samples: np.ndarray, events: list[tuple[int, Any]] = ()) -> None:
-        """Append samples (channels, n); ``events`` are (stream position, payload) pairs."""
+    def write(self, samples: np.ndarray) -> None:
+        """Append samples (channels, n)."""
         n = samples.shape[1]
         with self._lock:
             if self._written - self._read + n > self._capacity:
                 raise OverflowError("ring is full: wait_for_room() first")
-            start = self._written % self._capacity
-            first = min(n, self._capacity - start)
-            self._buffer[:, start : start + first] = samples[:, :first]
-            self._buffer[:, : n - first] = samples[:, first:]
+            _copy_in(self._buffer, self._written, samples)
             self._written += n
-            self._events.extend(events)
             self._room.notify_all()
 
-    def read_into(self, out: np.ndarray) -> tuple[int, list[Any]]:
-        """Copy the next ``out.shape[1]`` samples into ``out`` (channels, n).
-
-        Returns how many samples were missing (zero-filled at the end: an underrun) and the
-        payloads of events whose position has now been reached. Never blocks for long: this runs
-        on the real-time clock.
-        """
+    def read_into(self, out: np.ndarray) -> int:
+        """Copy the next ``out.shape[1]`` samples into ``out`` (channels, n; any strides, so a
+        device's interleaved buffer can be passed transposed). Returns how many samples were
+        missing (zero-filled at the end: an underrun). Never blocks for long."""
         n = out.shape[1]
         with self._lock:
             have = min(n, self._written - self._read)
-            start = self._read % self._capacity
-            first = min(have, self._capacity - start)
-            out[:, :first] = self._buffer[:, start : start + first]
-            out[:, first:have] = self._buffer[:, : have - first]
+            _copy_out(self._buffer, self._read, out[:, :have])
             out[:, have:] = 0.0
             self._read += have
-            due = []
-            while self._events and self._events[0][0] < self._read:
-                due.append(self._events.popleft()[1])
             self._room.notify_all()
-        return n - have, due
+        return n - have
+
+
+@dataclasses.dataclass(frozen=True)
+class PlayedBlock:
+    """``samples`` (channels, n) as heard from stream position ``sample_position``;
+    ``missing_samples`` of the clock's underruns were reported since the previous block."""
+
+    sample_position: int
+    samples: np.ndarray
+    missing_samples: int
+
+
+class PlayedTap:
+    """What the clock played, for the publisher thread; the writer never blocks."""
+
+    def __init__(self, channels: int, capacity: int) -> None:
+        self._buffer = np.zeros((channels, capacity), dtype=np.float32)
+        self._capacity = capacity
+        self._lock = threading.Lock()
+        self._ready = threading.Condition(self._lock)
+        self._written = 0
+        self._read = 0
+        self._missing = 0
+
+    def write(self, samples: np.ndarray, missing_samples: int) -> None:
+        """The clock played ``samples`` (channels, n), of which ``missing_samples`` were an
+        underrun's silence (n at most the capacity). Copies and signals; the oldest samples are
+        overwritten if the reader lags by more than the capacity."""
+        with self._lock:
+            _copy_in(self._buffer, self._written, samples)
+            self._written += samples.shape[1]
+            self._missing += missing_samples
+            self._ready.notify()
+
+    def read(self, block_samples: int, timeout: float) -> PlayedBlock | None:
+        """The next block of ``block_samples``, waiting up to ``timeout`` for it; None if it
+        did not come. After a lag beyond the capacity, reading resumes at the oldest whole
+        block still held."""
+        with self._ready:
+            if not self._ready.wait_for(lambda: self._written - self._read >= block_samples, timeout):
+                return None
+            oldest = self._written - self._capacity
+            if self._read < oldest:
+                self._read = -(-oldest // block_samples) * block_samples
+            samples = np.empty((self._buffer.shape[0], block_samples), dtype=np.float32)
+            _copy_out(self._buffer, self._read, samples)
+            block = PlayedBlock(self._read, samples, self._missing)
+            self._read += block_samples
+            self._missing = 0
+        return block
+
+
+def _copy_in(buffer: np.ndarray, position: int, samples: np.ndarray) -> None:
+    """Write ``samples`` into the circular ``buffer`` at absolute ``position``."""
+    capacity, n = buffer.shape[1], samples.shape[1]
+    start = position % capacity
+    first = min(n, capacity - start)
+    buffer[:, start : start + first] = samples[:, :first]
+    buffer[:, : n - first] = samples[:, first:]
+
+
+def _copy_out(buffer: np.ndarray, position: int, out: np.ndarray) -> None:
+    """Fill ``out`` from the circular ``buffer`` at absolute ``position``."""
+    capacity, n = buffer.shape[1], out.shape[1]
+    start = position % capacity
+    first = min(n, capacity - start)
+    out[:, :first] = buffer[:, start : start + first]
+    out[:, first:] = buffer[:, : n - first]

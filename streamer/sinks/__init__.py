@@ -5,5 +5,6 @@ JSON events and replies), ``control`` (client control messages -> typed commands
 (what one connection may do: auth, rate limit), ``packer`` (clock blocks -> network messages)
 and ``pacing`` (when a slow listener is skipped or dropped) are pure; ``broadcast`` (fan-out on
 the event loop) and ``server`` (sockets, HTTP, the per-connection loop) are the thin shell.
-``stream_port`` is the whole interface between the audio engine and the server.
+The interface to the engine is the engine's own (``streamer.runtime.ports``): sinks know the
+engine, never the other way round.
 """

@@ -1,7 +1,8 @@
 """Fan-out of the stream to every listener, on the server's event loop.
 
-The engine's threads hand over blocks, events and frames with ``call_soon_threadsafe`` and
-return at once. On the loop, each message is encoded once, framed once as a WebSocket frame, and
+The engine's publisher thread (never the real-time clock) encodes each block once, turns events
+into JSON and pictures into messages, hands them over with ``call_soon_threadsafe`` and returns
+at once. On the loop, each message is encoded once, framed once as a WebSocket frame, and
 the same bytes are written to every listener whose send queue (its connection's write buffer) is
 within bounds, without awaiting anyone's drain: a slow listener costs a comparison, never a delay
 for the others (``pacing`` decides its fate). A joining listener gets the latest events and the
@@ -23,7 +24,6 @@ import collections
 import dataclasses
 import logging
 import time
-from collections.abc import Mapping
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection
@@ -34,7 +34,14 @@ from streamer.audio.blocks import AudioBlock
 from streamer.sinks.config import ServerConfig
 from streamer.sinks.packer import AudioPacker, EncodedBlock
 from streamer.sinks.pacing import ListenerPacing, Verdict
-from streamer.sinks.protocol import EVENT_TYPES, FrameMessage, encode_samples, event_text
+from streamer.runtime.ports import FramePicture, StreamEvent
+from streamer.sinks.protocol import (
+    EVENT_TYPES,
+    FrameMessage,
+    encode_samples,
+    event_text,
+    event_type,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +66,7 @@ _FRAME = "frame"
 #: Listeners an image is copied to per turn of the event loop (about 5 ms of copying).
 IMAGE_LISTENERS_PER_TURN = 50
 #: Order in which a joining or resuming listener gets the latest state.
-_STATE_KINDS = (*EVENT_TYPES, _FRAME)
+_STATE_KINDS = (*EVENT_TYPES.values(), _FRAME)
 
 
 @dataclasses.dataclass
@@ -99,7 +106,7 @@ class Broadcaster:
         """Ignore publications from now on (the server is stopping)."""
         self._loop = None
 
-    # ---- engine side: any thread, never blocks --------------------------------------------
+    # ---- engine side: the publisher thread, never blocks --------------------------------------
 
     def publish_audio(self, block: AudioBlock) -> None:
         encoded = EncodedBlock(
@@ -112,13 +119,11 @@ class Broadcaster:
         )
         self._call_soon(self._on_audio, encoded)
 
-    def publish_event(self, event: Mapping[str, Any]) -> None:
-        """Raises ``ValueError`` here, in the engine's thread, for an event no client could read."""
-        data = event_text(event).encode("utf-8")
-        self._call_soon(self._on_state, str(event["type"]), data, True)
+    def publish_event(self, event: StreamEvent) -> None:
+        self._call_soon(self._on_state, event_type(event), event_text(event).encode("utf-8"), True)
 
-    def publish_frame(self, frame_id: int, sample_position: int, png: bytes) -> None:
-        data = FrameMessage(frame_id, sample_position, png).encode()
+    def publish_frame(self, picture: FramePicture) -> None:
+        data = FrameMessage(picture.frame_id, picture.sample_position, picture.png).encode()
         self._call_soon(self._on_state, _FRAME, data, False)
 
     def _call_soon(self, callback: Any, *args: Any) -> None:

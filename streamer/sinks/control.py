@@ -13,6 +13,20 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any, Union
 
+from streamer.plan.commands import (
+    Command,
+    Pause,
+    Prompt,
+    Resume,
+    SetDenoising,
+    SetGuidance,
+    SetNegativePrompt,
+    SetPrompts,
+    SetSeed,
+    SetSeedLoop,
+    SetTransition,
+    Skip,
+)
 from streamer.sinks.config import ServerConfig
 from streamer.sinks.protocol import ErrorCode
 
@@ -28,85 +42,6 @@ MAX_ID_CHARS = 64
 MAX_TOKEN_CHARS = 256
 #: Integers a browser holds exactly (Number.MAX_SAFE_INTEGER).
 MAX_SAFE_INTEGER = 2**53 - 1
-
-
-@dataclasses.dataclass(frozen=True)
-class Prompt:
-    text: str
-    weight: float
-
-
-@dataclasses.dataclass(frozen=True)
-class SetPrompts:
-    """Move towards this weighted mix of prompts over the current transition length."""
-
-    prompts: tuple[Prompt, ...]
-
-
-@dataclasses.dataclass(frozen=True)
-class SetNegativePrompt:
-    text: str  # "" clears it
-
-
-@dataclasses.dataclass(frozen=True)
-class SetSeed:
-    seed: int
-
-
-@dataclasses.dataclass(frozen=True)
-class SetDenoising:
-    denoising: float
-
-
-@dataclasses.dataclass(frozen=True)
-class SetGuidance:
-    guidance: float
-
-
-@dataclasses.dataclass(frozen=True)
-class SetSeedLoop:
-    name: str
-
-
-@dataclasses.dataclass(frozen=True)
-class SetTransition:
-    """Length of the next transitions; exactly one of ``seconds`` and ``bars`` is set."""
-
-    seconds: float | None = None
-    bars: float | None = None
-
-    def __post_init__(self) -> None:
-        if (self.seconds is None) == (self.bars is None):
-            raise ValueError("SetTransition takes exactly one of seconds and bars")
-
-
-@dataclasses.dataclass(frozen=True)
-class Pause:
-    pass
-
-
-@dataclasses.dataclass(frozen=True)
-class Resume:
-    pass
-
-
-@dataclasses.dataclass(frozen=True)
-class Skip:
-    """Leave the current frame for the next one as soon as the stream allows."""
-
-
-Command = Union[
-    SetPrompts,
-    SetNegativePrompt,
-    SetSeed,
-    SetDenoising,
-    SetGuidance,
-    SetSeedLoop,
-    SetTransition,
-    Pause,
-    Resume,
-    Skip,
-]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from streamer.runtime.ports import NowPlaying, Status, StreamEvent
+
 #: Bumped on any change a version-1 client would misread.
 PROTOCOL_VERSION = 1
 
@@ -173,8 +175,9 @@ def _decode_audio(data: bytes, header_bytes: int) -> AudioMessage:
 
 # ---- text messages ---------------------------------------------------------------------------
 
-#: Events the engine publishes; the server keeps the latest of each for joining listeners.
-EVENT_TYPES = ("now_playing", "status")
+#: Events the engine publishes, by their type on the wire; the server keeps the latest of each
+#: type for joining listeners.
+EVENT_TYPES: dict[type, str] = {NowPlaying: "now_playing", Status: "status"}
 
 
 def to_json(message: Mapping[str, Any]) -> str:
@@ -182,11 +185,17 @@ def to_json(message: Mapping[str, Any]) -> str:
     return json.dumps(message, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
-def event_text(event: Mapping[str, Any]) -> str:
-    """Check and encode an engine event; raises ``ValueError`` for an event a client can't read."""
-    if event.get("type") not in EVENT_TYPES:
-        raise ValueError(f"event type must be one of {EVENT_TYPES}, got {event.get('type')!r}")
-    return to_json(event)
+def event_type(event: StreamEvent) -> str:
+    """The wire type of an engine event; ``ValueError`` for anything else."""
+    try:
+        return EVENT_TYPES[type(event)]
+    except KeyError:
+        raise ValueError(f"not an engine event: {type(event).__name__}") from None
+
+
+def event_text(event: StreamEvent) -> str:
+    """An engine event as a client reads it (fields in docs/PROTOCOL.md)."""
+    return to_json({"type": event_type(event), **dataclasses.asdict(event)})
 
 
 def hello_text(

@@ -9,10 +9,10 @@ Run it inside an asyncio program::
         print("open", server.url)
         await asyncio.Event().wait()
 
-or beside a threaded engine::
+or beside a threaded engine, whose publisher thread calls its ``StreamSink`` methods::
 
-    with ServerThread(StreamServer(config, control)) as server:
-        clock.run(sink=server)   # publish_audio / publish_event / publish_frame
+    with ServerThread(StreamServer(config, EngineControl(engine, seed_loops))) as server:
+        engine.add_sink(server)
 """
 
 from __future__ import annotations
@@ -24,9 +24,7 @@ import secrets
 import socket
 import threading
 import urllib.parse
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
@@ -35,12 +33,12 @@ from websockets.http11 import Request, Response
 
 from streamer.audio.blocks import AudioBlock
 from streamer.errors import UserError
+from streamer.runtime.ports import ControlRejected, FramePicture, StreamControl, StreamEvent
 from streamer.sinks.broadcast import Broadcaster, BroadcastStats, write_now
 from streamer.sinks.client_files import content_type, find_client_dir, resolve_client_file
 from streamer.sinks.config import ServerConfig
 from streamer.sinks.protocol import ErrorCode, ack_text, error_text, hello_text
 from streamer.sinks.session import Apply, ControlSession, Disconnect, Reply, StartListening
-from streamer.sinks.stream_port import ControlRejected, StreamControl
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +55,7 @@ CLOSE_TIMEOUT_SECONDS = 2.0
 class StreamServer:
     """Serves the stream to listeners and passes performers' commands to ``control``.
 
-    Implements ``StreamSink``: the engine publishes into it from its own threads.
+    Implements ``StreamSink``: the engine publishes into it from its publisher thread.
     """
 
     def __init__(
@@ -77,11 +75,11 @@ class StreamServer:
     def publish_audio(self, block: AudioBlock) -> None:
         self.broadcaster.publish_audio(block)
 
-    def publish_event(self, event: Mapping[str, Any]) -> None:
+    def publish_event(self, event: StreamEvent) -> None:
         self.broadcaster.publish_event(event)
 
-    def publish_frame(self, frame_id: int, sample_position: int, png: bytes) -> None:
-        self.broadcaster.publish_frame(frame_id, sample_position, png)
+    def publish_frame(self, picture: FramePicture) -> None:
+        self.broadcaster.publish_frame(picture)
 
     # ---- lifecycle: the event loop's thread -------------------------------------------------
 

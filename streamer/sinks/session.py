@@ -13,7 +13,8 @@ import enum
 import hmac
 
 from streamer.sinks.config import ServerConfig
-from streamer.sinks.control import Auth, ClientRequest, Command, ControlError, parse_client_message
+from streamer.plan.commands import Command
+from streamer.sinks.control import Auth, ClientRequest, ControlError, parse_client_message
 from streamer.sinks.protocol import ErrorCode, ack_text, error_text
 
 

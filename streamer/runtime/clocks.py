@@ -1,23 +1,24 @@
-"""The local sound device as a sink, through sounddevice (PortAudio).
+"""The clocks that pace the stream: a sound device's callback, or a software timer.
 
-When a device plays, its callback is the stream's clock: each callback pulls exactly the block
-the device asks for from the engine's render-ahead ring (a copy, nothing more) and the same block
-goes on to the other sinks. PortAudio is imported only here, so machines without it can still
-serve and render.
+Whichever it is, the clock only calls ``Engine.play_into`` with a buffer it already has: two
+copies (ring -> buffer -> played tap) and a signal, no allocation, no lock held for long, the
+same work at 0 or 1000 listeners. Everything the listeners need is done on the engine's
+publisher thread. PortAudio (sounddevice) is imported only when a device plays, so machines
+without it can still serve and render.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import TYPE_CHECKING, Any
+import threading
+import time
+from typing import Any
 
 import numpy as np
 
 from streamer.errors import UserError
-
-if TYPE_CHECKING:
-    from streamer.runtime.engine import Engine
+from streamer.runtime.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -58,15 +59,13 @@ def list_devices() -> str:
     return "\n".join(lines) if lines else "no output devices found"
 
 
-class DevicePlayer:
+class DeviceClock:
     """Plays the engine's stream on a sound device; the device callback is the clock."""
 
     def __init__(self, engine: Engine, config: DeviceConfig) -> None:
         self.engine = engine
         self.config = config
-        self.sequence = 0
-        self.sample_position = 0
-        self.status_flags = 0  # callbacks in which PortAudio reported an xrun
+        self.xrun_callbacks = 0  # callbacks in which PortAudio reported an under- or overrun
         self._stream: Any = None
 
     def start(self) -> None:
@@ -93,18 +92,56 @@ class DevicePlayer:
             self._stream.stop()
             self._stream.close()
             self._stream = None
-        if self.status_flags:
+        if self.xrun_callbacks:
             log.warning(
                 "the sound device reported under- or overruns in %d callbacks; try a higher "
                 "--audio-latency",
-                self.status_flags,
+                self.xrun_callbacks,
             )
 
-    def _callback(self, outdata: np.ndarray, frames: int, time: Any, status: Any) -> None:
+    def _callback(self, outdata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
         if status:
-            self.status_flags += 1
-        block = np.empty((self.engine.channels, frames), dtype=np.float32)
-        self.engine.pull_block(block, self.sequence, self.sample_position)
-        outdata[:] = block.T
-        self.sequence += 1
-        self.sample_position += frames
+            self.xrun_callbacks += 1
+        self.engine.play_into(outdata.T)  # (frames, channels) seen as (channels, frames)
+
+
+class SoftwareClock:
+    """Plays one block every ``EngineConfig.block_seconds`` of wall time, on its own thread.
+
+    Sleeps to absolute deadlines so the rate never drifts; if the thread was held up it catches
+    up (several blocks at once) rather than slowing the stream down. Unlike a sound device it
+    can wait a little for the renderer when the machine is busy (listeners' jitter buffers absorb
+    it) instead of playing silence. ``speed`` above 1 runs the stream faster than real time, for
+    soak tests.
+    """
+
+    #: Longest wait for the renderer before a block goes out incomplete (an underrun).
+    MAX_WAIT_SECONDS = 0.5
+
+    def __init__(self, engine: Engine, speed: float = 1.0) -> None:
+        self.engine = engine
+        self.speed = speed
+        self._buffer = np.zeros((engine.channels, engine.block_samples), dtype=np.float32)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="streamer-clock", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        block = self._buffer.shape[1]
+        played = 0
+        start = time.monotonic()
+        while not self._stop.is_set():
+            due = start + (played + block) / self.engine.sample_rate / self.speed
+            delay = due - time.monotonic()
+            if delay > 0:
+                self._stop.wait(delay)
+                continue
+            self.engine.ring.wait_for_samples(block, self.MAX_WAIT_SECONDS)
+            self.engine.play_into(self._buffer)
+            played += block

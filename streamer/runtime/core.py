@@ -1,0 +1,402 @@
+"""The engine's decisions, without threads, clocks or I/O: events in, decisions out.
+
+The threaded shell (``streamer.runtime.engine``) and the offline renderer tell the core what
+happened, with the time it happened at, and do what it answers:
+
+=====================================  =========================================================
+event                                  decision
+=====================================  =========================================================
+``next_work(now)``                     ``MakeFrames`` (plan these, make them now) or ``Wait``
+                                       (until a time: a retry; or until something changes)
+``frames_made(made, now)``             frames queued for the stitcher; stale ones (of an older
+                                       plan) discarded; an unplayable one dropped and re-planned
+``frames_failed(planned, oom, now)``   ``Retry``: when to try again, whether the batch shrank
+``change(settings, now)``              pending frames discarded, the plan rewound to the first
+                                       unheard frame; the new plan's first frame interrupts
+``set_paused(paused)``                 nothing new is made; the current frame loops
+``render(n, now)``                     the next ``n`` samples and the switches they hold
+``heard(switch, now)``                 ``NowPlaying`` and ``FramePicture`` to publish; the
+                                       control latency, if the switch is a change's first frame
+``status(now)``                        a ``Status`` to publish when the state changed or a
+                                       while passed
+=====================================  =========================================================
+
+Rules:
+
+- Generation runs at most ``lookahead_frames`` ahead of playback, ``batch_frames`` per batch.
+- A failed batch is retried after ``retry_seconds``, doubled per failure in a row up to
+  ``max_retry_seconds`` (a broken GPU must not spin the CPU); after running out of accelerator
+  memory the batch halves instead and is retried at once. After ``error_after_failures`` failed
+  batches in a row the state is ``error`` (one may be a fluke). A failure re-plans the lost frames
+  exactly as they were: the performer's transition and the endless drift's hold are untouched.
+- A frame that cannot be played (not finite, wrong shape or type) counts as a failure and is
+  re-planned, with the frames after it in its batch.
+- The stream never stops: while nothing new is ready the current frame loops (``behind``).
+
+Not thread-safe: the shell calls it under one lock. ``now`` is any monotonic time in seconds.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from streamer.audio.stitcher import AudioFrame, StitchedAudio, Stitcher, SwitchEvent
+from streamer.plan.planner import PlannedFrame, Planner
+from streamer.plan.settings import StreamSettings
+from streamer.runtime.frames import MadeFrame
+from streamer.runtime.ports import FramePicture, NowPlaying, PromptWeight, Status, StreamState
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineConfig:
+    """How far generation runs ahead of playback, how it is paced, and how it recovers."""
+
+    #: Finished frames waiting to be heard, at most. More rides out hiccups of the generator;
+    #: fewer makes control changes audible sooner (pending frames are re-planned on a change).
+    lookahead_frames: int = 2
+    #: Frames generated in one UNet batch.
+    batch_frames: int = 1
+    #: Size of the blocks the software clock plays and the sinks receive, in seconds.
+    block_seconds: float = 0.02
+    #: Audio rendered ahead of the clock, in seconds: the real-time path only copies from it.
+    render_ahead_seconds: float = 0.25
+    #: Wait after a failed batch before trying again, doubled per failure in a row...
+    retry_seconds: float = 0.5
+    #: ...up to this.
+    max_retry_seconds: float = 30.0
+    #: Failed batches in a row after which the status says ``error``.
+    error_after_failures: int = 2
+    #: Seconds between status events while nothing changes.
+    status_interval_seconds: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.lookahead_frames <= 64:
+            raise ValueError(f"lookahead_frames must be 1..64, got {self.lookahead_frames}")
+        if not 1 <= self.batch_frames <= 16:
+            raise ValueError(f"batch_frames must be 1..16, got {self.batch_frames}")
+        if not 0.002 <= self.block_seconds <= 0.5:
+            raise ValueError(f"block_seconds must be 0.002..0.5, got {self.block_seconds}")
+        if not self.block_seconds <= self.render_ahead_seconds <= 5.0:
+            raise ValueError("render_ahead_seconds must be at least block_seconds and at most 5")
+        if not 0 <= self.retry_seconds <= self.max_retry_seconds:
+            raise ValueError("retry_seconds must be >= 0 and at most max_retry_seconds")
+        if self.error_after_failures < 1:
+            raise ValueError(f"error_after_failures must be >= 1, got {self.error_after_failures}")
+        if not self.status_interval_seconds > 0:
+            raise ValueError("status_interval_seconds must be positive")
+
+
+@dataclasses.dataclass
+class EngineMetrics:
+    """Counters an operator reads."""
+
+    frames_made: int = 0
+    frames_discarded: int = 0
+    frames_failed: int = 0
+    seconds_per_frame: float = 0.0  # moving average of the maker's time per frame
+    underrun_samples: int = 0  # samples the clock found missing (heard as silence)
+    behind_episodes: int = 0  # times a frame had to loop on because its successor was late
+    batch_frames: int = 0  # frames per batch now: halved after the accelerator ran out of memory
+    #: Control change -> first sample of its plan heard, for the latest 1000 changes.
+    control_latencies_seconds: collections.deque[float] = dataclasses.field(
+        default_factory=lambda: collections.deque(maxlen=1000)
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class LogLine:
+    """Something the operator should read; the shell writes it to the log."""
+
+    level: int
+    message: str
+
+
+@dataclasses.dataclass(frozen=True)
+class MakeFrames:
+    """Make these frames now, in one batch."""
+
+    frames: tuple[PlannedFrame, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Wait:
+    """Nothing to make before ``until`` (None: until a frame starts playing, a change or a
+    resume)."""
+
+    until: float | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Retry:
+    """What follows a failed batch: try again at ``at``; ``release_memory`` after running out of
+    accelerator memory (the batch was halved)."""
+
+    at: float
+    release_memory: bool
+    log: LogLine
+
+
+@dataclasses.dataclass(frozen=True)
+class Rendered:
+    audio: StitchedAudio
+    log: tuple[LogLine, ...]
+
+
+class EngineCore:
+    """Planner, stitcher and the policy between them. See the module docstring for the rules."""
+
+    def __init__(
+        self,
+        planner: Planner,
+        stitcher: Stitcher,
+        config: EngineConfig,
+        seed_loop_beats: Mapping[str, int],
+    ) -> None:
+        self.planner = planner
+        self.stitcher = stitcher
+        self.config = config
+        self.seed_loop_beats = seed_loop_beats
+        self.metrics = EngineMetrics(batch_frames=config.batch_frames)
+        self.paused = False
+        self._in_flight: tuple[PlannedFrame, ...] = ()
+        self._making_since: float | None = None
+        self._retry_at: float | None = None
+        self._failures = 0  # failed batches in a row
+        self._interrupt_next = False
+        self._started = False
+        self._behind = False
+        #: Frames pushed to the stitcher and not yet heard, by frame id.
+        self._queued: dict[int, MadeFrame] = {}
+        #: (plan version, time) of the latest change not yet heard; an earlier one overtaken
+        #: before it was heard has no latency to report.
+        self._change_asked: tuple[int, float] | None = None
+        self._last_status: tuple[StreamState, float] | None = None
+
+    # -- what to make -----------------------------------------------------------------------------
+    def next_work(self, now: float) -> MakeFrames | Wait:
+        if self.paused:
+            return Wait(None)
+        if self._retry_at is not None and now < self._retry_at:
+            return Wait(self._retry_at)
+        room = self.config.lookahead_frames - self.stitcher.pending_count
+        if room <= 0:
+            return Wait(None)
+        self._retry_at = None
+        planned = self.planner.next_frames(min(room, self.metrics.batch_frames))
+        self._in_flight, self._making_since = tuple(planned), now
+        return MakeFrames(self._in_flight)
+
+    def frames_made(self, made: Sequence[object], now: float) -> tuple[LogLine, ...]:
+        """Queue a made batch. Frames of an older plan are discarded; the first unplayable frame
+        is dropped and re-planned with the rest of its batch."""
+        batch, self._in_flight, self._making_since = self._in_flight, (), None
+        if len(made) < len(batch):
+            problem = f"the frame maker returned {len(made)} frames for {len(batch)}"
+            return (self._rejected(batch[len(made)].index, problem, now),)
+        for planned, frame in zip(batch, made):
+            if planned.plan_version != self.planner.plan_version:
+                self.metrics.frames_discarded += 1  # a change came while it was being made
+                continue
+            problem = _unplayable(frame)
+            if problem is None:
+                assert isinstance(frame, MadeFrame)
+                problem = self._queue(frame)
+            if problem is not None:
+                return (self._rejected(planned.index, problem, now),)
+        self._failures = 0
+        return ()
+
+    def frames_failed(
+        self, planned: Sequence[PlannedFrame], out_of_memory: bool, now: float
+    ) -> Retry:
+        """The maker raised: the frames are planned again, after a pause or in smaller batches."""
+        self._in_flight, self._making_since = (), None
+        self.metrics.frames_failed += len(planned)
+        if planned:
+            self.planner.replan_from(planned[0].index)
+        if out_of_memory and self.metrics.batch_frames > 1:
+            self.metrics.batch_frames //= 2
+            self._retry_at = now
+            message = (
+                "the accelerator ran out of memory; retrying with batches of "
+                f"{self.metrics.batch_frames} frames"
+            )
+            return Retry(now, True, LogLine(logging.WARNING, message))
+        delay = self._back_off(now)
+        message = (
+            f"making frames failed ({self._failures} in a row); the current frame keeps "
+            f"looping, retry in {delay:.1f} s"
+        )
+        return Retry(now + delay, False, LogLine(logging.ERROR, message))
+
+    def _queue(self, frame: MadeFrame) -> str | None:
+        planned = frame.planned
+        try:
+            self.stitcher.push(
+                AudioFrame(planned.index, frame.samples, self.seed_loop_beats.get(planned.seed_loop)),
+                interrupt=self._interrupt_next,
+            )
+        except ValueError as error:
+            return str(error)
+        self._queued[planned.index] = frame
+        self._interrupt_next = False
+        self.metrics.frames_made += 1
+        weight = 0.2 if self.metrics.seconds_per_frame else 1.0
+        self.metrics.seconds_per_frame += weight * (
+            frame.seconds_to_make - self.metrics.seconds_per_frame
+        )
+        return None
+
+    def _rejected(self, index: int, problem: str, now: float) -> LogLine:
+        self.metrics.frames_failed += 1
+        self.planner.replan_from(index)
+        delay = self._back_off(now)
+        return LogLine(
+            logging.ERROR,
+            f"frame {index} is dropped: {problem}; planned again, retry in {delay:.1f} s",
+        )
+
+    def _back_off(self, now: float) -> float:
+        self._failures += 1
+        config = self.config
+        delay = min(config.max_retry_seconds, config.retry_seconds * 2 ** (self._failures - 1))
+        self._retry_at = now + delay
+        return delay
+
+    # -- control --------------------------------------------------------------------------------
+    @property
+    def settings(self) -> StreamSettings:
+        return self.planner.settings
+
+    def change(self, settings: StreamSettings, now: float) -> int:
+        """Head for new settings: waiting frames are discarded, the walk rewinds to the first
+        frame not yet heard, and the new plan's first frame enters at the next switch point.
+        Returns the new plan version."""
+        discarded = self.stitcher.discard_pending()
+        for frame in discarded:
+            self._queued.pop(frame.frame_id, None)
+        self.metrics.frames_discarded += len(discarded)
+        unheard = [f.frame_id for f in discarded] + [f.index for f in self._in_flight]
+        self.planner.change(settings, min(unheard) if unheard else None)
+        self._change_asked = (self.planner.plan_version, now)
+        self._interrupt_next = True
+        return self.planner.plan_version
+
+    def set_paused(self, paused: bool) -> None:
+        """Paused, the stream loops the frame it plays (it never stops) and nothing new is
+        made; resumed, the walk goes on from there."""
+        self.paused = paused
+
+    # -- playback -------------------------------------------------------------------------------
+    def render(self, num_samples: int, now: float) -> Rendered | None:
+        """The next samples of the stream, or None before the first frame (no silence is
+        rendered ahead of the music)."""
+        if not self._started and not self.stitcher.pending_count:
+            return None
+        self._started = True
+        audio = self.stitcher.render(num_samples)
+        for switch in audio.events:
+            # A frame whose crossfade began can no longer be re-planned.
+            self.planner.forget_before(switch.frame_id)
+        log: tuple[LogLine, ...] = ()
+        if audio.behind and not self._behind:
+            self.metrics.behind_episodes += 1
+            making = 0.0 if self._making_since is None else now - self._making_since
+            log = (
+                LogLine(
+                    logging.WARNING,
+                    "the next frame is late; the current frame loops until it is ready "
+                    f"(the frame maker has been at it for {making:.1f} s)",
+                ),
+            )
+        self._behind = audio.behind
+        return Rendered(audio, log)
+
+    def heard(self, switch: SwitchEvent, now: float) -> tuple[NowPlaying, FramePicture] | None:
+        """A frame's crossfade reached the clock: what to announce (None for a frame that is
+        no longer known, which cannot happen unless a switch is reported twice)."""
+        made = self._queued.pop(switch.frame_id, None)
+        if made is None:
+            return None
+        planned = made.planned
+        asked = self._change_asked
+        if asked is not None and planned.plan_version >= asked[0]:
+            self._change_asked = None
+            self.metrics.control_latencies_seconds.append(now - asked[1])
+        beats = self.seed_loop_beats.get(planned.seed_loop)
+        bpm = beats * 60.0 / self.planner.config.frame_seconds if beats else None
+        playing = now_playing(planned, switch.start_position, self.paused, bpm)
+        return playing, FramePicture(planned.index, switch.start_position, made.png)
+
+    def underrun(self, missing_samples: int) -> None:
+        self.metrics.underrun_samples += missing_samples
+
+    @property
+    def state(self) -> StreamState:
+        if self.paused:
+            return "paused"
+        if self._failures >= self.config.error_after_failures:
+            return "error"
+        return "behind" if self._behind else "ok"
+
+    def status(self, now: float, *, force: bool = False) -> Status | None:
+        """A status event when the state changed, ``status_interval_seconds`` passed, or
+        ``force``; else None."""
+        state = self.state
+        last = self._last_status
+        if not (
+            force
+            or last is None
+            or last[0] != state
+            or now - last[1] >= self.config.status_interval_seconds
+        ):
+            return None
+        self._last_status = (state, now)
+        return Status(
+            state=state,
+            lookahead_seconds=round(
+                self.stitcher.pending_count * self.planner.config.frame_seconds, 3
+            ),
+            seconds_per_frame=round(self.metrics.seconds_per_frame, 4),
+            frames_made=self.metrics.frames_made,
+            underrun_samples=self.metrics.underrun_samples,
+        )
+
+
+def _unplayable(frame: object) -> str | None:
+    """Why this cannot be played, or None."""
+    if not isinstance(frame, MadeFrame):
+        return f"the frame maker returned {type(frame).__name__}, not a MadeFrame"
+    samples = frame.samples
+    if not isinstance(samples, np.ndarray):
+        return f"samples are {type(samples).__name__}, not an array"
+    if samples.ndim != 2 or samples.shape[1] == 0:
+        return f"samples are shaped {samples.shape}, not (channels, period)"
+    if not np.all(np.isfinite(samples)):
+        return "samples are not finite (NaN or infinity)"
+    return None
+
+
+def now_playing(
+    planned: PlannedFrame, sample_position: int, paused: bool, bpm: float | None
+) -> NowPlaying:
+    return NowPlaying(
+        frame_id=planned.index,
+        sample_position=sample_position,
+        prompts=tuple(PromptWeight(t, round(w, 4)) for t, w in planned.prompts.weighted),
+        negative_prompt=planned.negative_prompt,
+        alpha=round(planned.transition_alpha, 4),
+        seed=planned.seed_a,
+        next_seed=planned.seed_b,
+        noise_alpha=round(planned.noise_alpha, 4),
+        denoising=round(planned.denoising, 4),
+        guidance=round(planned.guidance, 4),
+        seed_loop=planned.seed_loop,
+        bpm=None if bpm is None else round(bpm, 4),
+        paused=paused,
+    )

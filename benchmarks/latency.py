@@ -37,7 +37,7 @@ from streamer.config import EngineConfig, StreamConfig  # noqa: E402
 from streamer.generate.config import GeneratorConfig  # noqa: E402
 from streamer.plan.settings import PromptBlend, StreamSettings, Transition  # noqa: E402
 from streamer.runtime.assemble import build_engine, load_diffusion_maker  # noqa: E402
-from streamer.runtime.engine import SoftwareClock  # noqa: E402
+from streamer.runtime.clocks import SoftwareClock  # noqa: E402
 from streamer.runtime.standin import StandInFrameMaker  # noqa: E402
 
 PROMPTS = ["deep house", "jazz trio", "ambient drone", "funk bass", "techno", "dub reggae"]
@@ -45,7 +45,7 @@ PROMPTS = ["deep house", "jazz trio", "ambient drone", "funk bass", "techno", "d
 
 def measure(name: str, config: StreamConfig, maker, changes: int, seed: int) -> dict:
     engine = build_engine(config, maker)
-    clock = SoftwareClock(engine, 0.02)
+    clock = SoftwareClock(engine)
     rng = random.Random(seed)
     engine.start()
     try:

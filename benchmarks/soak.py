@@ -34,7 +34,7 @@ from streamer.config import EngineConfig, StreamConfig
 from streamer.generate.config import GeneratorConfig
 from streamer.plan.settings import PromptBlend, StreamSettings, Transition
 from streamer.runtime.assemble import build_engine
-from streamer.runtime.engine import SoftwareClock
+from streamer.runtime.clocks import SoftwareClock
 from streamer.runtime.frames import FrameMaker
 
 #: The engine's default clock block (EngineConfig.block_seconds).
@@ -61,7 +61,7 @@ class CheckingSink:
     def publish_event(self, event) -> None:
         pass
 
-    def publish_frame(self, frame_id, sample_position, png) -> None:
+    def publish_frame(self, picture) -> None:
         self.frames += 1
 
 
@@ -97,7 +97,7 @@ def soak(
     process = psutil.Process()
     samples: list[tuple[float, float]] = []
     engine.start()
-    clock = SoftwareClock(engine, BLOCK_SECONDS, speed=speed)
+    clock = SoftwareClock(engine, speed=speed)
     started = time.monotonic()
     try:
         if not engine.wait_until_playing(300):

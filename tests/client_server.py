@@ -27,7 +27,7 @@ import numpy as np
 
 from streamer.audio.blocks import AudioBlock
 from streamer.sinks.config import ServerConfig
-from streamer.sinks.control import (
+from streamer.plan.commands import (
     Command,
     Pause,
     Resume,
@@ -40,7 +40,15 @@ from streamer.sinks.control import (
 )
 from streamer.sinks.protocol import encode_samples
 from streamer.sinks.server import ServerThread, StreamServer
-from streamer.sinks.stream_port import ControlRejected, StreamControl, StreamSink
+from streamer.runtime.ports import (
+    ControlRejected,
+    FramePicture,
+    NowPlaying,
+    StreamControl,
+    StreamEvent,
+    StreamSink,
+)
+from engine_events import now_playing, status
 
 SAMPLE_RATE = 44100
 BLOCK_FRAMES = 882  # the engine clock's 20 ms
@@ -139,25 +147,29 @@ class FakeEngine:
             if offset < BLOCK_FRAMES:  # a frame starts in this block
                 frame_start = position - offset
                 sink.publish_event(self._now_playing(frame_id, frame_start))
-                sink.publish_frame(frame_id, frame_start, png)
+                sink.publish_frame(FramePicture(frame_id, frame_start, png))
             block = np.take(samples, np.arange(offset, offset + BLOCK_FRAMES) % FRAME_FRAMES, axis=1)
             sink.publish_audio(AudioBlock(sequence, position, block, SAMPLE_RATE))
             if position / SAMPLE_RATE >= next_status:
-                sink.publish_event({"type": "status", "state": "ok", "lookahead_seconds": 6.4})
+                sink.publish_event(status("ok", lookahead_seconds=6.4))
                 next_status += self.status_every_seconds
             sequence += 1
 
-    def _now_playing(self, frame_id: int, sample_position: int) -> dict[str, Any]:
+    def _now_playing(self, frame_id: int, sample_position: int) -> NowPlaying:
         with self._lock:
-            settings = {**self._settings, "prompts": list(self._settings["prompts"])}
-        return {
-            "type": "now_playing",
-            "frame_id": frame_id,
-            "sample_position": sample_position,
-            "alpha": 1.0,
-            "bpm": SEED_LOOPS[settings["seed_loop"]],
-            **settings,
-        }
+            settings = dict(self._settings)
+        return now_playing(
+            frame_id,
+            sample_position,
+            prompts=tuple((p["text"], p["weight"]) for p in settings["prompts"]),
+            negative_prompt=settings["negative_prompt"],
+            seed=settings["seed"],
+            seed_loop=settings["seed_loop"],
+            denoising=settings["denoising"],
+            guidance=settings["guidance"],
+            bpm=SEED_LOOPS[settings["seed_loop"]],
+            paused=settings["paused"],
+        )
 
 
 class RecordingControl:
@@ -186,13 +198,13 @@ class RecordingSink:
         if (server := self.server) is not None:
             server.publish_audio(block)
 
-    def publish_event(self, event: Mapping[str, Any]) -> None:
+    def publish_event(self, event: StreamEvent) -> None:
         if (server := self.server) is not None:
             server.publish_event(event)
 
-    def publish_frame(self, frame_id: int, sample_position: int, png: bytes) -> None:
+    def publish_frame(self, picture: FramePicture) -> None:
         if (server := self.server) is not None:
-            server.publish_frame(frame_id, sample_position, png)
+            server.publish_frame(picture)
 
     def sent_s16(self, start: int, stop: int) -> np.ndarray:
         """Int16 samples (channels, stop - start) at stream positions [start, stop), exactly as

@@ -20,7 +20,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from streamer.audio.blocks import AudioBlock
 from streamer.sinks.config import ServerConfig
-from streamer.sinks.control import Command, SetSeedLoop
+from streamer.plan.commands import Command, SetSeedLoop
 from streamer.sinks.protocol import (
     AudioMessage,
     FrameMessage,
@@ -28,7 +28,8 @@ from streamer.sinks.protocol import (
     decode_binary,
 )
 from streamer.sinks.server import ServerThread, StreamServer
-from streamer.sinks.stream_port import ControlRejected
+from streamer.runtime.ports import ControlRejected, FramePicture
+from engine_events import as_message, now_playing, status
 
 SAMPLE_RATE = 44100
 BLOCK_FRAMES = 882  # 20 ms, the engine clock's tick
@@ -71,7 +72,7 @@ class FakeClock:
             self.sink.publish_audio(AudioBlock(sequence, position, samples, SAMPLE_RATE))
             if sequence % NOW_PLAYING_EVERY_BLOCKS == 0:
                 frame_id = sequence // NOW_PLAYING_EVERY_BLOCKS
-                self.sink.publish_event({"type": "now_playing", "frame_id": frame_id, "alpha": 0.5})
+                self.sink.publish_event(now_playing(frame_id, position, alpha=0.5))
             sequence += 1
 
 
@@ -215,8 +216,8 @@ def test_a_joining_listener_gets_the_latest_state_then_a_burst_to_start_playing_
     serve: Any,
 ) -> None:
     server, _ = serve(burst_seconds=1.0)
-    server.publish_event({"type": "status", "state": "ok", "lookahead_seconds": 6.5})
-    server.publish_frame(3, 3 * 225792, b"\x89PNG fake image")
+    server.publish_event(status("ok", lookahead_seconds=6.5))
+    server.publish_frame(FramePicture(3, 3 * 225792, b"\x89PNG fake image"))
     time.sleep(1.5)
     with open_listener(server.port) as websocket:
         recording = Recording(connected_at=time.monotonic())
@@ -224,7 +225,7 @@ def test_a_joining_listener_gets_the_latest_state_then_a_burst_to_start_playing_
 
     kinds = [kind_of(message) for _, message in recording.messages]
     assert kinds[:4] == ["hello", "now_playing", "status", "FrameMessage"]
-    assert recording.events[2] == {"type": "status", "state": "ok", "lookahead_seconds": 6.5}
+    assert recording.events[2] == as_message(status("ok", lookahead_seconds=6.5))
     burst = recording.audio
     assert audio_messages_contiguous(burst)
     assert sum(message.num_frames for message in burst) >= 1.0 * SAMPLE_RATE
@@ -279,7 +280,7 @@ def test_an_image_sent_over_several_turns_reaches_every_listener_once(
         listening = [pool.submit(record, server.port, 1.0) for _ in range(3)]
         while server.stats().listeners < 3:
             time.sleep(0.01)
-        server.publish_frame(9, 12345, b"\x89PNG image nine")
+        server.publish_frame(FramePicture(9, 12345, b"\x89PNG image nine"))
         recordings = [future.result() for future in listening]
     for recording in recordings:
         images = [m for _, m in recording.messages if isinstance(m, FrameMessage)]

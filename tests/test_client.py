@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 
 from client_server import FRAME_FRAMES, PERFORMER_TOKEN, SAMPLE_RATE, TestStream
-from streamer.sinks.control import Prompt, SetDenoising, SetPrompts
+from streamer.plan.commands import Prompt, SetDenoising, SetPrompts
 from streamer.sinks.protocol import AudioMessage, FrameMessage
 
 CHROMIUM = Path("/usr/bin/chromium")

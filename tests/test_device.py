@@ -16,7 +16,7 @@ from streamer.cli import main
 from streamer.config import StreamConfig
 from streamer.runtime.assemble import build_engine
 from streamer.runtime.standin import StandInFrameMaker
-from streamer.sinks.device import DeviceConfig, DevicePlayer
+from streamer.runtime.clocks import DeviceClock, DeviceConfig
 from test_engine import Recorder
 
 jack = pytest.importorskip("jack", reason="JACK-Client is not installed")
@@ -77,7 +77,7 @@ def test_what_the_device_plays_is_exactly_what_the_engine_emitted(jack_server):
     client.set_process_callback(lambda frames: recorded.append(port.get_array().copy()))
     client.activate()
     engine.start()
-    player = DevicePlayer(engine, DeviceConfig())
+    player = DeviceClock(engine, DeviceConfig())
     try:
         assert engine.wait_until_playing(60)
         player.start()

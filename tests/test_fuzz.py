@@ -34,7 +34,7 @@ from streamer.errors import UserError
 from streamer.plan.settings import PromptBlend, StreamSettings, Transition
 from streamer.runtime.assemble import build_engine
 from streamer.runtime.control import EngineControl
-from streamer.runtime.engine import SoftwareClock
+from streamer.runtime.clocks import SoftwareClock
 from streamer.runtime.standin import StandInFrameMaker
 from streamer.seeds.library import list_seed_loops
 from streamer.sinks.config import ServerConfig
@@ -99,7 +99,7 @@ def live() -> Any:
         engine.add_sink(server)
         engine.start()
         assert engine.wait_until_playing(60)
-        clock = SoftwareClock(engine, 0.02)
+        clock = SoftwareClock(engine)
         clock.start()
         listener = Listener(server.port)
         performer = connect(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import struct
@@ -13,9 +14,8 @@ from hypothesis import strategies as st
 
 from streamer.errors import UserError
 from streamer.sinks.config import ServerConfig
-from streamer.sinks.control import (
-    Auth,
-    ControlError,
+from engine_events import now_playing, status
+from streamer.plan.commands import (
     Pause,
     Prompt,
     Resume,
@@ -27,8 +27,8 @@ from streamer.sinks.control import (
     SetSeedLoop,
     SetTransition,
     Skip,
-    parse_client_message,
 )
+from streamer.sinks.control import Auth, ControlError, parse_client_message
 from streamer.sinks.packer import AudioPacker, EncodedBlock
 from streamer.sinks.pacing import ListenerPacing, Verdict
 from streamer.sinks.protocol import (
@@ -173,13 +173,23 @@ def test_contiguity_needs_both_sequence_and_sample_position() -> None:
     assert audio_messages_contiguous([message(2**32 - 1, 0), message(0, 10)])  # sequence wraps
 
 
-def test_events_must_have_a_known_type_and_no_nan() -> None:
-    status = {"type": "status", "state": "ok"}
-    assert json.loads(event_text(status)) == status
-    with pytest.raises(ValueError, match="event type"):
-        event_text({"type": "nonsense"})
+def test_events_must_be_engine_events_and_hold_no_nan() -> None:
+    event = status("behind", lookahead_seconds=2.5)
+    assert json.loads(event_text(event)) == {
+        "type": "status",
+        "state": "behind",
+        "lookahead_seconds": 2.5,
+        "seconds_per_frame": 0.5,
+        "frames_made": 1,
+        "underrun_samples": 0,
+    }
+    playing = json.loads(event_text(now_playing(7, 441, prompts=(("jazz", 0.25), ("rain", 0.75)))))
+    assert playing["type"] == "now_playing" and playing["frame_id"] == 7
+    assert playing["prompts"] == [{"text": "jazz", "weight": 0.25}, {"text": "rain", "weight": 0.75}]
+    with pytest.raises(ValueError, match="not an engine event"):
+        event_text({"type": "status", "state": "ok"})  # type: ignore[arg-type]
     with pytest.raises(ValueError):
-        event_text({"type": "status", "lookahead_seconds": math.nan})
+        event_text(dataclasses.replace(event, lookahead_seconds=math.nan))
 
 
 # ---- control messages --------------------------------------------------------------------------

@@ -44,10 +44,9 @@ from test_broadcast import (  # noqa: F401 (serve is a fixture)
 from test_engine import Recorder, assert_contiguous, settings
 
 from streamer.config import EngineConfig, StreamConfig
-from streamer.runtime import engine as engine_module
 from streamer.runtime.assemble import build_engine
 from streamer.runtime.control import EngineControl
-from streamer.runtime.engine import SoftwareClock
+from streamer.runtime.clocks import SoftwareClock
 from streamer.runtime.standin import StandInFrameMaker
 from streamer.sinks.config import ServerConfig
 from streamer.sinks.protocol import audio_messages_contiguous
@@ -59,10 +58,25 @@ REPO = Path(__file__).resolve().parent.parent
 STREAMER = [sys.executable, "-m", "streamer"]
 
 
-def start_engine(maker: Any, *, lookahead: int = 2, batch: int = 1, sinks: tuple = ()) -> Any:
-    config = StreamConfig(
-        settings=settings(), engine=EngineConfig(lookahead_frames=lookahead, batch_frames=batch)
+#: Back-off from 20 ms instead of 0.5 s, so that several failures fit in a short test.
+QUICK_RETRY_SECONDS = 0.02
+
+
+def start_engine(
+    maker: Any,
+    *,
+    lookahead: int = 2,
+    batch: int = 1,
+    sinks: tuple = (),
+    retry_seconds: float = EngineConfig.retry_seconds,
+) -> Any:
+    engine_config = EngineConfig(
+        lookahead_frames=lookahead,
+        batch_frames=batch,
+        block_seconds=BLOCK / SAMPLE_RATE,
+        retry_seconds=retry_seconds,
     )
+    config = StreamConfig(settings=settings(), engine=engine_config)
     config = dataclasses.replace(config, planner=dataclasses.replace(config.planner, endless=False))
     engine = build_engine(config, maker)
     for sink in sinks:
@@ -71,10 +85,20 @@ def start_engine(maker: Any, *, lookahead: int = 2, batch: int = 1, sinks: tuple
     return engine
 
 
-def run(maker: Any, seconds: float, *, speed: float, lookahead: int = 2, batch: int = 1) -> Any:
+def run(
+    maker: Any,
+    seconds: float,
+    *,
+    speed: float,
+    lookahead: int = 2,
+    batch: int = 1,
+    retry_seconds: float = EngineConfig.retry_seconds,
+) -> Any:
     recorder = Recorder()
-    engine = start_engine(maker, lookahead=lookahead, batch=batch, sinks=(recorder,))
-    clock = SoftwareClock(engine, BLOCK / SAMPLE_RATE, speed=speed)
+    engine = start_engine(
+        maker, lookahead=lookahead, batch=batch, sinks=(recorder,), retry_seconds=retry_seconds
+    )
+    clock = SoftwareClock(engine, speed=speed)
     try:
         assert engine.wait_until_playing(60), "the first frame never came"
         clock.start()
@@ -104,12 +128,6 @@ def assert_plays_on(engine: Any, recorder: Recorder) -> None:
     assert rms.min() > 1e-3, "a block went silent"
 
 
-@pytest.fixture
-def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Back-off from 20 ms instead of 0.5 s, so that several failures fit in a short test."""
-    monkeypatch.setattr(engine_module, "RETRY_SECONDS", 0.02)
-
-
 # ---- generator faults ---------------------------------------------------------------------
 
 
@@ -129,9 +147,9 @@ class FailingMaker:
         return self.inner.make(planned)
 
 
-def test_failures_in_a_row_report_error_back_off_and_recover(quick_retries, caplog) -> None:
+def test_failures_in_a_row_report_error_back_off_and_recover(caplog) -> None:
     maker = FailingMaker(failures=5)
-    engine, recorder = run(maker, 3.0, speed=4, lookahead=1)
+    engine, recorder = run(maker, 3.0, speed=4, lookahead=1, retry_seconds=QUICK_RETRY_SECONDS)
     assert_plays_on(engine, recorder)
     assert states(recorder)[-2:] == ["error", "ok"], states(recorder)
     # The waits between tries double: 20, 40, 80, 160, 320 ms.
@@ -161,7 +179,7 @@ def test_a_generator_hung_longer_than_the_lookahead_leaves_the_frame_looping(cap
     maker = HangingMaker()
     recorder = Recorder()
     engine = start_engine(maker, lookahead=1, sinks=(recorder,))
-    clock = SoftwareClock(engine, BLOCK / SAMPLE_RATE, speed=4)
+    clock = SoftwareClock(engine, speed=4)
     try:
         assert engine.wait_until_playing(60)
         clock.start()
@@ -212,9 +230,9 @@ class GarbageMaker:
         return made
 
 
-def test_garbage_frames_are_dropped_and_never_stop_the_producer(monkeypatch, caplog) -> None:
-    monkeypatch.setattr(engine_module, "RETRY_SECONDS", 0.002)  # nine in a row: 1 s of back-off
-    engine, recorder = run(GarbageMaker(), 4.0, speed=4)
+def test_garbage_frames_are_dropped_and_never_stop_the_producer(caplog) -> None:
+    # Nine failures in a row from 2 ms: 1 s of back-off.
+    engine, recorder = run(GarbageMaker(), 4.0, speed=4, retry_seconds=0.002)
     assert_plays_on(engine, recorder)
     assert engine.metrics.frames_failed == len(GARBAGE)
     assert engine.metrics.frames_made >= 4, "the producer stopped"
@@ -251,15 +269,15 @@ def test_cuda_out_of_memory_halves_the_batch_and_the_stream_goes_on(caplog) -> N
     assert_plays_on(engine, recorder)
 
 
-def test_the_error_state_reaches_a_listener_and_the_audio_goes_on(quick_retries) -> None:
+def test_the_error_state_reaches_a_listener_and_the_audio_goes_on() -> None:
     """A generator that breaks for good: the listener hears the last frame loop and is told."""
     maker = FailingMaker(failures=10**6)
-    engine = start_engine(maker, lookahead=1)
+    engine = start_engine(maker, lookahead=1, retry_seconds=QUICK_RETRY_SECONDS)
     server = StreamServer(ServerConfig(port=0), EngineControl(engine, frozenset()))
     with ServerThread(server):
         engine.add_sink(server)
         assert engine.wait_until_playing(60)
-        clock = SoftwareClock(engine, BLOCK / SAMPLE_RATE, speed=1)
+        clock = SoftwareClock(engine, speed=1)
         clock.start()
         try:
             with open_listener(server.port) as websocket:

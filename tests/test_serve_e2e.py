@@ -21,7 +21,7 @@ from streamer.generate.config import GeneratorConfig
 from streamer.plan.settings import PromptBlend, StreamSettings, Transition
 from streamer.runtime.assemble import build_engine, load_diffusion_maker
 from streamer.runtime.control import EngineControl
-from streamer.runtime.engine import SoftwareClock
+from streamer.runtime.clocks import SoftwareClock
 from streamer.seeds.library import list_seed_loops
 from streamer.sinks.config import ServerConfig
 from streamer.sinks.protocol import AudioMessage, decode_binary
@@ -50,7 +50,7 @@ def live_stream(tiny_model_dir: Path):
     server = StreamServer(
         ServerConfig(port=0, performer_token=TOKEN, burst_seconds=0.5), EngineControl(engine, loops)
     )
-    clock = SoftwareClock(engine, 0.02)
+    clock = SoftwareClock(engine)
     with ServerThread(server):
         engine.add_sink(server)
         engine.start()

@@ -24,7 +24,9 @@ from test_broadcast import (  # noqa: F401 (serve is a fixture)
 from streamer.errors import UserError
 from streamer.sinks.client_files import find_client_dir
 from streamer.sinks.config import ServerConfig
-from streamer.sinks.control import Command, Prompt, SetPrompts, SetSeed
+from streamer.plan.commands import Command, Prompt, SetPrompts, SetSeed
+from streamer.runtime.ports import FramePicture
+from engine_events import status
 from streamer.sinks.protocol import audio_messages_contiguous
 from streamer.sinks.server import ServerThread, StreamServer
 
@@ -348,11 +350,11 @@ def test_a_generated_token_is_long_and_new_each_start(tmp_path: Path) -> None:
 def test_publishing_when_the_server_is_not_running_is_harmless(tmp_path: Path) -> None:
     (tmp_path / "index.html").write_text("x")
     server = StreamServer(ServerConfig(port=0), FakeControl(), client_dir=tmp_path)
-    server.publish_event({"type": "status", "state": "ok"})
+    server.publish_event(status())
     server_thread = ServerThread(server)
     server_thread.start()
     assert server.url == f"http://127.0.0.1:{server.port}/"
     server_thread.stop()
-    server.publish_frame(1, 0, b"png")
-    with pytest.raises(ValueError, match="event type"):
-        server.publish_event({"type": "unknown"})
+    server.publish_frame(FramePicture(1, 0, b"png"))
+    with pytest.raises(ValueError, match="not an engine event"):
+        server.publish_event({"type": "unknown"})  # type: ignore[arg-type]

@@ -121,6 +121,7 @@ class SoftwareClock:
     def __init__(self, engine: Engine, speed: float = 1.0) -> None:
         self.engine = engine
         self.speed = speed
+        self.sample_position = 0  # samples played so far
         self._buffer = np.zeros((engine.channels, engine.block_samples), dtype=np.float32)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="streamer-clock", daemon=True)
@@ -134,14 +135,13 @@ class SoftwareClock:
 
     def _run(self) -> None:
         block = self._buffer.shape[1]
-        played = 0
         start = time.monotonic()
         while not self._stop.is_set():
-            due = start + (played + block) / self.engine.sample_rate / self.speed
+            due = start + (self.sample_position + block) / self.engine.sample_rate / self.speed
             delay = due - time.monotonic()
             if delay > 0:
                 self._stop.wait(delay)
                 continue
             self.engine.ring.wait_for_samples(block, self.MAX_WAIT_SECONDS)
             self.engine.play_into(self._buffer)
-            played += block
+            self.sample_position += block

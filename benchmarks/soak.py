@@ -30,7 +30,8 @@ import time
 
 import psutil
 
-from streamer.config import EngineConfig, StreamConfig
+from streamer.runtime.assemble import StreamConfig
+from streamer.runtime.core import EngineConfig
 from streamer.generate.config import GeneratorConfig
 from streamer.plan.settings import PromptBlend, StreamSettings, Transition
 from streamer.runtime.assemble import build_engine

@@ -23,17 +23,8 @@ from typing import Any
 from streamer.errors import UserError
 from streamer.generate.config import DEFAULT_MODEL, GeneratorConfig
 from streamer.generate.presets import PRESETS, SCHEDULER_NAMES
-from streamer.plan.planner import PlannerConfig
-from streamer.plan.settings import PromptBlend, StreamSettings, Transition
-from streamer.runtime.core import EngineConfig
-
-
-@dataclasses.dataclass(frozen=True)
-class StreamConfig:
-    model: GeneratorConfig = GeneratorConfig()
-    settings: StreamSettings = StreamSettings()
-    planner: PlannerConfig = PlannerConfig()
-    engine: EngineConfig = EngineConfig()
+from streamer.plan.settings import PromptBlend, Transition
+from streamer.runtime.assemble import StreamConfig
 
 
 def parse_prompt(text: str) -> tuple[str, float]:

@@ -9,7 +9,8 @@ import time
 import numpy as np
 
 from engine_events import as_message
-from streamer.config import EngineConfig, StreamConfig
+from streamer.runtime.assemble import StreamConfig
+from streamer.runtime.core import EngineConfig
 from streamer.plan.settings import PromptBlend, StreamSettings, Transition
 from streamer.runtime.assemble import build_engine
 from streamer.runtime.clocks import SoftwareClock

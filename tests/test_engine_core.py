@@ -9,7 +9,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from streamer.config import EngineConfig, StreamConfig
+from streamer.runtime.assemble import StreamConfig
+from streamer.runtime.core import EngineConfig
 from streamer.plan.planner import PlannedFrame
 from streamer.plan.settings import PromptBlend, StreamSettings, Transition
 from streamer.runtime.assemble import build_core

@@ -29,7 +29,8 @@ from hypothesis import strategies as st
 from websockets.sync.client import connect
 
 from streamer.cli import build_parser
-from streamer.config import StreamConfig, stream_config_from_args
+from streamer.config import stream_config_from_args
+from streamer.runtime.assemble import StreamConfig
 from streamer.errors import UserError
 from streamer.plan.settings import PromptBlend, StreamSettings, Transition
 from streamer.runtime.assemble import build_engine

@@ -43,7 +43,8 @@ from test_broadcast import (  # noqa: F401 (serve is a fixture)
 )
 from test_engine import Recorder, assert_contiguous, settings
 
-from streamer.config import EngineConfig, StreamConfig
+from streamer.runtime.assemble import StreamConfig
+from streamer.runtime.core import EngineConfig
 from streamer.runtime.assemble import build_engine
 from streamer.runtime.control import EngineControl
 from streamer.runtime.clocks import SoftwareClock

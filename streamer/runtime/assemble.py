@@ -6,13 +6,25 @@ import dataclasses
 
 from streamer.audio.stitcher import Stitcher, StitcherConfig
 from streamer.audio.vocoder import Vocoder, VocoderConfig
-from streamer.config import StreamConfig
 from streamer.plan.planner import Planner
-from streamer.runtime.core import EngineCore
+from streamer.generate.config import GeneratorConfig
+from streamer.plan.planner import PlannerConfig
+from streamer.plan.settings import StreamSettings
+from streamer.runtime.core import EngineConfig, EngineCore
 from streamer.runtime.engine import Engine
 from streamer.runtime.frames import FrameMaker
 from streamer.seeds.library import frame_samples, list_seed_loops
 from streamer.spectrogram.params import SpectrogramParams
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamConfig:
+    """Everything a stream is made from: the model, the music, the walk and the engine."""
+
+    model: GeneratorConfig = GeneratorConfig()
+    settings: StreamSettings = StreamSettings()
+    planner: PlannerConfig = PlannerConfig()
+    engine: EngineConfig = EngineConfig()
 
 
 def frame_seconds(params: SpectrogramParams) -> float:

@@ -52,6 +52,7 @@ def run_server(args: argparse.Namespace) -> None:
     import numpy as np
 
     from streamer.audio.blocks import AudioBlock
+    from streamer.runtime.ports import FramePicture, NowPlaying, PromptWeight
     from streamer.sinks.config import ServerConfig
     from streamer.sinks.server import ServerThread, StreamServer
 
@@ -73,6 +74,11 @@ def run_server(args: argparse.Namespace) -> None:
     rng = np.random.default_rng(0)
     noise = rng.uniform(-0.5, 0.5, size=(CHANNELS, SAMPLE_RATE)).astype(np.float32)
     image = rng.bytes(args.frame_kib * 1024)
+    now_playing = NowPlaying(
+        frame_id=0, sample_position=0, prompts=(PromptWeight("noise", 1.0),), negative_prompt="",
+        alpha=0.0, seed=0, next_seed=1, noise_alpha=0.0, denoising=0.75, guidance=7.0,
+        seed_loop="house_117", bpm=117.1875, paused=False,
+    )
     stop = threading.Event()
 
     def clock() -> None:
@@ -89,9 +95,9 @@ def run_server(args: argparse.Namespace) -> None:
             server.publish_audio(AudioBlock(sequence, position, samples, SAMPLE_RATE))
             if sequence % blocks_per_frame == 0:
                 frame_id = sequence // blocks_per_frame
-                server.publish_event({"type": "now_playing", "frame_id": frame_id, "alpha": 0.0})
+                server.publish_event(now_playing)
                 if args.frame_kib:
-                    server.publish_frame(frame_id, position, image)
+                    server.publish_frame(FramePicture(frame_id, position, image))
             sequence += 1
 
     with ServerThread(server):

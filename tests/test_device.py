@@ -3,6 +3,7 @@ time with no hardware, and a JACK client records exactly what reached it."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import os
 import shutil
@@ -17,7 +18,15 @@ from streamer.runtime.assemble import StreamConfig
 from streamer.runtime.assemble import build_engine
 from streamer.runtime.standin import StandInFrameMaker
 from streamer.runtime.clocks import DeviceClock, DeviceConfig
+from streamer.runtime.control import EngineControl
+from streamer.sinks.config import ServerConfig
+from streamer.sinks.protocol import audio_messages_contiguous
+from streamer.sinks.server import ServerThread, StreamServer
+from test_broadcast import record
 from test_engine import Recorder
+
+#: Listeners of the stream while the device plays it.
+LISTENERS = 20
 
 jack = pytest.importorskip("jack", reason="JACK-Client is not installed")
 pytestmark = pytest.mark.skipif(shutil.which("jackd") is None, reason="jackd (Debian jackd2) is not installed")
@@ -101,3 +110,28 @@ def test_what_the_device_plays_is_exactly_what_the_engine_emitted(jack_server):
     length = min(heard.size, sent.size - starts[0])
     assert np.array_equal(heard[:length], sent[starts[0] : starts[0] + length])
     assert engine.metrics.underrun_samples == 0
+
+
+def test_playing_on_the_device_while_serving_listeners_has_no_underrun(jack_server):
+    """`serve --play`: the device callback is the clock while the server feeds listeners."""
+    config = StreamConfig()
+    config = dataclasses.replace(config, planner=dataclasses.replace(config.planner, endless=False))
+    engine = build_engine(config, StandInFrameMaker(0.2))
+    server = StreamServer(ServerConfig(port=0), EngineControl(engine, frozenset()))
+    player = DeviceClock(engine, DeviceConfig())
+    with ServerThread(server):
+        engine.add_sink(server)
+        engine.start()
+        try:
+            assert engine.wait_until_playing(60)
+            player.start()
+            with concurrent.futures.ThreadPoolExecutor(LISTENERS) as pool:
+                recordings = list(pool.map(lambda _: record(server.port, 3.0), range(LISTENERS)))
+        finally:
+            player.stop()
+            engine.stop()
+    assert player.xrun_callbacks == 0, "PortAudio reported under- or overruns"
+    assert engine.metrics.underrun_samples == 0
+    for recording in recordings:
+        assert audio_messages_contiguous(recording.audio)
+        assert sum(m.num_frames for m in recording.audio) >= 2.5 * 44100

@@ -109,16 +109,14 @@ def test_the_stream_is_continuous_and_announces_each_frame_when_heard():
     assert recorder.of_type("status")[-1]["state"] == "ok"
 
 
-def test_a_prompt_change_is_heard_within_a_beat_of_the_new_frame_being_ready():
+def test_a_prompt_change_is_heard_in_the_live_stream():
     def change(engine: Engine) -> None:
         time.sleep(1.0)
         engine.change(settings("a completely different prompt"))
 
     engine, recorder = run_engine(StandInFrameMaker(0.3), seconds=4, speed=1, during=change)
     assert_contiguous(recorder)
-    (latency,) = engine.metrics.control_latencies_seconds
-    # Generation (0.3 s) + at most a beat (0.51 s) + the render-ahead (0.25 s) + scheduling.
-    assert latency < 1.6, f"control to audible took {latency:.2f} s"
+    assert len(engine.metrics.control_latencies_seconds) == 1  # its timing: test_engine_core.py
     new_frames = [
         e for e in recorder.of_type("now_playing") if e["prompts"][0]["text"].startswith("a compl")
     ]
@@ -171,3 +169,34 @@ def test_a_failing_generator_is_retried_and_bad_frames_never_play(caplog):
     assert engine.metrics.frames_made >= 3, "the producer did not recover"
     assert np.all(np.isfinite(recorder.audio()))
     assert "making frames failed" in caplog.text
+
+
+class BlockedSink(Recorder):
+    """A sink stuck in its first ``publish_audio`` until released (a wedged server)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def publish_audio(self, block) -> None:
+        super().publish_audio(block)
+        self.release.wait(30)
+
+
+def test_the_clock_only_copies_so_a_stuck_sink_never_holds_it_up():
+    config = StreamConfig(settings=settings(), engine=EngineConfig(block_seconds=BLOCK / RATE))
+    engine = build_engine(config, StandInFrameMaker(0.0))
+    sink = BlockedSink()
+    engine.add_sink(sink)
+    engine.start()
+    out = np.zeros((1, BLOCK), dtype=np.float32)
+    try:
+        assert engine.wait_until_playing(60)
+        for _ in range(500):  # 10 s of stream, played as fast as this thread can copy
+            engine.ring.wait_for_samples(BLOCK, 5.0)
+            engine.play_into(out)
+        assert len(sink.blocks) == 1, "the publisher, not the clock, waits for sinks"
+        sink.release.set()
+    finally:
+        engine.stop()
+    assert engine.metrics.underrun_samples == 0

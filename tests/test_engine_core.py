@@ -160,8 +160,11 @@ def test_a_change_discards_waiting_frames_and_its_first_frame_enters_at_the_next
     (first,) = make(engine, 2.5)
     assert first.index == 1 and first.plan_version == version  # frames 1 and 2 planned again
     assert first.prompts == PromptBlend.single("rock")
+    ready_at = engine.stitcher.position
     playing = play(engine, 1.0, now=3.0)
-    assert [p.frame_id for p in playing] == [1]  # within a second, long before frame 0's end
+    assert [p.frame_id for p in playing] == [1]  # long before frame 0's 5.12 s are over
+    beat, crossfade = SECOND * 60 / 117.1875, engine.stitcher.config.crossfade_samples
+    assert playing[0].sample_position + crossfade - ready_at <= beat  # at the next beat
     assert playing[0].prompts[0].text == "rock"
     assert list(engine.metrics.control_latencies_seconds) == [1.0]
 

@@ -333,8 +333,9 @@ class EngineCore:
         playing = now_playing(planned, switch.start_position, self.paused, bpm)
         return playing, FramePicture(planned.index, switch.start_position, made.png)
 
-    def underrun(self, missing_samples: int) -> None:
-        self.metrics.underrun_samples += missing_samples
+    def underruns(self, missing_samples: int) -> None:
+        """The clock has found ``missing_samples`` missing in all so far."""
+        self.metrics.underrun_samples = missing_samples
 
     @property
     def state(self) -> StreamState:

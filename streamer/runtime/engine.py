@@ -94,6 +94,9 @@ class Engine:
     # -- control (any thread) -------------------------------------------------------------------
     @property
     def metrics(self) -> EngineMetrics:
+        """The core's counters, with the clock's underruns up to now."""
+        with self._lock:
+            self.core.underruns(self.tap.missing_samples)
         return self.core.metrics
 
     @property
@@ -172,8 +175,8 @@ class Engine:
             now = time.monotonic()
             events, pictures = [], []
             with self._lock:
+                self.core.underruns(self.tap.missing_samples)
                 if played is not None:
-                    self.core.underrun(played.missing_samples)
                     end = played.sample_position + played.samples.shape[1]
                     while self._switches and self._switches[0].start_position < end:
                         heard = self.core.heard(self._switches.popleft(), now)

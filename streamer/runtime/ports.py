@@ -4,8 +4,8 @@ Engine -> sinks (``StreamSink``, implemented by the stream server, tests and ben
 on the engine's publisher thread, never on the real-time clock; a sink hands over and returns,
 never waits for a listener:
 
-- ``publish_audio(block)`` once per ``AudioBlock``, in order; the block's array is reused for the
-  next block, so a sink copies what it keeps;
+- ``publish_audio(block)`` once per ``AudioBlock``, in order (each block's array is its own: a
+  sink may keep it);
 - ``publish_event(event)`` for ``NowPlaying`` and ``Status`` (their JSON shape is the wire
   protocol's business: ``streamer.sinks.protocol``);
 - ``publish_frame(frame)`` for each new frame's spectrogram picture, when it is heard.

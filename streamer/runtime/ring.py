@@ -72,12 +72,10 @@ class SampleRing:
 
 @dataclasses.dataclass(frozen=True)
 class PlayedBlock:
-    """``samples`` (channels, n) as heard from stream position ``sample_position``;
-    ``missing_samples`` of the clock's underruns were reported since the previous block."""
+    """``samples`` (channels, n) as heard from stream position ``sample_position``."""
 
     sample_position: int
     samples: np.ndarray
-    missing_samples: int
 
 
 class PlayedTap:
@@ -91,6 +89,11 @@ class PlayedTap:
         self._written = 0
         self._read = 0
         self._missing = 0
+
+    @property
+    def missing_samples(self) -> int:
+        """Samples the clock found missing in the ring, in all (heard as silence)."""
+        return self._missing
 
     def write(self, samples: np.ndarray, missing_samples: int) -> None:
         """The clock played ``samples`` (channels, n), of which ``missing_samples`` were an
@@ -114,9 +117,8 @@ class PlayedTap:
                 self._read = -(-oldest // block_samples) * block_samples
             samples = np.empty((self._buffer.shape[0], block_samples), dtype=np.float32)
             _copy_out(self._buffer, self._read, samples)
-            block = PlayedBlock(self._read, samples, self._missing)
+            block = PlayedBlock(self._read, samples)
             self._read += block_samples
-            self._missing = 0
         return block
 
 

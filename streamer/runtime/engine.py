@@ -137,7 +137,7 @@ class Engine:
                     self._lock.wait(timeout=min(POLL_SECONDS, max(0.0, timeout)))
                     continue
             try:
-                made = self.maker.make(list(work.frames))
+                made = list(self.maker.make(list(work.frames)))
             except Exception as error:
                 with self._lock:
                     retry = self.core.frames_failed(

@@ -100,7 +100,7 @@ class DeviceClock:
             )
 
     def _callback(self, outdata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
-        if status:
+        if status.output_underflow or status.output_overflow:  # not priming_output
             self.xrun_callbacks += 1
         self.engine.play_into(outdata.T)  # (frames, channels) seen as (channels, frames)
 

@@ -1,7 +1,7 @@
 """What a performer can ask of the stream: the engine's commands, whoever sends them.
 
-The WebSocket server parses them from JSON (``streamer.sinks.control``), and later sources
-(MIDI, OSC) will map their messages onto the same types; the engine applies them
+The WebSocket server parses them from JSON (``streamer.sinks.control``), MIDI and OSC map their
+messages onto the same types (``streamer.inputs``); the engine applies them
 (``streamer.runtime.control``). Values here are already within the protocol's ranges.
 """
 
@@ -62,6 +62,13 @@ class SetTransition:
 
 
 @dataclasses.dataclass(frozen=True)
+class RecallScene:
+    """Move to a scene of the config file (``streamer.plan.scenes``) in one change."""
+
+    name: str
+
+
+@dataclasses.dataclass(frozen=True)
 class Pause:
     pass
 
@@ -84,6 +91,7 @@ Command = Union[
     SetGuidance,
     SetSeedLoop,
     SetTransition,
+    RecallScene,
     Pause,
     Resume,
     Skip,

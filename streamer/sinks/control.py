@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Union
 
 from streamer.plan.commands import (
@@ -76,46 +76,68 @@ class ControlError(Exception):
         self.request_id = request_id
 
 
-class _Fields:
-    """Reads one message's fields, turning every problem into a ``ControlError``."""
+def check_number(name: str, value: Any, bounds: tuple[float, float]) -> float:
+    """``value`` as a float if it is a finite number (not a bool) within ``bounds``."""
+    low, high = bounds
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ControlError(ErrorCode.INVALID_VALUE, f"{name} must be a number")
+    number = float(value)
+    if not (math.isfinite(number) and low <= number <= high):
+        raise ControlError(ErrorCode.INVALID_VALUE, f"{name} must be in [{low:g}, {high:g}]")
+    return number
 
-    def __init__(self, message: Mapping[str, Any], of: str, request_id: str | int | None):
+
+def check_text(name: str, value: Any, max_chars: int, *, allow_empty: bool) -> str:
+    """``value`` if it is printable text of at most ``max_chars`` characters."""
+    if not isinstance(value, str):
+        raise ControlError(ErrorCode.INVALID_VALUE, f"{name} must be a string")
+    if len(value) > max_chars:
+        raise ControlError(
+            ErrorCode.TOO_LARGE, f"{name} has {len(value)} characters; at most {max_chars}"
+        )
+    if not allow_empty and not value.strip():
+        raise ControlError(ErrorCode.INVALID_VALUE, f"{name} must not be empty")
+    if any(_unprintable(character) for character in value):
+        raise ControlError(
+            ErrorCode.INVALID_VALUE,
+            f"{name} holds a control character or an unpaired surrogate; send plain text",
+        )
+    return value
+
+
+def check_seed(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
+        raise ControlError(ErrorCode.INVALID_VALUE, f"seed must be an integer in [0, {MAX_SEED}]")
+    return value
+
+
+def check_prompts(pairs: Sequence[tuple[Any, Any]], config: ServerConfig) -> SetPrompts:
+    """(text, weight) pairs, as a client sent them, -> ``SetPrompts``; error names say
+    ``prompts[i]``, counting from 0."""
+    if not pairs:
+        raise ControlError(ErrorCode.INVALID_VALUE, "prompts must be a non-empty list")
+    if len(pairs) > config.max_prompts:
+        raise ControlError(ErrorCode.TOO_LARGE, f"at most {config.max_prompts} prompts at once")
+    prompts = []
+    for index, (text, weight) in enumerate(pairs):
+        text = check_text(f"prompts[{index}].text", text, config.max_prompt_chars, allow_empty=False)
+        prompts.append(Prompt(text, check_number(f"prompts[{index}].weight", weight, WEIGHT_RANGE)))
+    if sum(prompt.weight for prompt in prompts) <= 0:
+        raise ControlError(ErrorCode.INVALID_VALUE, "at least one prompt needs a weight above 0")
+    return SetPrompts(tuple(prompts))
+
+
+class _Fields:
+    """One message's fields; a missing one is a ``ControlError``."""
+
+    def __init__(self, message: Mapping[str, Any], of: str):
         self.message = message
         self.of = of
-        self.request_id = request_id
-
-    def fail(self, code: ErrorCode, text: str) -> ControlError:
-        return ControlError(code, text, of=self.of, request_id=self.request_id)
 
     def require(self, name: str) -> Any:
         if name not in self.message:
-            raise self.fail(ErrorCode.MISSING_FIELD, f"{self.of} needs the field {name!r}")
+            raise ControlError(ErrorCode.MISSING_FIELD, f"{self.of} needs the field {name!r}")
         return self.message[name]
-
-    def number(self, name: str, value: Any, bounds: tuple[float, float]) -> float:
-        low, high = bounds
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self.fail(ErrorCode.INVALID_VALUE, f"{name} must be a number")
-        number = float(value)
-        if not (math.isfinite(number) and low <= number <= high):
-            raise self.fail(ErrorCode.INVALID_VALUE, f"{name} must be in [{low:g}, {high:g}]")
-        return number
-
-    def text(self, name: str, value: Any, max_chars: int, *, allow_empty: bool) -> str:
-        if not isinstance(value, str):
-            raise self.fail(ErrorCode.INVALID_VALUE, f"{name} must be a string")
-        if len(value) > max_chars:
-            raise self.fail(
-                ErrorCode.TOO_LARGE, f"{name} has {len(value)} characters; at most {max_chars}"
-            )
-        if not allow_empty and not value.strip():
-            raise self.fail(ErrorCode.INVALID_VALUE, f"{name} must not be empty")
-        if any(_unprintable(character) for character in value):
-            raise self.fail(
-                ErrorCode.INVALID_VALUE,
-                f"{name} holds a control character or an unpaired surrogate; send plain text",
-            )
-        return value
 
 
 def _unprintable(character: str) -> bool:
@@ -126,64 +148,53 @@ def _unprintable(character: str) -> bool:
 def _set_prompts(fields: _Fields, config: ServerConfig) -> SetPrompts:
     items = fields.require("prompts")
     if not isinstance(items, list) or not items:
-        raise fields.fail(ErrorCode.INVALID_VALUE, "prompts must be a non-empty list")
+        raise ControlError(ErrorCode.INVALID_VALUE, "prompts must be a non-empty list")
     if len(items) > config.max_prompts:
-        raise fields.fail(ErrorCode.TOO_LARGE, f"at most {config.max_prompts} prompts at once")
-    prompts = []
+        raise ControlError(ErrorCode.TOO_LARGE, f"at most {config.max_prompts} prompts at once")
     for index, item in enumerate(items):
         if not isinstance(item, dict) or set(item) != {"text", "weight"}:
-            raise fields.fail(
+            raise ControlError(
                 ErrorCode.INVALID_VALUE,
                 f"prompts[{index}] must be an object with exactly 'text' and 'weight'",
             )
-        text = fields.text(
-            f"prompts[{index}].text", item["text"], config.max_prompt_chars, allow_empty=False
-        )
-        weight = fields.number(f"prompts[{index}].weight", item["weight"], WEIGHT_RANGE)
-        prompts.append(Prompt(text, weight))
-    if sum(prompt.weight for prompt in prompts) <= 0:
-        raise fields.fail(ErrorCode.INVALID_VALUE, "at least one prompt needs a weight above 0")
-    return SetPrompts(tuple(prompts))
+    return check_prompts([(item["text"], item["weight"]) for item in items], config)
 
 
 def _set_seed(fields: _Fields, config: ServerConfig) -> SetSeed:
-    seed = fields.require("seed")
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
-        raise fields.fail(ErrorCode.INVALID_VALUE, f"seed must be an integer in [0, {MAX_SEED}]")
-    return SetSeed(seed)
+    return SetSeed(check_seed(fields.require("seed")))
 
 
 def _set_transition(fields: _Fields, config: ServerConfig) -> SetTransition:
     present = [name for name in ("seconds", "bars") if name in fields.message]
     if len(present) != 1:
-        raise fields.fail(
+        raise ControlError(
             ErrorCode.INVALID_VALUE, "set_transition takes exactly one of 'seconds' and 'bars'"
         )
     if present == ["seconds"]:
-        seconds = fields.number("seconds", fields.message["seconds"], TRANSITION_SECONDS_RANGE)
+        seconds = check_number("seconds", fields.message["seconds"], TRANSITION_SECONDS_RANGE)
         return SetTransition(seconds=seconds)
-    return SetTransition(bars=fields.number("bars", fields.message["bars"], TRANSITION_BARS_RANGE))
+    return SetTransition(bars=check_number("bars", fields.message["bars"], TRANSITION_BARS_RANGE))
 
 
 def _auth(fields: _Fields, config: ServerConfig) -> Auth:
-    return Auth(fields.text("token", fields.require("token"), MAX_TOKEN_CHARS, allow_empty=False))
+    return Auth(check_text("token", fields.require("token"), MAX_TOKEN_CHARS, allow_empty=False))
 
 
 def _set_negative_prompt(fields: _Fields, config: ServerConfig) -> SetNegativePrompt:
-    text = fields.text("text", fields.require("text"), config.max_prompt_chars, allow_empty=True)
+    text = check_text("text", fields.require("text"), config.max_prompt_chars, allow_empty=True)
     return SetNegativePrompt(text)
 
 
 def _set_denoising(fields: _Fields, config: ServerConfig) -> SetDenoising:
-    return SetDenoising(fields.number("denoising", fields.require("denoising"), DENOISING_RANGE))
+    return SetDenoising(check_number("denoising", fields.require("denoising"), DENOISING_RANGE))
 
 
 def _set_guidance(fields: _Fields, config: ServerConfig) -> SetGuidance:
-    return SetGuidance(fields.number("guidance", fields.require("guidance"), GUIDANCE_RANGE))
+    return SetGuidance(check_number("guidance", fields.require("guidance"), GUIDANCE_RANGE))
 
 
 def _set_seed_loop(fields: _Fields, config: ServerConfig) -> SetSeedLoop:
-    name = fields.text("name", fields.require("name"), MAX_SEED_LOOP_CHARS, allow_empty=False)
+    name = check_text("name", fields.require("name"), MAX_SEED_LOOP_CHARS, allow_empty=False)
     return SetSeedLoop(name)
 
 
@@ -270,5 +281,8 @@ def parse_client_message(text: str, config: ServerConfig) -> ClientRequest:
             of=message_type,
             request_id=request_id,
         )
-    body = parse(_Fields(message, message_type, request_id), config)
+    try:
+        body = parse(_Fields(message, message_type), config)
+    except ControlError as error:
+        raise ControlError(error.code, error.message, of=message_type, request_id=request_id) from None
     return ClientRequest(message_type, request_id, body)

@@ -9,6 +9,18 @@ A TOML file uses the long option names without dashes, with ``_`` or ``-`` betwe
     transition_seconds = 6
 
 Flags given on the command line win over the file.
+
+Scenes, which MIDI notes and program changes and OSC ``/streamer/scene`` recall, are tables of
+the same file with the same option names (each sets only what it names)::
+
+    [scenes.intro]
+    prompt = ["soft piano:2", "rain"]
+    seed_loop = "boom_bap_94"
+    transition_bars = 4
+
+    [scenes.drop]
+    prompt = "808 bass, hard techno"
+    denoising = 0.9
 """
 
 from __future__ import annotations
@@ -23,8 +35,10 @@ from typing import Any
 from streamer.errors import UserError
 from streamer.generate.config import DEFAULT_MODEL, GeneratorConfig
 from streamer.generate.presets import PRESETS, SCHEDULER_NAMES
+from streamer.plan.scenes import Scene
 from streamer.plan.settings import PromptBlend, Transition
 from streamer.runtime.assemble import StreamConfig
+from streamer.seeds.library import list_seed_loops
 
 
 def parse_prompt(text: str) -> tuple[str, float]:
@@ -138,7 +152,12 @@ _OPTION_FIELDS = {
     "lookahead_frames": ("engine", "lookahead_frames"),
     "batch_frames": ("engine", "batch_frames"),
 }
-_OTHER_OPTIONS = {"prompt", "transition_seconds", "transition_bars", "playlist"}
+_OTHER_OPTIONS = {"prompt", "transition_seconds", "transition_bars", "playlist", "scenes"}
+#: The options a scene may set.
+_SCENE_OPTIONS = (
+    "prompt", "negative_prompt", "seed", "seed_loop", "denoising", "guidance",
+    "transition_seconds", "transition_bars",
+)  # fmt: skip
 _TYPES: dict[str, type] = {
     "model": str, "model_config": str, "compile": str, "scheduler": str, "steps": int,
     "lora": str, "device": str, "dtype": str, "offline": bool, "preset": str,
@@ -158,23 +177,78 @@ def read_config_file(path: str) -> dict[str, Any]:
         raise UserError(f"--config: cannot read {path}: {error}") from None
     except tomllib.TOMLDecodeError as error:
         raise UserError(f"--config: {path} is not valid TOML: {error}") from None
+    options = _options(data, path, _OPTION_FIELDS.keys() | _OTHER_OPTIONS, "")
+    if "scenes" in options:
+        options["scenes"] = _scenes(options["scenes"], path)
+    return options
+
+
+def _options(data: dict[str, Any], path: str, known: Any, prefix: str) -> dict[str, Any]:
+    """Keys normalised to option names, each checked for its type; ``prefix`` names the table
+    in errors (``scenes.drop.``)."""
     options: dict[str, Any] = {}
     for key, value in data.items():
         name = key.replace("-", "_")
-        if name not in _OPTION_FIELDS and name not in _OTHER_OPTIONS:
-            known = ", ".join(sorted(_OPTION_FIELDS.keys() | _OTHER_OPTIONS))
-            raise UserError(f"{path}: unknown option {key!r}; known options: {known}")
+        if name not in known:
+            raise UserError(
+                f"{path}: unknown option {prefix + key!r}; known options: {', '.join(sorted(known))}"
+            )
         expected = _TYPES.get(name)
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if expected is not None and not isinstance(value, expected):
-            raise UserError(f"{path}: option {key!r} must be {expected.__name__}, got {value!r}")
+            raise UserError(f"{path}: option {prefix + key!r} must be {expected.__name__}, got {value!r}")
         if name in ("prompt", "playlist"):
             value = [value] if isinstance(value, str) else value
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise UserError(f"{path}: option {key!r} must be a string or a list of strings")
+                raise UserError(f"{path}: option {prefix + key!r} must be a string or a list of strings")
         options[name] = value
     return options
+
+
+def _scenes(tables: Any, path: str) -> tuple[Scene, ...]:
+    """The ``[scenes.NAME]`` tables, in the file's order (the default MIDI map counts them)."""
+    if not isinstance(tables, dict) or not all(isinstance(t, dict) for t in tables.values()):
+        raise UserError(f"{path}: scenes must be tables: [scenes.NAME] with options such as prompt")
+    scenes = []
+    for name, table in tables.items():
+        where = f"scenes.{name}"
+        if not name.strip() or len(name) > 64:
+            raise UserError(f"{path}: {where}: a scene's name is 1 to 64 characters")
+        options = _options(table, path, set(_SCENE_OPTIONS), where + ".")
+        try:
+            prompts = options.get("prompt")
+            transition = None
+            if "transition_seconds" in options or "transition_bars" in options:
+                transition = Transition(
+                    seconds=options.get("transition_seconds"), bars=options.get("transition_bars")
+                )
+            scenes.append(
+                Scene(
+                    name,
+                    prompts=PromptBlend(tuple(map(parse_prompt, prompts))) if prompts else None,
+                    negative_prompt=options.get("negative_prompt"),
+                    seed=options.get("seed"),
+                    seed_loop=options.get("seed_loop"),
+                    denoising=options.get("denoising"),
+                    guidance=options.get("guidance"),
+                    transition=transition,
+                )
+            )
+        except ValueError as error:
+            raise UserError(f"{path}: {where}: {error}") from None
+    return tuple(scenes)
+
+
+def check_scene_seed_loops(config: StreamConfig) -> None:
+    """A scene's seed loop must be one the stream can load: a library loop or the stream's own."""
+    known = {loop.name for loop in list_seed_loops()} | {config.settings.seed_loop}
+    for scene in config.scenes:
+        if scene.seed_loop is not None and scene.seed_loop not in known:
+            raise UserError(
+                f"scenes.{scene.name}.seed_loop: no seed loop called {scene.seed_loop!r}; "
+                f"choose one of {', '.join(sorted(known))} (see `streamer seeds`)"
+            )
 
 
 def stream_config_from_args(args: argparse.Namespace) -> StreamConfig:
@@ -209,14 +283,16 @@ def stream_config_from_args(args: argparse.Namespace) -> StreamConfig:
     if "playlist" in options:
         sections["planner"]["playlist"] = tuple(options["playlist"])
     defaults = StreamConfig()
-    built = {}
+    built: dict[str, Any] = {"scenes": options.get("scenes", ())}
     for section, fields in sections.items():
         try:
             built[section] = dataclasses.replace(getattr(defaults, section), **fields)
         except ValueError as error:
             flags = ", ".join("--" + _flag_of(section, f) for f in fields) or section
             raise UserError(f"{flags}: {error}") from None
-    return StreamConfig(**built)
+    config = StreamConfig(**built)
+    check_scene_seed_loops(config)
+    return config
 
 
 def model_config_from_args(args: argparse.Namespace) -> GeneratorConfig:

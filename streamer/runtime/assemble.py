@@ -9,6 +9,7 @@ from streamer.audio.vocoder import Vocoder, VocoderConfig
 from streamer.plan.planner import Planner
 from streamer.generate.config import GeneratorConfig
 from streamer.plan.planner import PlannerConfig
+from streamer.plan.scenes import Scene
 from streamer.plan.settings import StreamSettings
 from streamer.runtime.core import EngineConfig, EngineCore
 from streamer.runtime.engine import Engine
@@ -25,6 +26,8 @@ class StreamConfig:
     settings: StreamSettings = StreamSettings()
     planner: PlannerConfig = PlannerConfig()
     engine: EngineConfig = EngineConfig()
+    #: Named states a performer recalls (MIDI notes and programs, OSC ``/streamer/scene``).
+    scenes: tuple[Scene, ...] = ()
 
 
 def frame_seconds(params: SpectrogramParams) -> float:

@@ -1,0 +1,258 @@
+"""MIDI messages -> engine commands, pure: a default mapping and one read from a TOML file.
+
+Control changes move continuous targets (a prompt's weight, denoising, guidance, transition
+length, seed: 0..127 spread over the target's range) or press buttons (pause, resume, skip: a
+value of 64 or more presses); notes and program changes recall scenes. A mapping file replaces
+the default as a whole (README, "On stage")::
+
+    channel = 1                       # 1..16; leave out to listen on every channel
+
+    [cc]
+    20 = { target = "weight", prompt = 1 }              # fader: prompt 1's weight, 0..1
+    21 = { target = "weight", prompt = 2, range = [0, 2] }
+    28 = { target = "denoising", range = [0.3, 0.9] }
+    64 = { target = "skip" }
+
+    [notes]                           # note number -> scene name (pads)
+    36 = "intro"
+
+    [programs]                        # program number (0..127) -> scene name
+    0 = "intro"
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Union
+
+from streamer.errors import UserError
+from streamer.inputs.desk import PromptDesk
+from streamer.inputs.pump import Routed
+from streamer.plan.commands import (
+    Command,
+    Pause,
+    Resume,
+    SetDenoising,
+    SetGuidance,
+    SetSeed,
+    SetTransition,
+    Skip,
+)
+from streamer.plan.settings import MAX_PROMPTS
+from streamer.sinks.control import (
+    DENOISING_RANGE,
+    GUIDANCE_RANGE,
+    MAX_SEED,
+    TRANSITION_BARS_RANGE,
+    TRANSITION_SECONDS_RANGE,
+    WEIGHT_RANGE,
+)
+
+#: Continuous target -> (what the protocol allows, the default range a fader spans).
+CONTINUOUS: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {
+    "weight": (WEIGHT_RANGE, (0.0, 1.0)),
+    "denoising": (DENOISING_RANGE, (0.05, 1.0)),  # the engine takes 0.05 at least
+    "guidance": (GUIDANCE_RANGE, (0.0, 15.0)),
+    "transition_seconds": (TRANSITION_SECONDS_RANGE, (0.0, 32.0)),
+    "transition_bars": (TRANSITION_BARS_RANGE, (0.0, 16.0)),
+    "seed": ((0.0, float(MAX_SEED)), (0.0, 127.0)),
+}
+BUTTONS = {"pause": Pause(), "resume": Resume(), "skip": Skip()}
+#: A button is pressed at this value or above (a release sends 0).
+PRESSED = 64
+
+#: The default mapping: faders on CC 20..27 (undefined in the MIDI standard, free on most
+#: controllers) weigh prompts 1..8, CC 28..31 set denoising, guidance, transition seconds and
+#: seed; pads from note 36 (C1, the first pad of most pad controllers) and program changes from 0
+#: recall the config file's scenes in the order they are written.
+DEFAULT_FIRST_WEIGHT_CC = 20
+DEFAULT_FIRST_SCENE_NOTE = 36
+
+
+@dataclasses.dataclass(frozen=True)
+class ControlTarget:
+    target: str
+    prompt: int | None = None  # for "weight": the prompt's number, from 1
+    low: float = 0.0
+    high: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class MidiMap:
+    channel: int | None  # 0..15 as on the wire; None: every channel
+    controls: Mapping[int, ControlTarget]
+    notes: Mapping[int, str]
+    programs: Mapping[int, str]
+
+
+@dataclasses.dataclass(frozen=True)
+class Ignored:
+    """A message that maps to nothing; ``reason`` says why (for the monitor and the log)."""
+
+    reason: str
+    unmapped: tuple[str, int] | None = None  # ("cc", 99): a control a mapping could take
+
+
+def default_midi_map(scene_names: Sequence[str]) -> MidiMap:
+    controls = {
+        DEFAULT_FIRST_WEIGHT_CC + index: ControlTarget("weight", index + 1, *CONTINUOUS["weight"][1])
+        for index in range(MAX_PROMPTS)
+    }
+    for offset, target in enumerate(("denoising", "guidance", "transition_seconds", "seed")):
+        controls[DEFAULT_FIRST_WEIGHT_CC + MAX_PROMPTS + offset] = ControlTarget(
+            target, None, *CONTINUOUS[target][1]
+        )
+    scenes = list(scene_names)[:128]
+    return MidiMap(
+        channel=None,
+        controls=controls,
+        notes={
+            DEFAULT_FIRST_SCENE_NOTE + i: name
+            for i, name in enumerate(scenes)
+            if DEFAULT_FIRST_SCENE_NOTE + i < 128
+        },
+        programs=dict(enumerate(scenes)),
+    )
+
+
+def read_midi_map(path: str, scene_names: Sequence[str]) -> MidiMap:
+    """The mapping in TOML file ``path``; every problem is a UserError naming the key."""
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"--midi-map: no such file: {path}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise UserError(f"--midi-map: cannot read {path}: {error}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise UserError(f"--midi-map: {path} is not valid TOML: {error}") from None
+    return midi_map_from_toml(data, scene_names, where=path)
+
+
+def midi_map_from_toml(data: Mapping[str, Any], scene_names: Sequence[str], where: str) -> MidiMap:
+    unknown = sorted(set(data) - {"channel", "cc", "notes", "programs"})
+    if unknown:
+        raise UserError(f"{where}: unknown key {unknown[0]!r}; a MIDI map has channel, cc, notes, programs")
+    channel = data.get("channel")
+    if channel is not None and (isinstance(channel, bool) or channel not in range(1, 17)):
+        raise UserError(f"{where}: channel must be 1..16 (or left out for every channel), got {channel!r}")
+    controls = {
+        number: _control(f"{where}: cc.{number}", spec)
+        for number, spec in _numbered(where, "cc", data.get("cc", {})).items()
+    }
+    notes, programs = (
+        {
+            number: _scene(f"{where}: {table}.{number}", name, scene_names)
+            for number, name in _numbered(where, table, data.get(table, {})).items()
+        }
+        for table in ("notes", "programs")
+    )
+    return MidiMap(None if channel is None else channel - 1, controls, notes, programs)
+
+
+def _numbered(where: str, table: str, value: Any) -> dict[int, Any]:
+    if not isinstance(value, dict):
+        raise UserError(f"{where}: {table} must be a table of numbers 0..127")
+    numbered = {}
+    for key, item in value.items():
+        if not (key.isascii() and key.isdigit() and int(key) < 128):
+            raise UserError(f"{where}: {table}.{key} is not a number 0..127")
+        numbered[int(key)] = item
+    return numbered
+
+
+def _control(where: str, spec: Any) -> ControlTarget:
+    if not isinstance(spec, dict) or "target" not in spec:
+        raise UserError(f'{where} must be a table with a target, e.g. {{ target = "denoising" }}')
+    target = spec["target"]
+    unknown = sorted(set(spec) - {"target", "prompt", "range"})
+    if unknown:
+        raise UserError(f"{where}: unknown key {unknown[0]!r}; use target, prompt, range")
+    if target in BUTTONS:
+        if set(spec) != {"target"}:
+            raise UserError(f"{where}: a {target} button takes no prompt or range")
+        return ControlTarget(target)
+    if target not in CONTINUOUS:
+        choices = ", ".join([*CONTINUOUS, *BUTTONS])
+        raise UserError(f"{where}: unknown target {target!r}; use one of {choices}")
+    allowed, default = CONTINUOUS[target]
+    prompt = spec.get("prompt")
+    if target == "weight":
+        if isinstance(prompt, bool) or prompt not in range(1, MAX_PROMPTS + 1):
+            raise UserError(f"{where}: a weight needs prompt = 1..{MAX_PROMPTS}, got {prompt!r}")
+    elif prompt is not None:
+        raise UserError(f"{where}: only a weight takes a prompt")
+    span = spec.get("range", list(default))
+    if not _is_range(span) or not all(allowed[0] <= v <= allowed[1] for v in span):
+        raise UserError(
+            f"{where}: range must be two numbers within [{allowed[0]:g}, {allowed[1]:g}], "
+            f"got {spec.get('range')!r}"
+        )
+    return ControlTarget(target, prompt, float(span[0]), float(span[1]))
+
+
+def _is_range(value: Any) -> bool:
+    return (
+        isinstance(value, list | tuple)
+        and len(value) == 2
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+    )
+
+
+def _scene(where: str, name: Any, scene_names: Sequence[str]) -> str:
+    if name not in scene_names:
+        known = ", ".join(scene_names) or "none are defined (add [scenes.NAME] to --config)"
+        raise UserError(f"{where}: there is no scene called {name!r}; scenes: {known}")
+    return name
+
+
+MidiOutcome = Union[Routed, Ignored]
+
+
+def midi_command(message: Any, mapping: MidiMap, desk: PromptDesk) -> MidiOutcome:
+    """What ``message`` (a ``mido.Message``) asks of the stream. Raises ``ControlError`` when it
+    maps to a value the stream refuses (a weight that would leave every prompt silent, ...)."""
+    channel = getattr(message, "channel", None)
+    if channel is not None and mapping.channel is not None and channel != mapping.channel:
+        return Ignored(f"channel {channel + 1}: the map listens on {mapping.channel + 1} only")
+    if message.type == "control_change":
+        spec = mapping.controls.get(message.control)
+        if spec is None:
+            return Ignored(f"CC {message.control} is not mapped", ("cc", message.control))
+        return _control_command(spec, message.value, desk)
+    if message.type == "note_on" and message.velocity > 0:
+        return _recall(mapping.notes, message.note, "note", desk)
+    if message.type == "program_change":
+        return _recall(mapping.programs, message.program, "program", desk)
+    return Ignored(f"{message.type} is not mapped")
+
+
+def _recall(table: Mapping[int, str], number: int, kind: str, desk: PromptDesk) -> MidiOutcome:
+    if number not in table:
+        return Ignored(f"{kind} {number} recalls no scene", (kind, number))
+    return Routed(None, desk.recall(table[number]))
+
+
+def _control_command(spec: ControlTarget, value: int, desk: PromptDesk) -> MidiOutcome:
+    if spec.target in BUTTONS:
+        if value < PRESSED:
+            return Ignored(f"{spec.target} button released")
+        return Routed(None, BUTTONS[spec.target])
+    scaled = spec.low + (spec.high - spec.low) * value / 127
+    if spec.target == "weight":
+        assert spec.prompt is not None
+        return Routed("prompts", desk.set_weight(spec.prompt, scaled))
+    key, make = _CONTINUOUS_COMMANDS[spec.target]
+    return Routed(key, make(scaled))
+
+
+#: Continuous target -> (the pump's key: values of one key replace one another, the command).
+_CONTINUOUS_COMMANDS: dict[str, tuple[str, Callable[[float], Command]]] = {
+    "denoising": ("denoising", SetDenoising),
+    "guidance": ("guidance", SetGuidance),
+    "transition_seconds": ("transition", lambda seconds: SetTransition(seconds=seconds)),
+    "transition_bars": ("transition", lambda bars: SetTransition(bars=bars)),
+    "seed": ("seed", lambda seed: SetSeed(round(seed))),
+}

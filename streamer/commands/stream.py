@@ -11,8 +11,9 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
+from streamer.commands.live_inputs import add_input_options, local_inputs
 from streamer.config import StreamConfig, add_stream_options, stream_config_from_args
 from streamer.errors import UserError
 
@@ -42,6 +43,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     )
     network.add_argument("--max-connections", type=int, default=1000, help="most connections at once (default 1000)")
     serve.add_argument("--play", action="store_true", help="also play on the local sound device")
+    add_input_options(serve)
     _add_device_options(serve)
     _add_duration(serve)
     serve.set_defaults(run=run_serve)
@@ -53,6 +55,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     )
     add_stream_options(play)
     play.add_argument("--list-devices", action="store_true", help="list output devices and exit")
+    add_input_options(play)
     _add_device_options(play)
     _add_duration(play)
     play.set_defaults(run=run_play)
@@ -143,7 +146,6 @@ def _wait(stop: threading.Event) -> None:
 
 def run_serve(args: argparse.Namespace) -> int:
     from streamer.runtime.control import EngineControl
-    from streamer.seeds.library import list_seed_loops
     from streamer.sinks.config import ServerConfig
     from streamer.sinks.server import ServerThread, StreamServer
 
@@ -160,15 +162,18 @@ def run_serve(args: argparse.Namespace) -> int:
         max_connections=args.max_connections,
     )
     device_config = _device_config(args) if args.play else None
+    local = local_inputs(args, config)
     engine = _load_engine(config)
-    seed_loops = frozenset(loop.name for loop in list_seed_loops()) | {config.settings.seed_loop}
-    server = StreamServer(server_config, EngineControl(engine, seed_loops))
+    control = EngineControl(engine, _seed_loops(config), {s.name: s for s in config.scenes})
+    server = StreamServer(server_config, control)
     server_thread = ServerThread(server)
-    with _until_stopped(args.seconds) as stop:
+    with _until_stopped(args.seconds) as stop, ExitStack() as inputs:
         server_thread.start()
         engine.add_sink(server)
         engine.start()
         try:
+            if local is not None:
+                inputs.enter_context(local.running(control))
             print(f"streaming at {server.url}", flush=True)
             print(f"performer token: {server.performer_token}", flush=True)
             if not engine.wait_until_playing(FIRST_FRAME_TIMEOUT_SECONDS):
@@ -179,10 +184,18 @@ def run_serve(args: argparse.Namespace) -> int:
             finally:
                 clock.stop()
         finally:
+            inputs.close()  # no more commands for a stopping engine
             server_thread.stop()  # listeners get their close frame now...
             engine.stop()  # ...not after the frame being made is finished
     print("stopped", file=sys.stderr)
     return 0
+
+
+def _seed_loops(config: StreamConfig) -> frozenset[str]:
+    """The seed loops a performer may switch to: the library's and the stream's own."""
+    from streamer.seeds.library import list_seed_loops
+
+    return frozenset(loop.name for loop in list_seed_loops()) | {config.settings.seed_loop}
 
 
 def _start_clock(engine, device_config):
@@ -202,10 +215,17 @@ def run_play(args: argparse.Namespace) -> int:
         return 0
     config = stream_config_from_args(args)
     device_config = _device_config(args)
+    local = local_inputs(args, config)
     engine = _load_engine(config)
-    with _until_stopped(args.seconds) as stop:
+    with _until_stopped(args.seconds) as stop, ExitStack() as inputs:
         engine.start()
         try:
+            if local is not None:
+                from streamer.runtime.control import EngineControl
+
+                scenes = {scene.name: scene for scene in config.scenes}
+                local_control = EngineControl(engine, _seed_loops(config), scenes)
+                inputs.enter_context(local.running(local_control))
             if not engine.wait_until_playing(FIRST_FRAME_TIMEOUT_SECONDS):
                 raise UserError("no frame was generated in time; see the log above")
             clock = _start_clock(engine, device_config)
@@ -215,6 +235,7 @@ def run_play(args: argparse.Namespace) -> int:
             finally:
                 clock.stop()
         finally:
+            inputs.close()  # no more commands for a stopping engine
             engine.stop()
     return 0
 

@@ -27,6 +27,8 @@ logger = logging.getLogger(__name__)
 
 ACK_ADDRESS = "/streamer/ack"
 ERROR_ADDRESS = "/streamer/error"
+#: How often the server's loop looks whether it is to stop (socketserver polls).
+STOP_POLL_SECONDS = 0.05
 
 
 def osc_message(address: str, *args: Any) -> bytes:
@@ -55,7 +57,9 @@ class OscServer(socketserver.UDPServer):
         super().__init__((host, port), _Handler)
         self.desk = desk
         self.pump = pump
-        self._thread = threading.Thread(target=self.serve_forever, name="streamer-osc", daemon=True)
+        self._thread = threading.Thread(
+            target=self.serve_forever, args=(STOP_POLL_SECONDS,), name="streamer-osc", daemon=True
+        )
 
     @property
     def address(self) -> tuple[str, int]:

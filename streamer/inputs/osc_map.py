@@ -132,9 +132,16 @@ _HANDLERS: dict[str, Handler] = {
 ADDRESSES = tuple(PREFIX + name for name in _HANDLERS) + (WEIGHT_PREFIX + "<n>",)
 
 
+def _decimal(value: Any) -> Any:
+    """OSC's ``f`` is 32 bits: 0.4 arrives as 0.4000000059604645. Seven significant digits give
+    back what the sender typed (and keep a double's value to well below any audible step)."""
+    return float(f"{value:.7g}") if isinstance(value, float) else value
+
+
 def osc_command(address: str, args: Sequence[Any], desk: PromptDesk) -> Routed | None:
     """The command for one OSC message (None: a button's release, nothing to do); raises
     ``ControlError`` for anything else."""
+    args = [_decimal(arg) for arg in args]
     if address.startswith(WEIGHT_PREFIX):
         number = address[len(WEIGHT_PREFIX) :]
         if not (number.isascii() and number.isdigit() and len(number) <= 3):

@@ -1,0 +1,180 @@
+"""The OSC input over real UDP on loopback: python-osc's client sends, the server answers the
+sender, a fake ``StreamControl`` (and once the real engine with a stand-in maker) receives."""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+from pythonosc.osc_message import OscMessage
+from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
+from pythonosc.osc_message_builder import OscMessageBuilder
+
+from streamer.inputs.desk import PromptDesk
+from streamer.inputs.osc_in import OscServer
+from streamer.inputs.pump import CommandPump
+from streamer.plan.commands import Prompt, RecallScene, SetDenoising, SetPrompts, SetSeed
+from streamer.plan.settings import PromptBlend, Transition
+from streamer.runtime.assemble import StreamConfig, build_engine
+from streamer.runtime.control import EngineControl
+from streamer.runtime.standin import StandInFrameMaker
+from test_inputs import SCENES, RecordingControl
+
+#: Longest wait for a reply that must come; only a failing test waits this long.
+REPLY_TIMEOUT_SECONDS = 10
+
+
+class Sender:
+    """An OSC app: one UDP socket that sends and reads the replies."""
+
+    def __init__(self, server: tuple[str, int]) -> None:
+        self.server = server
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.socket.settimeout(REPLY_TIMEOUT_SECONDS)
+
+    def send(self, address: str, *args) -> None:
+        builder = OscMessageBuilder(address)
+        for arg in args:
+            builder.add_arg(arg)
+        self.socket.sendto(builder.build().dgram, self.server)
+
+    def reply(self) -> tuple[str, list]:
+        data, source = self.socket.recvfrom(65536)
+        assert source == self.server  # from the port the sender talks to
+        message = OscMessage(data)
+        return message.address, list(message.params)
+
+
+@dataclasses.dataclass
+class Running:
+    server: OscServer
+    control: object
+    desk: PromptDesk
+
+    def sender(self) -> Sender:
+        return Sender(self.server.address)
+
+
+@pytest.fixture
+def osc() -> Iterator[Running]:
+    control = RecordingControl()
+    desk = PromptDesk((("jazz", 1.0), ("rain", 0.0)), SCENES)
+    pump = CommandPump(control, coalesce_seconds=0.0)
+    server = OscServer("127.0.0.1", 0, desk, pump)
+    pump.start()
+    server.start()
+    yield Running(server, control, desk)
+    server.stop()
+    pump.stop()
+
+
+def test_osc_messages_become_commands_and_are_acknowledged(osc):
+    sender = osc.sender()
+    sender.send("/streamer/weight/2", 0.5)
+    assert sender.reply() == ("/streamer/ack", ["/streamer/weight/2"])
+    sender.send("/streamer/denoising", 0.4)
+    assert sender.reply() == ("/streamer/ack", ["/streamer/denoising"])
+    sender.send("/streamer/seed", 42)
+    sender.send("/streamer/scene", "intro")
+    assert [sender.reply(), sender.reply()] == [("/streamer/ack", ["/streamer/seed"]), ("/streamer/ack", ["/streamer/scene"])]
+    assert osc.control.wait_for(4) == [
+        SetPrompts((Prompt("jazz", 1.0), Prompt("rain", 0.5))),
+        SetDenoising(0.4),
+        SetSeed(42),
+        RecallScene("intro"),
+    ]
+
+
+def test_a_bundle_is_applied_in_order(osc):
+    bundle = OscBundleBuilder(IMMEDIATELY)
+    for address, value in (("/streamer/prompts", None), ("/streamer/weight/1", 0.0)):
+        builder = OscMessageBuilder(address)
+        for arg in (["a", 1.0, "b", 1.0] if value is None else [value]):
+            builder.add_arg(arg)
+        bundle.add_content(builder.build())
+    sender = osc.sender()
+    sender.socket.sendto(bundle.build().dgram, osc.server.address)
+    assert [sender.reply()[0], sender.reply()[0]] == ["/streamer/ack"] * 2
+    assert osc.control.wait_for(2) == [
+        SetPrompts((Prompt("a", 1.0), Prompt("b", 1.0))),
+        SetPrompts((Prompt("b", 1.0),)),
+    ]
+
+
+def test_bad_input_is_answered_logged_and_the_server_keeps_serving(osc, caplog):
+    sender = osc.sender()
+    sender.send("/streamer/volume", 1.0)
+    address, (code, message) = sender.reply()
+    assert (address, code) == ("/streamer/error", "unknown_type")
+    assert "unknown address '/streamer/volume'" in message
+    sender.send("/streamer/denoising", "loud")
+    assert sender.reply() == ("/streamer/error", ["invalid_value", "denoising must be a number"])
+    sender.send("/streamer/weight/1", 0.0)  # jazz was the only prompt playing
+    assert sender.reply()[1][0] == "invalid_value"
+    sender.send("/streamer/weight/2", 1.0)  # rain comes in
+    assert sender.reply()[0] == "/streamer/ack"
+    sender.send("/streamer/weight/2", 0.0)
+    assert sender.reply() == (
+        "/streamer/error",
+        ["invalid_value", "every prompt weight is 0: the stream keeps its last blend until one is raised"],
+    )
+    sender.socket.sendto(b"not OSC at all", osc.server.address)  # no reply: it has no address
+    sender.send("/streamer/seed", 7)
+    assert sender.reply() == ("/streamer/ack", ["/streamer/seed"])
+    assert osc.control.wait_for(2) == [SetPrompts((Prompt("rain", 1.0),)), SetSeed(7)]
+    assert "OSC /streamer/volume from 127.0.0.1" in caplog.text
+    assert "denoising must be a number" in caplog.text
+    assert "not an OSC packet" in caplog.text
+
+
+def test_osc_blends_the_prompts_of_a_real_engine():
+    """The whole path: UDP, the pump, ``EngineControl`` and the engine making frames of the
+    blend the faders set (a stand-in maker, no clock: the first frames are made ahead)."""
+    made: list[PromptBlend] = []
+    blended = threading.Event()
+    target = PromptBlend((("jazz", 1.0), ("rain", 0.5)))
+
+    class Watching(StandInFrameMaker):
+        def make(self, planned):
+            for frame in planned:
+                made.append(frame.prompts)
+                if frame.prompts == target:
+                    blended.set()
+            return super().make(planned)
+
+    config = StreamConfig()
+    settings = dataclasses.replace(
+        config.settings, prompts=PromptBlend.single("jazz"), transition=Transition(seconds=0)
+    )
+    config = dataclasses.replace(config, settings=settings)
+    engine = build_engine(config, Watching(0.0))
+    control = EngineControl(engine, frozenset({"boom_bap_94"}), SCENES)
+    desk = PromptDesk((("jazz", 1.0), ("rain", 0.0)), SCENES)
+    pump = CommandPump(control, coalesce_seconds=0.05)
+    server = OscServer("127.0.0.1", 0, desk, pump)
+    pump.start()
+    server.start()
+    engine.start()
+    try:
+        sender = Sender(server.address)
+        sender.send("/streamer/seed_loop", "no_such_loop")
+        address, (code, message) = sender.reply()
+        assert (address, code) == ("/streamer/error", "unknown_seed_loop")
+        for weight in (0.1, 0.2, 0.3, 0.4, 0.5):  # a fader's stream: thinned, the last one wins
+            sender.send("/streamer/weight/2", weight)
+        sender.send("/streamer/resume")  # never thinned, and applied after what waits
+        replies = []
+        while not replies or replies[-1] != ("/streamer/ack", ["/streamer/resume"]):
+            replies.append(sender.reply())
+        weight_acks = replies[:-1]
+        assert 1 <= len(weight_acks) <= 5
+        assert all(reply == ("/streamer/ack", ["/streamer/weight/2"]) for reply in weight_acks)
+        assert engine.settings.prompts == target
+        assert blended.wait(REPLY_TIMEOUT_SECONDS * 6), f"no frame of the blend was made: {made}"
+    finally:
+        engine.stop()
+        server.stop()
+        pump.stop()

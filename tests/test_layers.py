@@ -1,7 +1,7 @@
 """The package's layers point one way: a module imports only its own layer or those below.
 
     spectrogram -> plan -> frames and audio (seeds, audio, generate) -> training -> runtime
-    -> sinks -> the command line (config, commands, cli)
+    -> sinks and inputs (MIDI, OSC) -> the command line (config, commands, cli)
 
 Lazy imports inside functions count too: a layer that needs one above it at run time is as
 tangled as one that imports it at the top.
@@ -20,7 +20,7 @@ LAYERS = (
     ("streamer.seeds", "streamer.audio", "streamer.generate"),
     ("streamer.training",),
     ("streamer.runtime",),
-    ("streamer.sinks",),
+    ("streamer.sinks", "streamer.inputs"),
     ("streamer.config", "streamer.commands", "streamer.cli", "streamer.__main__"),
 )
 PACKAGE = Path(streamer.__file__).parent

@@ -1,0 +1,93 @@
+"""The MIDI input through real MIDI ports: JACK MIDI on the dummy JACK server that the device
+tests start (this machine has no ALSA sequencer, /dev/snd/seq; where it has one, the same code
+takes ALSA first). A second rtmidi client plays the controller."""
+
+from __future__ import annotations
+
+import shutil
+
+import mido
+import pytest
+
+from streamer.cli import main
+from streamer.errors import UserError
+from streamer.inputs.desk import PromptDesk
+from streamer.inputs.midi_in import MidiInput, open_midi_input
+from streamer.inputs.midi_map import default_midi_map
+from streamer.inputs.pump import CommandPump
+from streamer.plan.commands import Prompt, RecallScene, SetDenoising, SetPrompts
+from test_device import jack, jack_server  # noqa: F401 (a fixture)
+from test_inputs import SCENES, RecordingControl
+
+pytestmark = pytest.mark.skipif(shutil.which("jackd") is None, reason="jackd (Debian jackd2) is not installed")
+
+JACK_MIDI = "mido.backends.rtmidi/UNIX_JACK"
+
+
+@pytest.fixture
+def pump():
+    control = RecordingControl()
+    pump = CommandPump(control, coalesce_seconds=0.0)
+    pump.start()
+    yield pump
+    pump.stop()
+
+
+def _input(port: str | None, pump: CommandPump) -> MidiInput:
+    desk = PromptDesk((("jazz", 1.0), ("rain", 0.0)), SCENES)
+    return MidiInput(port, default_midi_map(list(SCENES)), desk, pump)
+
+
+def test_a_controller_on_a_named_port_blends_prompts_and_recalls_scenes(jack_server, pump, caplog):
+    controller = mido.Backend(JACK_MIDI).open_output("nanoKONTROL", virtual=True)
+    midi = _input("nanokontrol", pump)  # a part of the name, case ignored
+    try:
+        assert "nanoKONTROL" in midi.name
+        controller.send(mido.Message("control_change", control=21, value=127))  # fader 2 up
+        controller.send(mido.Message("control_change", control=99, value=1))  # not mapped
+        controller.send(mido.Message("control_change", control=99, value=2))  # ... logged once
+        controller.send(mido.Message("control_change", control=28, value=127))  # denoising
+        controller.send(mido.Message("note_on", note=36, velocity=100))  # pad 1: scene intro
+        assert pump.control.wait_for(3) == [
+            SetPrompts((Prompt("jazz", 1.0), Prompt("rain", 1.0))),
+            SetDenoising(1.0),
+            RecallScene("intro"),
+        ]
+    finally:
+        midi.close()
+        controller.close()
+    assert caplog.text.count("CC 99 is not mapped") == 1
+
+
+def test_a_virtual_input_called_streamer_takes_what_is_connected_to_it(jack_server, pump):
+    midi = _input(None, pump)
+    controller = mido.Backend(JACK_MIDI).open_output("pads", virtual=True)
+    client = jack.Client("streamer-test-patchbay", no_start_server=True)
+    try:
+        source = next(p.name for p in client.get_ports("pads", is_midi=True, is_output=True))
+        sink = next(p.name for p in client.get_ports(midi.name, is_midi=True, is_input=True))
+        client.connect(source, sink)
+        controller.send(mido.Message("program_change", program=1))
+        assert pump.control.wait_for(1) == [RecallScene("drop")]
+    finally:
+        client.close()
+        controller.close()
+        midi.close()
+
+
+def test_a_port_that_is_not_there_names_those_that_are(jack_server):
+    controller = mido.Backend(JACK_MIDI).open_output("keys", virtual=True)
+    try:
+        with pytest.raises(UserError, match=r"no MIDI input's name contains 'drums'; inputs: .*keys"):
+            open_midi_input("drums", print)
+    finally:
+        controller.close()
+
+
+def test_the_monitor_lists_the_inputs(jack_server, capsys):
+    controller = mido.Backend(JACK_MIDI).open_output("keys", virtual=True)
+    try:
+        assert main(["midi-monitor", "--list"]) == 0
+    finally:
+        controller.close()
+    assert "RtMidiOut Client:keys (UNIX_JACK)" in capsys.readouterr().out

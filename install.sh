@@ -8,7 +8,8 @@ cd "$(dirname "$0")"
 system_packages=(
   libportaudio2        # sounddevice: the local sound device
   libsndfile1          # soundfile: WAV / FLAC / OGG
-  jackd2               # tests: a real-time sound server with no hardware
+  jackd2               # tests: a real-time sound server with no hardware (and JACK MIDI)
+  libasound2           # python-rtmidi (the midi extra): ALSA MIDI
   fluidsynth fluid-soundfont-gm  # scripts/render_seed_loops.py: drums and bass from MIDI
   chromium             # tests/test_client.py: the browser client in headless Chromium (Playwright)
 )
@@ -25,5 +26,5 @@ fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e ".[dev]"
+.venv/bin/python -m pip install --quiet -e ".[dev,midi]"
 echo "streamer is installed in .venv: run .venv/bin/streamer --help"

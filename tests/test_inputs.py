@@ -3,16 +3,22 @@ the MIDI map (default and from TOML), the OSC address space, scenes, and the pum
 
 from __future__ import annotations
 
+import itertools
 import threading
-
-import mido
-import pytest
 import tomllib
+
+import pytest
+from control_fakes import SCENES, RecordingControl
 
 from streamer.errors import UserError
 from streamer.inputs.coalesce import Coalescer
 from streamer.inputs.desk import PromptDesk
-from streamer.inputs.midi_map import Ignored, default_midi_map, midi_command, midi_map_from_toml
+from streamer.inputs.midi_map import (
+    Ignored,
+    default_midi_map,
+    midi_command,
+    midi_map_from_toml,
+)
 from streamer.inputs.osc_map import osc_command
 from streamer.inputs.pump import Applied, CommandPump, Refused, Routed
 from streamer.plan.commands import (
@@ -27,15 +33,10 @@ from streamer.plan.commands import (
     Skip,
 )
 from streamer.plan.scenes import Scene
-from streamer.plan.settings import PromptBlend, StreamSettings, Transition
-from streamer.runtime.ports import ControlRejected
+from streamer.plan.settings import StreamSettings
 from streamer.sinks.control import ControlError
 
-SCENES = {
-    "intro": Scene("intro", prompts=PromptBlend((("soft piano", 2), ("rain", 1))), seed_loop="house_117"),
-    "drop": Scene("drop", denoising=0.9, transition=Transition(seconds=None, bars=1)),
-}
-
+mido = pytest.importorskip("mido", reason='mido is not installed (pip install ".[midi]")')
 
 def desk() -> PromptDesk:
     return PromptDesk((("jazz", 1.0), ("rain", 0.0)), SCENES)
@@ -62,7 +63,7 @@ def test_a_fader_stream_reaches_the_engine_as_its_latest_value_per_interval():
     assert values[-1] == 49  # the last value always arrives
     assert len(values) <= 0.5 / 0.05 + 2
     times = [t for t, _ in sent]
-    assert all(b - a >= 0.05 - 1e-9 for a, b in zip(times, times[1:]))
+    assert all(b - a >= 0.05 - 1e-9 for a, b in itertools.pairwise(times))
 
 
 def test_targets_are_thinned_apart_and_a_scene_goes_after_what_was_pending():
@@ -238,29 +239,6 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-class RecordingControl:
-    """A ``StreamControl`` that keeps what it is asked and refuses unknown scenes."""
-
-    def __init__(self) -> None:
-        self.applied: list = []
-        self.changed = threading.Condition()
-
-    def apply(self, command):
-        with self.changed:
-            self.applied.append(command)
-            self.changed.notify_all()
-        if isinstance(command, RecallScene) and command.name not in SCENES:
-            raise ControlRejected("unknown_scene", f"no scene {command.name!r}")
-        if command == Skip():
-            raise RuntimeError("a bug in the engine")
-        return {"plan_version": len(self.applied)}
-
-    def wait_for(self, count: int) -> list:
-        with self.changed:
-            assert self.changed.wait_for(lambda: len(self.applied) >= count, timeout=10)
-            return list(self.applied)
 
 
 def test_the_pump_applies_in_order_thins_faders_and_survives_refusals(caplog):

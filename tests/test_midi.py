@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import shutil
 
-import mido
 import pytest
+from control_fakes import SCENES, RecordingControl
+from test_device import jack, jack_server  # noqa: F401 (a fixture)
 
 from streamer.cli import main
 from streamer.errors import UserError
@@ -16,10 +17,13 @@ from streamer.inputs.midi_in import MidiInput, open_midi_input
 from streamer.inputs.midi_map import default_midi_map
 from streamer.inputs.pump import CommandPump
 from streamer.plan.commands import Prompt, RecallScene, SetDenoising, SetPrompts
-from test_device import jack, jack_server  # noqa: F401 (a fixture)
-from test_inputs import SCENES, RecordingControl
 
-pytestmark = pytest.mark.skipif(shutil.which("jackd") is None, reason="jackd (Debian jackd2) is not installed")
+mido = pytest.importorskip("mido", reason='mido is not installed (pip install ".[midi]")')
+
+pytestmark = [
+    pytest.mark.skipif(shutil.which("jackd") is None, reason="jackd (Debian jackd2) is not installed"),
+    pytest.mark.usefixtures("jack_server"),
+]
 
 JACK_MIDI = "mido.backends.rtmidi/UNIX_JACK"
 
@@ -38,7 +42,7 @@ def _input(port: str | None, pump: CommandPump) -> MidiInput:
     return MidiInput(port, default_midi_map(list(SCENES)), desk, pump)
 
 
-def test_a_controller_on_a_named_port_blends_prompts_and_recalls_scenes(jack_server, pump, caplog):
+def test_a_controller_on_a_named_port_blends_prompts_and_recalls_scenes(pump, caplog):
     controller = mido.Backend(JACK_MIDI).open_output("nanoKONTROL", virtual=True)
     midi = _input("nanokontrol", pump)  # a part of the name, case ignored
     try:
@@ -59,7 +63,7 @@ def test_a_controller_on_a_named_port_blends_prompts_and_recalls_scenes(jack_ser
     assert caplog.text.count("CC 99 is not mapped") == 1
 
 
-def test_a_virtual_input_called_streamer_takes_what_is_connected_to_it(jack_server, pump):
+def test_a_virtual_input_called_streamer_takes_what_is_connected_to_it(pump):
     midi = _input(None, pump)
     controller = mido.Backend(JACK_MIDI).open_output("pads", virtual=True)
     client = jack.Client("streamer-test-patchbay", no_start_server=True)
@@ -75,7 +79,7 @@ def test_a_virtual_input_called_streamer_takes_what_is_connected_to_it(jack_serv
         midi.close()
 
 
-def test_a_port_that_is_not_there_names_those_that_are(jack_server):
+def test_a_port_that_is_not_there_names_those_that_are():
     controller = mido.Backend(JACK_MIDI).open_output("keys", virtual=True)
     try:
         with pytest.raises(UserError, match=r"no MIDI input's name contains 'drums'; inputs: .*keys"):
@@ -84,7 +88,7 @@ def test_a_port_that_is_not_there_names_those_that_are(jack_server):
         controller.close()
 
 
-def test_the_monitor_lists_the_inputs(jack_server, capsys):
+def test_the_monitor_lists_the_inputs(capsys):
     controller = mido.Backend(JACK_MIDI).open_output("keys", virtual=True)
     try:
         assert main(["midi-monitor", "--list"]) == 0

@@ -9,19 +9,25 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from pythonosc.osc_message import OscMessage
+from control_fakes import SCENES, RecordingControl
 from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
+from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 from streamer.inputs.desk import PromptDesk
 from streamer.inputs.osc_in import OscServer
 from streamer.inputs.pump import CommandPump
-from streamer.plan.commands import Prompt, RecallScene, SetDenoising, SetPrompts, SetSeed
+from streamer.plan.commands import (
+    Prompt,
+    RecallScene,
+    SetDenoising,
+    SetPrompts,
+    SetSeed,
+)
 from streamer.plan.settings import PromptBlend, Transition
 from streamer.runtime.assemble import StreamConfig, build_engine
 from streamer.runtime.control import EngineControl
 from streamer.runtime.standin import StandInFrameMaker
-from test_inputs import SCENES, RecordingControl
 
 #: Longest wait for a reply that must come; only a failing test waits this long.
 REPLY_TIMEOUT_SECONDS = 10
@@ -161,7 +167,7 @@ def test_osc_blends_the_prompts_of_a_real_engine():
     try:
         sender = Sender(server.address)
         sender.send("/streamer/seed_loop", "no_such_loop")
-        address, (code, message) = sender.reply()
+        address, (code, _) = sender.reply()
         assert (address, code) == ("/streamer/error", "unknown_seed_loop")
         for weight in (0.1, 0.2, 0.3, 0.4, 0.5):  # a fader's stream: thinned, the last one wins
             sender.send("/streamer/weight/2", weight)

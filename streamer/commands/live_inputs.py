@@ -122,7 +122,12 @@ def run_midi_monitor(args: argparse.Namespace) -> int:
     import time
 
     from streamer.config import read_config_file, stream_config_from_args
-    from streamer.inputs.midi_in import describe, list_midi_inputs, map_message, open_midi_input
+    from streamer.inputs.midi_in import (
+        describe,
+        list_midi_inputs,
+        map_message,
+        open_midi_input,
+    )
 
     if args.list:
         print("\n".join(list_midi_inputs()) or "no MIDI inputs")

@@ -16,8 +16,8 @@ from collections.abc import Mapping, Sequence
 
 from streamer.plan.commands import Prompt, RecallScene, SetPrompts
 from streamer.plan.scenes import Scene
-from streamer.sinks.control import ControlError, check_prompts
 from streamer.sinks.config import ServerConfig
+from streamer.sinks.control import ControlError, check_prompts
 from streamer.sinks.protocol import ErrorCode
 
 
@@ -26,10 +26,11 @@ class PromptDesk:
         self,
         prompts: Sequence[tuple[str, float]],
         scenes: Mapping[str, Scene],
-        limits: ServerConfig = ServerConfig(),
+        limits: ServerConfig | None = None,
     ) -> None:
+        """``limits``: the longest prompt and most prompts, as the WebSocket server's."""
         self.scenes = dict(scenes)
-        self.limits = limits
+        self.limits = limits or ServerConfig()
         self._prompts = [Prompt(text, weight) for text, weight in prompts]
         self._lock = threading.Lock()
 

@@ -26,7 +26,7 @@ import dataclasses
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from streamer.errors import UserError
 from streamer.inputs.desk import PromptDesk
@@ -208,7 +208,7 @@ def _scene(where: str, name: Any, scene_names: Sequence[str]) -> str:
     return name
 
 
-MidiOutcome = Union[Routed, Ignored]
+MidiOutcome = Routed | Ignored
 
 
 def midi_command(message: Any, mapping: MidiMap, desk: PromptDesk) -> MidiOutcome:

@@ -21,7 +21,6 @@ from streamer.inputs.desk import PromptDesk
 from streamer.inputs.osc_map import osc_command
 from streamer.inputs.pump import Applied, CommandPump, Outcome
 from streamer.sinks.control import ControlError
-from streamer.sinks.protocol import ErrorCode
 
 logger = logging.getLogger(__name__)
 

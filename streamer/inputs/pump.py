@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Union
+from typing import Any
 
 from streamer.inputs.coalesce import Coalescer
 from streamer.plan.commands import Command
@@ -46,7 +46,7 @@ class Refused:
     message: str
 
 
-Outcome = Union[Applied, Refused]
+Outcome = Applied | Refused
 Reply = Callable[[Outcome], None]
 
 

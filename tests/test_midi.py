@@ -63,13 +63,30 @@ def test_a_controller_on_a_named_port_blends_prompts_and_recalls_scenes(pump, ca
     assert caplog.text.count("CC 99 is not mapped") == 1
 
 
+def test_bytes_that_are_no_midi_message_are_logged_and_the_port_plays_on(pump, caplog):
+    import rtmidi
+
+    controller = rtmidi.MidiOut(rtapi=rtmidi.API_UNIX_JACK)
+    controller.open_virtual_port("broken")
+    midi = _input("broken", pump)
+    try:
+        controller.send_message([0xB0, 0x80, 0x05])  # a data byte above 127
+        controller.send_message([0xB0, 28, 0])
+        assert pump.control.wait_for(1) == [SetDenoising(0.05)]
+    finally:
+        midi.close()
+        controller.delete()
+    assert "bytes b0 80 05 are no MIDI message" in caplog.text
+
+
 def test_a_virtual_input_called_streamer_takes_what_is_connected_to_it(pump):
     midi = _input(None, pump)
     controller = mido.Backend(JACK_MIDI).open_output("pads", virtual=True)
     client = jack.Client("streamer-test-patchbay", no_start_server=True)
     try:
         source = next(p.name for p in client.get_ports("pads", is_midi=True, is_output=True))
-        sink = next(p.name for p in client.get_ports(midi.name, is_midi=True, is_input=True))
+        assert midi.name == "streamer (virtual, jack)"
+        sink = next(p.name for p in client.get_ports("streamer", is_midi=True, is_input=True))
         client.connect(source, sink)
         controller.send(mido.Message("program_change", program=1))
         assert pump.control.wait_for(1) == [RecallScene("drop")]
@@ -94,4 +111,4 @@ def test_the_monitor_lists_the_inputs(capsys):
         assert main(["midi-monitor", "--list"]) == 0
     finally:
         controller.close()
-    assert "RtMidiOut Client:keys (UNIX_JACK)" in capsys.readouterr().out
+    assert "RtMidiOut Client:keys (jack)" in capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""The MIDI input: a port opened through mido's rtmidi backend, its messages mapped
+"""The MIDI input: a port opened with python-rtmidi, its messages parsed by mido, mapped
 (``midi_map``) and handed to the pump.
 
 rtmidi calls back on its own thread; the callback maps and submits, which takes microseconds and
@@ -26,42 +26,80 @@ logger = logging.getLogger(__name__)
 VIRTUAL_PORT_NAME = "streamer"
 
 
-def _backends() -> list[Any]:
-    """mido's rtmidi backends, one per system API compiled into python-rtmidi."""
+def _rtmidi() -> Any:
     try:
-        import mido
+        import mido  # noqa: F401 (parses what rtmidi delivers)
         import rtmidi
     except ImportError:
-        raise UserError(
-            'MIDI needs mido and python-rtmidi: pip install "streamer[midi]"'
-        ) from None
-    names = [rtmidi.get_api_name(api) for api in rtmidi.get_compiled_api()]
-    apis = {"alsa": "LINUX_ALSA", "core": "MACOSX_CORE", "winmm": "WINDOWS_MM", "jack": "UNIX_JACK"}
-    return [mido.Backend(f"mido.backends.rtmidi/{apis[name]}") for name in names if name in apis]
+        raise UserError('MIDI needs mido and python-rtmidi: pip install "streamer[midi]"') from None
+    return rtmidi
 
 
-def open_midi_input(port: str | None, callback: Callable[[Any], None]) -> Any:
-    """An open mido input calling ``callback(message)`` on rtmidi's thread: the first input
-    whose name contains ``port`` (case ignored), or a virtual port ``streamer`` when ``port`` is
-    None or empty. Raises UserError naming the ports there are."""
+def _apis(rtmidi: Any) -> list[int]:
+    """The system MIDI APIs compiled into python-rtmidi, in its order (JACK last)."""
+    return [api for api in rtmidi.get_compiled_api() if api != rtmidi.API_RTMIDI_DUMMY]
+
+
+class MidiPort:
+    """An open rtmidi input that parses each message with mido and calls ``received`` with it
+    on rtmidi's thread. Bytes that are no MIDI message are logged and dropped (mido's own port
+    would drop them silently)."""
+
+    def __init__(self, midi_in: Any, name: str, received: Callable[[Any], None]) -> None:
+        import mido
+
+        self._message = mido.Message.from_bytes
+        self._midi_in = midi_in
+        self.name = name
+        self._received = received
+        midi_in.ignore_types(sysex=True, timing=True, active_sense=True)
+        midi_in.set_callback(self._callback)
+
+    def _callback(self, event: tuple[list[int], float], data: object = None) -> None:
+        raw, _ = event
+        try:
+            message = self._message(raw)
+        except ValueError as error:
+            logger.warning("MIDI from %s: bytes %s are no MIDI message (%s)", self.name, bytes(raw).hex(" "), error)
+            return
+        try:
+            self._received(message)
+        except Exception:  # rtmidi's thread must live on, or the controller goes deaf
+            logger.exception("MIDI %s could not be handled", message)
+
+    def close(self) -> None:
+        self._midi_in.cancel_callback()
+        self._midi_in.close_port()
+        self._midi_in.delete()
+
+
+def open_midi_input(port: str | None, received: Callable[[Any], None]) -> MidiPort:
+    """An open input calling ``received(message)`` on rtmidi's thread: the first input whose name
+    contains ``port`` (case ignored), or a virtual input ``streamer`` when ``port`` is None or
+    empty. Raises UserError naming the inputs there are."""
+    rtmidi = _rtmidi()
     seen: list[str] = []
     problems: list[str] = []
-    for backend in _backends():
-        api = backend.api or backend.name
+    for api in _apis(rtmidi):
+        api_name = rtmidi.get_api_name(api)
+        try:
+            midi_in = rtmidi.MidiIn(rtapi=api, name="streamer")
+        except rtmidi.RtMidiError as error:  # no ALSA sequencer, no JACK server
+            problems.append(f"{api_name}: {error}")
+            continue
         try:
             if not port:
-                return backend.open_input(VIRTUAL_PORT_NAME, virtual=True, callback=callback)
-            names = backend.get_input_names()
-        except (OSError, RuntimeError) as error:  # rtmidi's errors are OSErrors; no server
-            problems.append(f"{api}: {error}")
-            continue
-        seen += [f"{name} ({api})" for name in names]
-        matches = [name for name in names if port.lower() in name.lower()]
-        if matches:
-            try:
-                return backend.open_input(matches[0], callback=callback)
-            except (OSError, RuntimeError) as error:
-                problems.append(f"{api}: {matches[0]}: {error}")
+                midi_in.open_virtual_port(VIRTUAL_PORT_NAME)
+                return MidiPort(midi_in, f"{VIRTUAL_PORT_NAME} (virtual, {api_name})", received)
+            names = midi_in.get_ports()
+            seen += [f"{name} ({api_name})" for name in names]
+            matches = [i for i, name in enumerate(names) if port.lower() in name.lower()]
+            if matches:
+                midi_in.open_port(matches[0])
+                return MidiPort(midi_in, names[matches[0]], received)
+        except rtmidi.RtMidiError as error:
+            problems.append(f"{api_name}: {error}")
+        midi_in.delete()
     if not port:
         raise UserError(
             "could not open a virtual MIDI input here ("
@@ -74,12 +112,15 @@ def open_midi_input(port: str | None, callback: Callable[[Any], None]) -> Any:
 
 
 def list_midi_inputs() -> list[str]:
+    rtmidi = _rtmidi()
     names = []
-    for backend in _backends():
+    for api in _apis(rtmidi):
         try:
-            names += [f"{name} ({backend.api})" for name in backend.get_input_names()]
-        except (OSError, RuntimeError):
+            midi_in = rtmidi.MidiIn(rtapi=api)
+        except rtmidi.RtMidiError:
             continue
+        names += [f"{name} ({rtmidi.get_api_name(api)})" for name in midi_in.get_ports()]
+        midi_in.delete()
     return names
 
 
@@ -110,25 +151,19 @@ class MidiInput:
         self._unmapped_logged: set[tuple[str, int]] = set()
         self._lock = threading.Lock()
         self.port = open_midi_input(port, self.received)
-
-    @property
-    def name(self) -> str:
-        return self.port.name
+        self.name = self.port.name
 
     def close(self) -> None:
         self.port.close()
 
     def received(self, message: Any) -> None:
-        try:
-            outcome = map_message(message, self.mapping, self.desk)
-            if isinstance(outcome, ControlError):
-                logger.warning("MIDI %s: %s", message, outcome.message)
-            elif isinstance(outcome, Ignored):
-                self._log_unmapped(outcome)
-            else:
-                self.pump.submit(outcome)
-        except Exception:  # rtmidi's thread must live on, or the controller goes deaf
-            logger.exception("MIDI %s could not be handled", message)
+        outcome = map_message(message, self.mapping, self.desk)
+        if isinstance(outcome, ControlError):
+            logger.warning("MIDI %s: %s", message, outcome.message)
+        elif isinstance(outcome, Ignored):
+            self._log_unmapped(outcome)
+        else:
+            self.pump.submit(outcome)
 
     def _log_unmapped(self, ignored: Ignored) -> None:
         if ignored.unmapped is None:

@@ -60,6 +60,11 @@ def test_defaults_hold_without_options():
         ([], "tempo = 120\n", "unknown option 'tempo'"),
         ([], "prompt = [1, 2]\n", "option 'prompt' must be a string or a list of strings"),
         ([], "seed = \n", "is not valid TOML"),
+        ([], "[scenes.drop]\ndenoising = 3\n", "scenes.drop: denoising must be between"),
+        ([], "[scenes.drop]\ntempo = 1\n", "unknown option 'scenes.drop.tempo'"),
+        ([], "[scenes.drop]\nseed = 'x'\n", "option 'scenes.drop.seed' must be int"),
+        ([], "[scenes.drop]\nseed_loop = 'polka'\n", "scenes.drop.seed_loop: no seed loop called 'polka'"),
+        ([], "scenes = 1\n", r"scenes must be tables: \[scenes.NAME\]"),
     ],
 )
 def test_bad_values_stop_at_start_with_a_message_naming_the_option(tmp_path, argv, toml, message):
@@ -69,6 +74,21 @@ def test_bad_values_stop_at_start_with_a_message_naming_the_option(tmp_path, arg
         argv = [*argv, "--config", str(path)]
     with pytest.raises(UserError, match=message):
         parse(*argv)
+
+
+def test_scenes_come_from_the_config_file_in_its_order(tmp_path):
+    path = tmp_path / "stream.toml"
+    path.write_text(
+        'prompt = "jazz"\n'
+        '[scenes.intro]\nprompt = ["soft piano:2", "rain"]\nseed-loop = "house_117"\n'
+        "transition_bars = 4\n"
+        '[scenes.drop]\nprompt = "808 bass"\ndenoising = 0.9\n'
+    )
+    intro, drop = parse("--config", str(path)).scenes
+    assert intro.name == "intro" and intro.prompts == PromptBlend((("soft piano", 2), ("rain", 1)))
+    assert intro.seed_loop == "house_117" and intro.transition.bars == 4.0
+    assert intro.denoising is None, "a scene sets only what it names"
+    assert drop.name == "drop" and drop.denoising == 0.9 and drop.transition is None
 
 
 def test_a_missing_config_file_is_named():

@@ -271,3 +271,41 @@ def test_the_pump_applies_in_order_thins_faders_and_survives_refusals(caplog):
     finally:
         pump.stop()
     assert "the engine failed to apply Skip()" in caplog.text
+
+
+# -- the command line -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["--osc", "localhost:99999"], "--osc takes [HOST:]PORT with PORT 0..65535"),
+        (["--osc", "nine"], "--osc takes [HOST:]PORT"),
+        (["--midi", "--midi-map", "nowhere.toml"], "--midi-map: no such file: nowhere.toml"),
+    ],
+)
+def test_bad_input_options_stop_before_the_model_loads(argv, words, capsys):
+    from streamer.cli import main
+
+    assert main(["play", "--model", "/nowhere/never-loaded", *argv]) == 2
+    error = capsys.readouterr().err
+    assert words in error and "loading" not in error
+
+
+def test_osc_addresses_on_the_command_line():
+    from streamer.commands.live_inputs import parse_osc_address
+
+    assert parse_osc_address("9000") == ("127.0.0.1", 9000)
+    assert parse_osc_address("0.0.0.0:9000") == ("0.0.0.0", 9000)
+    assert parse_osc_address("[::1]:57120") == ("::1", 57120)
+
+
+def test_the_monitor_says_what_the_mapping_makes_of_a_message():
+    from streamer.inputs.midi_in import describe, map_message
+
+    mapping, d = default_midi_map(list(SCENES)), desk()
+    assert describe(map_message(cc(28, 127), mapping, d)) == "SetDenoising(denoising=1.0)"
+    assert describe(map_message(cc(99, 1), mapping, d)) == "ignored: CC 99 is not mapped"
+    assert describe(map_message(cc(20, 0), mapping, d)) == (
+        "refused: every prompt weight is 0: the stream keeps its last blend until one is raised"
+    )

@@ -27,6 +27,7 @@ from streamer.plan.commands import (
 from streamer.plan.settings import PromptBlend, Transition
 from streamer.runtime.assemble import StreamConfig, build_engine
 from streamer.runtime.control import EngineControl
+from streamer.runtime.ports import ControlRejected
 from streamer.runtime.standin import StandInFrameMaker
 
 #: Longest wait for a reply that must come; only a failing test waits this long.
@@ -179,6 +180,12 @@ def test_osc_blends_the_prompts_of_a_real_engine():
         assert 1 <= len(weight_acks) <= 5
         assert all(reply == ("/streamer/ack", ["/streamer/weight/2"]) for reply in weight_acks)
         assert engine.settings.prompts == target
+        sender.send("/streamer/scene", "drop")
+        assert sender.reply() == ("/streamer/ack", ["/streamer/scene"])
+        assert engine.settings.denoising == 0.9 and engine.settings.transition.bars == 1
+        assert engine.settings.prompts == target, "a scene without prompts keeps them"
+        with pytest.raises(ControlRejected, match="no scene called 'outro'; scenes: intro, drop"):
+            control.apply(RecallScene("outro"))
         assert blended.wait(REPLY_TIMEOUT_SECONDS * 6), f"no frame of the blend was made: {made}"
     finally:
         engine.stop()

@@ -147,8 +147,6 @@ def run_midi_monitor(args: argparse.Namespace) -> int:
                 message = arrived.get(timeout=0.2)
             except queue.Empty:
                 continue
-            if message.type in ("clock", "active_sensing"):
-                continue
             print(f"{message}  ->  {describe(map_message(message, mapping, desk))}", flush=True)
     finally:
         port.close()

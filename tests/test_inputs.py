@@ -19,7 +19,7 @@ from streamer.inputs.midi_map import (
     midi_command,
     midi_map_from_toml,
 )
-from streamer.inputs.osc_map import osc_command
+from streamer.inputs.osc_map import ADDRESSES, osc_command
 from streamer.inputs.pump import Applied, CommandPump, Refused, Routed
 from streamer.plan.commands import (
     Pause,
@@ -309,3 +309,50 @@ def test_the_monitor_says_what_the_mapping_makes_of_a_message():
     assert describe(map_message(cc(20, 0), mapping, d)) == (
         "refused: every prompt weight is 0: the stream keeps its last blend until one is raised"
     )
+
+
+# -- whatever arrives -------------------------------------------------------------------------
+
+OSC_ARGUMENTS = st.one_of(
+    st.integers(-(2**63), 2**63 - 1),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=600),
+    st.binary(max_size=20),
+    st.booleans(),
+    st.none(),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    address=st.one_of(
+        st.sampled_from([a.replace("<n>", "1") for a in ADDRESSES]),
+        st.text(max_size=40).map(lambda tail: "/streamer/" + tail),
+        st.text(max_size=40),
+    ),
+    args=st.lists(OSC_ARGUMENTS, max_size=6),
+)
+def test_any_osc_message_is_a_command_or_a_control_error(address, args):
+    try:
+        outcome = osc_command(address, args, desk())
+    except ControlError as error:
+        assert error.code and error.message
+    else:
+        assert outcome is None or isinstance(outcome, Routed)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.lists(st.integers(0, 255), max_size=4))
+def test_any_bytes_are_a_midi_command_ignored_or_a_control_error(data):
+    from streamer.inputs.midi_in import midi_message
+
+    try:
+        message = midi_message(data)
+    except ValueError:
+        return  # the port logs and drops these (tests/test_midi.py)
+    try:
+        outcome = midi_command(message, default_midi_map(list(SCENES)), desk())
+    except ControlError as error:
+        assert error.code and error.message
+    else:
+        assert isinstance(outcome, Routed | Ignored)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from streamer.errors import UserError
@@ -40,15 +40,23 @@ def _apis(rtmidi: Any) -> list[int]:
     return [api for api in rtmidi.get_compiled_api() if api != rtmidi.API_RTMIDI_DUMMY]
 
 
+def midi_message(raw: Sequence[int]) -> Any:
+    """The ``mido.Message`` in ``raw``; ValueError for bytes that are none (mido itself raises
+    IndexError for a truncated one)."""
+    import mido
+
+    try:
+        return mido.Message.from_bytes(raw)
+    except (ValueError, IndexError, TypeError) as error:
+        raise ValueError(str(error) or type(error).__name__) from None
+
+
 class MidiPort:
     """An open rtmidi input that parses each message with mido and calls ``received`` with it
     on rtmidi's thread. Bytes that are no MIDI message are logged and dropped (mido's own port
     would drop them silently)."""
 
     def __init__(self, midi_in: Any, name: str, received: Callable[[Any], None]) -> None:
-        import mido
-
-        self._message = mido.Message.from_bytes
         self._midi_in = midi_in
         self.name = name
         self._received = received
@@ -58,7 +66,7 @@ class MidiPort:
     def _callback(self, event: tuple[list[int], float], data: object = None) -> None:
         raw, _ = event
         try:
-            message = self._message(raw)
+            message = midi_message(raw)
         except ValueError as error:
             logger.warning("MIDI from %s: bytes %s are no MIDI message (%s)", self.name, bytes(raw).hex(" "), error)
             return

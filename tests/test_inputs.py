@@ -9,6 +9,8 @@ import tomllib
 
 import pytest
 from control_fakes import SCENES, RecordingControl
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streamer.errors import UserError
 from streamer.inputs.coalesce import Coalescer

@@ -121,7 +121,7 @@ def run_midi_monitor(args: argparse.Namespace) -> int:
     import queue
     import time
 
-    from streamer.config import read_config_file, stream_config_from_args
+    from streamer.config import stream_config_from_args
     from streamer.inputs.midi_in import (
         describe,
         list_midi_inputs,
@@ -132,8 +132,6 @@ def run_midi_monitor(args: argparse.Namespace) -> int:
     if args.list:
         print("\n".join(list_midi_inputs()) or "no MIDI inputs")
         return 0
-    if args.config:
-        read_config_file(args.config)  # its errors first, with the file's name
     config = stream_config_from_args(argparse.Namespace(config=args.config))
     desk = _desk(config)
     mapping = _midi_map(args, config)

@@ -48,8 +48,6 @@ class _Handler(socketserver.BaseRequestHandler):
 class OscServer(socketserver.UDPServer):
     """Listens on ``(host, port)`` (port 0: a free one; ``address`` tells which)."""
 
-    allow_reuse_address = True
-
     def __init__(self, host: str, port: int, desk: PromptDesk, pump: CommandPump) -> None:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.address_family = family

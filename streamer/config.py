@@ -39,6 +39,7 @@ from streamer.plan.scenes import Scene
 from streamer.plan.settings import PromptBlend, Transition
 from streamer.runtime.assemble import StreamConfig
 from streamer.seeds.library import list_seed_loops
+from streamer.sinks.control import MAX_SCENE_CHARS
 
 
 def parse_prompt(text: str) -> tuple[str, float]:
@@ -213,8 +214,8 @@ def _scenes(tables: Any, path: str) -> tuple[Scene, ...]:
     scenes = []
     for name, table in tables.items():
         where = f"scenes.{name}"
-        if not name.strip() or len(name) > 64:
-            raise UserError(f"{path}: {where}: a scene's name is 1 to 64 characters")
+        if not name.strip() or len(name) > MAX_SCENE_CHARS:
+            raise UserError(f"{path}: {where}: a scene's name is 1 to {MAX_SCENE_CHARS} characters")
         options = _options(table, path, set(_SCENE_OPTIONS), where + ".")
         try:
             prompts = options.get("prompt")

@@ -18,6 +18,7 @@ from engine_events import now_playing, status
 from streamer.plan.commands import (
     Pause,
     Prompt,
+    RecallScene,
     Resume,
     SetDenoising,
     SetGuidance,
@@ -222,6 +223,7 @@ def parse(message: object) -> object:
         ({"type": "pause"}, Pause()),
         ({"type": "resume"}, Resume()),
         ({"type": "skip"}, Skip()),
+        ({"type": "recall_scene", "name": "drop"}, RecallScene("drop")),
         ({"type": "auth", "token": "abc"}, Auth("abc")),
     ],
 )

@@ -26,6 +26,7 @@ from streamer.plan.commands import (
 from streamer.sinks.control import (
     DENOISING_RANGE,
     GUIDANCE_RANGE,
+    MAX_SCENE_CHARS,
     MAX_SEED_LOOP_CHARS,
     TRANSITION_BARS_RANGE,
     TRANSITION_SECONDS_RANGE,
@@ -103,7 +104,7 @@ def _bare(name: str, command: Any) -> Handler:
 
 
 def _scene(args: Sequence[Any], desk: PromptDesk) -> Routed:
-    name = check_text("scene", _one(PREFIX + "scene", args, "string"), 64, allow_empty=False)
+    name = check_text("scene", _one(PREFIX + "scene", args, "string"), MAX_SCENE_CHARS, allow_empty=False)
     return Routed(None, desk.recall(name))
 
 

@@ -17,6 +17,7 @@ from streamer.plan.commands import (
     Command,
     Pause,
     Prompt,
+    RecallScene,
     Resume,
     SetDenoising,
     SetGuidance,
@@ -38,6 +39,7 @@ WEIGHT_RANGE = (0.0, 100.0)
 TRANSITION_SECONDS_RANGE = (0.0, 600.0)
 TRANSITION_BARS_RANGE = (0.0, 256.0)
 MAX_SEED_LOOP_CHARS = 64
+MAX_SCENE_CHARS = 64
 MAX_ID_CHARS = 64
 MAX_TOKEN_CHARS = 256
 #: Integers a browser holds exactly (Number.MAX_SAFE_INTEGER).
@@ -198,6 +200,10 @@ def _set_seed_loop(fields: _Fields, config: ServerConfig) -> SetSeedLoop:
     return SetSeedLoop(name)
 
 
+def _recall_scene(fields: _Fields, config: ServerConfig) -> RecallScene:
+    return RecallScene(check_text("name", fields.require("name"), MAX_SCENE_CHARS, allow_empty=False))
+
+
 Parser = Callable[[_Fields, ServerConfig], Union[Command, Auth]]
 
 # type -> (fields it may carry besides "type" and "id", parser)
@@ -210,6 +216,7 @@ _PARSERS: dict[str, tuple[frozenset[str], Parser]] = {
     "set_guidance": (frozenset({"guidance"}), _set_guidance),
     "set_seed_loop": (frozenset({"name"}), _set_seed_loop),
     "set_transition": (frozenset({"seconds", "bars"}), _set_transition),
+    "recall_scene": (frozenset({"name"}), _recall_scene),
     "pause": (frozenset(), lambda fields, config: Pause()),
     "resume": (frozenset(), lambda fields, config: Resume()),
     "skip": (frozenset(), lambda fields, config: Skip()),

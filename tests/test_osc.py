@@ -191,3 +191,12 @@ def test_osc_blends_the_prompts_of_a_real_engine():
         engine.stop()
         server.stop()
         pump.stop()
+
+
+def test_a_long_message_is_read_whole(osc):
+    """Eight prompts of 500 four-byte characters: 16 KB in one datagram."""
+    sender = osc.sender()
+    prompts = [arg for i in range(8) for arg in ("🎷" * 499 + str(i), 1.0)]
+    sender.send("/streamer/prompts", *prompts)
+    assert sender.reply() == ("/streamer/ack", ["/streamer/prompts"])
+    assert len(osc.control.wait_for(1)[0].prompts) == 8

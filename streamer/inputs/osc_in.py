@@ -48,6 +48,9 @@ class _Handler(socketserver.BaseRequestHandler):
 class OscServer(socketserver.UDPServer):
     """Listens on ``(host, port)`` (port 0: a free one; ``address`` tells which)."""
 
+    #: Read whole datagrams: socketserver's 8 KiB would cut a long /streamer/prompts short.
+    max_packet_size = 65535
+
     def __init__(self, host: str, port: int, desk: PromptDesk, pump: CommandPump) -> None:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.address_family = family

@@ -102,7 +102,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         help="sampling preset: default (DPM-Solver++, 20 steps) or lcm (LCM-LoRA, 6 steps)",
     )
     group.add_argument("--scheduler", choices=SCHEDULER_NAMES, help="override the preset's scheduler")
-    group.add_argument("--steps", type=int, help="override the preset's schedule length")
+    group.add_argument(
+        "--steps", type=int, help="denoising steps of the full schedule (default: the preset's)"
+    )
     group.add_argument("--lora", metavar="ID|PATH", help="override the preset's LoRA")
     group.add_argument(
         "--compile",
@@ -113,26 +115,40 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
 
 def add_stream_options(parser: argparse.ArgumentParser) -> None:
     """The options every streaming command shares. Defaults are None here so that a TOML file
-    can fill what the command line leaves out; the real defaults are in the dataclasses."""
+    can fill what the command line leaves out; the real defaults are in the dataclasses, and the
+    help text reads them from there."""
     add_model_options(parser)
+    defaults = StreamConfig()
+    settings, engine_defaults = defaults.settings, defaults.engine
     music = parser.add_argument_group("music")
     music.add_argument(
         "--prompt",
         action="append",
         metavar="TEXT[:WEIGHT]",
-        help="a prompt, optionally with a relative weight; repeat to blend several",
+        help="a prompt, optionally with a relative weight (a number >= 0); repeat to blend several",
     )
-    music.add_argument("--negative-prompt", metavar="TEXT", help="what to steer away from")
-    music.add_argument("--seed", type=int, help="the noise seed the walk starts from (default 0)")
+    music.add_argument("--negative-prompt", metavar="TEXT", help="what to steer away from (free text)")
+    music.add_argument(
+        "--seed",
+        type=int,
+        help=f"the noise seed the walk starts from, a whole number 0..2^32-1 (default {settings.seed})",
+    )
     music.add_argument(
         "--seed-loop",
         metavar="NAME",
-        help="rhythm seed loop (see `streamer seeds`) or a PNG made by `streamer make-seed`",
+        help="rhythm seed loop, one of those `streamer seeds` lists, or a PNG made by "
+        f"`streamer make-seed` (default {settings.seed_loop})",
     )
-    music.add_argument("--denoising", type=float, help="img2img strength, 0.05..1 (default 0.75)")
-    music.add_argument("--guidance", type=float, help="classifier-free guidance, 0..30 (default 7)")
     music.add_argument(
-        "--transition-seconds", type=float, help="length of a change, in seconds (default 8)"
+        "--denoising", type=float, help=f"img2img strength, 0.05..1 (default {settings.denoising:g})"
+    )
+    music.add_argument(
+        "--guidance", type=float, help=f"classifier-free guidance scale, 0..30 (default {settings.guidance:g})"
+    )
+    music.add_argument(
+        "--transition-seconds",
+        type=float,
+        help=f"length of a change, in seconds (default {settings.transition.seconds:g})",
     )
     music.add_argument("--transition-bars", type=float, help="length of a change, in 4/4 bars")
     music.add_argument(
@@ -144,9 +160,13 @@ def add_stream_options(parser: argparse.ArgumentParser) -> None:
     )
     engine = parser.add_argument_group("engine")
     engine.add_argument(
-        "--lookahead-frames", type=int, help="finished frames kept ready ahead of playback (default 2)"
+        "--lookahead-frames",
+        type=int,
+        help=f"finished frames kept ready ahead of playback (default {engine_defaults.lookahead_frames})",
     )
-    engine.add_argument("--batch-frames", type=int, help="frames per UNet batch (default 1)")
+    engine.add_argument(
+        "--batch-frames", type=int, help=f"frames per UNet batch (default {engine_defaults.batch_frames})"
+    )
     parser.add_argument("--config", metavar="FILE.toml", help="read options from a TOML file")
 
 

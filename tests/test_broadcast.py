@@ -43,11 +43,14 @@ def tone(positions: np.ndarray) -> np.ndarray:
 
 class FakeClock:
     """Publishes 20 ms ``AudioBlock`` objects from its own thread at ``speed`` x real time, and a
-    ``now_playing`` event every half second of stream, as the engine's clock will."""
+    ``now_playing`` event every half second of stream, as the engine's clock will; with
+    ``stop_after_blocks``, that many blocks and then nothing (``finished`` is set)."""
 
-    def __init__(self, sink: Any, *, speed: float = 1.0) -> None:
+    def __init__(self, sink: Any, *, speed: float = 1.0, stop_after_blocks: int | None = None) -> None:
         self.sink = sink
         self.speed = speed
+        self.stop_after_blocks = stop_after_blocks
+        self.finished = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="fake-clock", daemon=True)
 
@@ -62,7 +65,7 @@ class FakeClock:
     def _run(self) -> None:
         start = time.monotonic()
         sequence = 0
-        while not self._stop.is_set():
+        while not self._stop.is_set() and sequence != self.stop_after_blocks:
             position = sequence * BLOCK_FRAMES
             delay = start + position / SAMPLE_RATE / self.speed - time.monotonic()
             if delay > 0:
@@ -73,6 +76,7 @@ class FakeClock:
                 frame_id = sequence // NOW_PLAYING_EVERY_BLOCKS
                 self.sink.publish_event({"type": "now_playing", "frame_id": frame_id, "alpha": 0.5})
             sequence += 1
+        self.finished.set()
 
 
 class FakeControl:
@@ -122,6 +126,23 @@ def receive_for(websocket: ClientConnection, seconds: float, recording: Recordin
         recording.messages.append((time.monotonic(), message))
 
 
+def receive_until(
+    websocket: ClientConnection, recording: Recording, done: Any, *, guard_seconds: float = 30.0
+) -> None:
+    """Receive until ``done()`` holds; ``guard_seconds`` only stops a test that would hang."""
+    deadline = time.monotonic() + guard_seconds
+    while not done():
+        data = websocket.recv(timeout=max(0.0, deadline - time.monotonic()))
+        message = data if isinstance(data, str) else decode_binary(data)
+        recording.messages.append((time.monotonic(), message))
+
+
+def heard_up_to(recording: Recording) -> int:
+    """The stream position just past the last audio received (0 before any)."""
+    audio = recording.audio
+    return audio[-1].sample_position + audio[-1].num_frames if audio else 0
+
+
 def kind_of(message: Message) -> str:
     return json.loads(message)["type"] if isinstance(message, str) else type(message).__name__
 
@@ -166,15 +187,20 @@ def serve(tmp_path: Any) -> Iterator[Any]:
     """Start a server (and a fake clock feeding it) with the given settings."""
     started: list[tuple[ServerThread, FakeClock]] = []
 
-    def start(*, speed: float = 1.0, **settings: Any) -> tuple[StreamServer, FakeControl]:
+    def start(
+        *, speed: float = 1.0, stop_after_blocks: int | None = None, **settings: Any
+    ) -> tuple[StreamServer, FakeControl]:
+        """``stop_after_blocks``: the clock publishes that many blocks, and this returns once it has."""
         control = FakeControl()
         (tmp_path / "index.html").write_text("<!doctype html><title>player</title>")
         server_thread = ServerThread(
             StreamServer(ServerConfig(port=0, **settings), control, client_dir=tmp_path)
         )
         server = server_thread.start()
-        clock = FakeClock(server, speed=speed).__enter__()
+        clock = FakeClock(server, speed=speed, stop_after_blocks=stop_after_blocks).__enter__()
         started.append((server_thread, clock))
+        if stop_after_blocks is not None:
+            assert clock.finished.wait(60), "the fake clock never finished publishing"
         return server, control
 
     yield start
@@ -214,20 +240,24 @@ def test_three_listeners_hear_the_whole_stream_contiguously_at_the_real_time_rat
 def test_a_joining_listener_gets_the_latest_state_then_a_burst_to_start_playing_at_once(
     serve: Any,
 ) -> None:
-    server, _ = serve(burst_seconds=1.0)
+    # 1.5 s of stream (15 whole 0.1 s messages) is published, then the clock stops: whatever
+    # audio the listener gets was sent at once on joining, not as the stream went on.
+    published_blocks = 75
+    server, _ = serve(burst_seconds=1.0, speed=4.0, stop_after_blocks=published_blocks)
+    live_edge = published_blocks * BLOCK_FRAMES
     server.publish_event({"type": "status", "state": "ok", "lookahead_seconds": 6.5})
     server.publish_frame(3, 3 * 225792, b"\x89PNG fake image")
-    time.sleep(1.5)
     with open_listener(server.port) as websocket:
         recording = Recording(connected_at=time.monotonic())
-        receive_for(websocket, 0.05, recording)
+        receive_until(websocket, recording, lambda: heard_up_to(recording) >= live_edge)
 
     kinds = [kind_of(message) for _, message in recording.messages]
     assert kinds[:4] == ["hello", "now_playing", "status", "FrameMessage"]
     assert recording.events[2] == {"type": "status", "state": "ok", "lookahead_seconds": 6.5}
     burst = recording.audio
     assert audio_messages_contiguous(burst)
-    assert sum(message.num_frames for message in burst) >= 1.0 * SAMPLE_RATE
+    assert burst[0].sample_position <= live_edge - 1.0 * SAMPLE_RATE
+    assert heard_up_to(recording) == live_edge
 
 
 def test_a_stalled_listener_does_not_change_the_others_rate_and_is_dropped(serve: Any) -> None:
@@ -270,11 +300,8 @@ def test_a_slow_listener_is_skipped_forward_to_the_live_edge_with_the_latest_sta
     assert kind_of(recording.messages[first_after_gap - 1][1]) == "now_playing"
 
 
-def test_an_image_sent_over_several_turns_reaches_every_listener_once(
-    serve: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr("streamer.sinks.broadcast.IMAGE_LISTENERS_PER_TURN", 1)
-    server, _ = serve(speed=4.0)
+def test_an_image_sent_over_several_turns_reaches_every_listener_once(serve: Any) -> None:
+    server, _ = serve(speed=4.0, image_listeners_per_loop_turn=1)
     with concurrent.futures.ThreadPoolExecutor(3) as pool:
         listening = [pool.submit(record, server.port, 1.0) for _ in range(3)]
         while server.stats().listeners < 3:

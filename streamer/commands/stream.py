@@ -15,6 +15,7 @@ from contextlib import contextmanager
 
 from streamer.config import StreamConfig, add_stream_options, stream_config_from_args
 from streamer.errors import UserError
+from streamer.sinks.config import ServerConfig
 
 #: Longest wait for the first frame of a live stream.
 FIRST_FRAME_TIMEOUT_SECONDS = 600.0
@@ -29,8 +30,15 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     )
     add_stream_options(serve)
     network = serve.add_argument_group("server")
-    network.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
-    network.add_argument("--port", type=int, default=8765, help="TCP port (default 8765; 0 picks a free one)")
+    server_defaults = ServerConfig()  # the one home of these defaults; help shows them
+    network.add_argument(
+        "--host",
+        default=server_defaults.host,
+        help="address to listen on (default %(default)s; 0.0.0.0 for all)",
+    )
+    network.add_argument(
+        "--port", type=int, default=server_defaults.port, help="TCP port, 0..65535 (default %(default)s; 0 picks a free one)"
+    )
     network.add_argument("--token", help="performer token for control (default: a random one, printed)")
     network.add_argument("--listen-token", help="require this token to listen (default: listening is open)")
     network.add_argument(
@@ -40,7 +48,12 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         metavar="ORIGIN",
         help="browser origin allowed to connect, e.g. https://example.org (repeatable; default any)",
     )
-    network.add_argument("--max-connections", type=int, default=1000, help="most connections at once (default 1000)")
+    network.add_argument(
+        "--max-connections",
+        type=int,
+        default=server_defaults.max_connections,
+        help="most connections at once (default %(default)s)",
+    )
     serve.add_argument("--play", action="store_true", help="also play on the local sound device")
     _add_device_options(serve)
     _add_duration(serve)
@@ -139,7 +152,6 @@ def run_serve(args: argparse.Namespace) -> int:
     from streamer.runtime.control import EngineControl
     from streamer.runtime.engine import SoftwareClock
     from streamer.seeds.library import list_seed_loops
-    from streamer.sinks.config import ServerConfig
     from streamer.sinks.server import ServerThread, StreamServer
 
     config = stream_config_from_args(args)

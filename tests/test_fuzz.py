@@ -19,7 +19,6 @@ import os
 import socket
 import string
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -233,8 +232,9 @@ http_requests = st.one_of(
 
 
 def http_exchange(port: int, request: bytes) -> bytes:
-    """Send ``request``, half-close, and read until the server closes (or 5 s pass)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+    """Send ``request``, half-close, and read until the server closes. A server that neither
+    answers nor closes for 30 s (a guard against a hung test, not a speed limit) fails the test."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
         try:
             sock.sendall(request)
             sock.shutdown(socket.SHUT_WR)
@@ -246,6 +246,8 @@ def http_exchange(port: int, request: bytes) -> bytes:
                 response += chunk
         except ConnectionResetError:
             pass
+        except TimeoutError:
+            pytest.fail(f"the server let a bad request hang (neither answered nor closed): {request[:80]!r}")
     return response
 
 
@@ -255,9 +257,7 @@ def test_any_http_request_is_answered_with_a_status_or_closed_and_the_stream_pla
     live: Any, request: bytes
 ) -> None:
     server, engine, listener, performer = live
-    started = time.monotonic()
     response = http_exchange(server.port, request)
-    assert time.monotonic() - started < 5, "the server let a bad request hang"
     if response:
         status_line = response.split(b"\r\n", 1)[0]
         assert status_line.startswith(b"HTTP/1.1 "), status_line

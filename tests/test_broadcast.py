@@ -137,6 +137,14 @@ def receive_until(
         recording.messages.append((time.monotonic(), message))
 
 
+def wait_until(condition: Any, *, guard_seconds: float = 30.0) -> None:
+    """Poll ``condition()`` until it holds; ``guard_seconds`` only stops a test that would hang."""
+    deadline = time.monotonic() + guard_seconds
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        time.sleep(0.01)
+
+
 def heard_up_to(recording: Recording) -> int:
     """The stream position just past the last audio received (0 before any)."""
     audio = recording.audio
@@ -176,12 +184,6 @@ def delivered_rate(recording: Recording, *, after_seconds: float) -> float:
     return float(np.polyfit(times, positions, 1)[0])
 
 
-def lateness(recording: Recording) -> np.ndarray:
-    """Arrival time minus stream time of each audio message; constant for a live listener."""
-    arrivals = recording.audio_arrivals()
-    return np.array([t - (m.sample_position + m.num_frames) / SAMPLE_RATE for t, m in arrivals])
-
-
 @pytest.fixture
 def serve(tmp_path: Any) -> Iterator[Any]:
     """Start a server (and a fake clock feeding it) with the given settings."""
@@ -214,19 +216,28 @@ def serve(tmp_path: Any) -> Iterator[Any]:
 LISTEN_SECONDS = 4.0
 
 
-def test_three_listeners_hear_the_whole_stream_contiguously_at_the_real_time_rate(
-    serve: Any,
-) -> None:
-    server, _ = serve()
-    time.sleep(1.2)  # let the burst buffer fill
+def test_three_listeners_hear_the_whole_stream_contiguously_sample_for_sample(serve: Any) -> None:
+    server, _ = serve(speed=4.0)
+    listen_frames = round(LISTEN_SECONDS * SAMPLE_RATE)
+
+    def listen(_: int) -> Recording:
+        """Hear LISTEN_SECONDS of stream, however long the machine takes to publish it."""
+        with open_listener(server.port) as websocket:
+            recording = Recording(connected_at=time.monotonic())
+            receive_until(
+                websocket,
+                recording,
+                lambda: bool(recording.audio)
+                and heard_up_to(recording) - recording.audio[0].sample_position >= listen_frames,
+            )
+        return recording
+
     with concurrent.futures.ThreadPoolExecutor(3) as pool:
-        recordings = list(pool.map(lambda _: record(server.port, LISTEN_SECONDS), range(3)))
+        recordings = list(pool.map(listen, range(3)))
 
     for recording in recordings:
         audio = recording.audio
         assert audio_messages_contiguous(audio)
-        rate = delivered_rate(recording, after_seconds=0.3)
-        assert rate == pytest.approx(SAMPLE_RATE, rel=0.04)
         heard = np.concatenate([message.samples() for message in audio], axis=1)
         positions = np.arange(audio[0].sample_position, audio[0].sample_position + heard.shape[1])
         np.testing.assert_allclose(heard, tone(positions), atol=1.0 / 32767)
@@ -287,21 +298,33 @@ def test_a_slow_listener_is_skipped_forward_to_the_live_edge_with_the_latest_sta
     serve: Any,
 ) -> None:
     server, _ = serve(burst_seconds=0.2, send_queue_seconds=0.5, drop_lagging_after_seconds=10.0)
-    time.sleep(0.3)
+    message_frames = round(ServerConfig().message_seconds * SAMPLE_RATE)
+
+    def jumped(recording: Recording) -> int | None:
+        """Index of the first audio message after a jump, if there was one."""
+        audio = recording.audio
+        return next((i for i in range(1, len(audio)) if not audio_messages_contiguous(audio[i - 1 : i + 1])), None)
+
     with open_listener(server.port, receive_buffer_bytes=4096, max_queue=1) as websocket:
         recording = Recording(connected_at=time.monotonic())
-        receive_for(websocket, 0.6, recording)
-        time.sleep(2.5)  # the listener's app hangs; its queue fills and the server skips it
-        receive_for(websocket, 1.5, recording)
+        receive_until(websocket, recording, lambda: len(recording.audio) >= 3)
+        # The listener's app hangs: it reads nothing until the server has started skipping it.
+        wait_until(lambda: server.stats().lagging_listeners == 1)
+        live_edge = server.stats().audio_messages * message_frames  # the stream's end, at least
+        receive_until(
+            websocket,
+            recording,
+            lambda: (jump := jumped(recording)) is not None and len(recording.audio) >= jump + 3,
+        )
 
     audio = recording.audio
     gaps = [i for i in range(1, len(audio)) if not audio_messages_contiguous(audio[i - 1 : i + 1])]
     assert len(gaps) == 1, "one clean jump, not a trickle of holes"
     after_gap = audio[gaps[0] :]
     assert audio_messages_contiguous(after_gap)
-    # After the jump it is live again: as little behind the stream as when it joined.
-    delays = lateness(recording)
-    assert np.all(delays[gaps[0] :] - delays.min() < 0.25)
+    # The jump lands at the live edge: on audio the stream reached after the listener hung, not
+    # where the listener left off.
+    assert after_gap[0].sample_position >= live_edge
     # The latest now_playing is resent just before the first message after the jump.
     first_after_gap = next(i for i, (_, m) in enumerate(recording.messages) if m is after_gap[0])
     assert kind_of(recording.messages[first_after_gap - 1][1]) == "now_playing"

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from streamer.config import StreamConfig, add_stream_options, stream_config_from_args
 from streamer.errors import UserError
 from streamer.sinks.config import ServerConfig
+from streamer.sinks.device import DeviceConfig
 
 #: Longest wait for the first frame of a live stream.
 FIRST_FRAME_TIMEOUT_SECONDS = 600.0
@@ -83,15 +84,19 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_device_options(parser: argparse.ArgumentParser) -> None:
+    device_defaults = DeviceConfig()  # the one home of these defaults; help shows them
     group = parser.add_argument_group("sound device")
     group.add_argument("--audio-device", metavar="DEVICE", help="output device: index or part of its name (default: system default)")
     group.add_argument(
         "--audio-latency",
-        default="high",
-        help="output latency in seconds, or low / high (default high: fewest glitches)",
+        default=device_defaults.latency,
+        help="output latency in seconds, or low / high (default %(default)s; high: fewest glitches)",
     )
     group.add_argument(
-        "--audio-block-size", type=int, default=0, help="samples per device callback (default 0: the host's choice)"
+        "--audio-block-size",
+        type=int,
+        default=device_defaults.block_samples,
+        help="samples per device callback (default %(default)s: the host's choice)",
     )
 
 
@@ -102,8 +107,6 @@ def _add_duration(parser: argparse.ArgumentParser) -> None:
 
 
 def _device_config(args: argparse.Namespace):
-    from streamer.sinks.device import DeviceConfig
-
     device: int | str | None = args.audio_device
     if device is not None and device.isdigit():
         device = int(device)

@@ -35,7 +35,8 @@ import numpy as np  # noqa: E402
 import fanout  # noqa: E402
 from streamer.audio.blocks import AudioBlock  # noqa: E402
 from streamer.plan.settings import PromptBlend, StreamSettings, Transition  # noqa: E402
-from streamer.runtime.assemble import StreamConfig, build_engine  # noqa: E402
+from streamer.runtime.assemble import build_engine  # noqa: E402
+from streamer.runtime.stream_config import StreamConfig  # noqa: E402
 from streamer.runtime.control import EngineControl  # noqa: E402
 from streamer.runtime.standin import StandInFrameMaker  # noqa: E402
 from streamer.sinks.config import ServerConfig  # noqa: E402

@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from streamer.runtime.assemble import StreamConfig  # noqa: E402
+from streamer.runtime.stream_config import StreamConfig  # noqa: E402
 from streamer.runtime.core import EngineConfig  # noqa: E402
 from streamer.generate.config import GeneratorConfig  # noqa: E402
 from streamer.plan.settings import PromptBlend, StreamSettings, Transition  # noqa: E402

@@ -30,7 +30,7 @@ import time
 
 import psutil
 
-from streamer.runtime.assemble import StreamConfig
+from streamer.runtime.stream_config import StreamConfig
 from streamer.runtime.core import EngineConfig
 from streamer.generate.config import GeneratorConfig
 from streamer.plan.settings import PromptBlend, StreamSettings, Transition

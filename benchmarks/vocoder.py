@@ -8,7 +8,7 @@ audio. Both on the same realistic frames (one 5.12 s loop each):
 - FluidSynth renders of the seed-loop styles (scripts/render_seed_loops.py, General MIDI drums
   and bass with room ambience; needs fluidsynth and fluid-soundfont-gm),
 - the synthesised grooves and song of tests/material.py,
-- Riffusion's own test clip (real music; ../shared/riffusion-format/clip.wav when present,
+- Riffusion's own test clip (real music; tests/fixtures/riffusion/clip.wav,
   scaled to a -6 dB peak so that neither method clips).
 
 Measured per frame: the real-time factor (5.12 s over the wall-clock seconds for one frame, with
@@ -65,7 +65,7 @@ PARAMS = SpectrogramParams()
 LOOP = 512 * PARAMS.hop_length
 SECONDS = LOOP / PARAMS.sample_rate
 EDGE_COLUMNS = 6
-CLIP = ROOT.parent / "shared" / "riffusion-format" / "clip.wav"
+CLIP = ROOT / "tests" / "fixtures" / "riffusion" / "clip.wav"
 RENDERER = ROOT / "scripts" / "render_seed_loops.py"
 
 
@@ -98,10 +98,9 @@ def frames(quick: bool) -> list[tuple[str, np.ndarray]]:
         return chosen
     chosen.append(("groove-16-beats", groove(bpm=187.5, beats=16, seed=5).samples))
     chosen.append(("song", song(12.0, seed=3)[5 * PARAMS.sample_rate :][:LOOP].copy()))
-    if CLIP.exists():
-        clip, _ = soundfile.read(CLIP, dtype="float32", always_2d=True)
-        mono = clip.mean(axis=1)[:LOOP]
-        chosen.append(("riffusion-clip", (mono * (0.5 / np.abs(mono).max())).astype(np.float32)))
+    clip, _ = soundfile.read(CLIP, dtype="float32", always_2d=True)
+    mono = clip.mean(axis=1)[:LOOP]
+    chosen.append(("riffusion-clip", (mono * (0.5 / np.abs(mono).max())).astype(np.float32)))
     return chosen
 
 

@@ -3,7 +3,7 @@
 //
 // URL parameters (all optional):
 //   buffer=0.8   fixed jitter buffer depth in seconds (default: adaptive, starting at 0.4 s)
-//   rate=48000   AudioContext rate to ask for; rate=native: the device's (default 44100)
+//   rate=48000   AudioContext rate to ask for; rate=native: the device's (default: the stream's)
 //   tap=1        keep a copy of every sample played (the browser tests read it)
 //   worklet=0    play through the ScriptProcessor fallback that insecure origins get
 // The page's objects are on `window.streamer` for the tests and for curious performers.
@@ -22,7 +22,7 @@ function playerOptions(params) {
   const buffer = Number(params.get("buffer"));
   if (params.has("buffer") && buffer > 0) Object.assign(settings, { adaptive: false, startSeconds: buffer });
   const rate = params.get("rate");
-  let contextRate = 44100;
+  let contextRate; // undefined: the stream's rate, from the audio headers
   if (rate === "native") contextRate = null;
   else if (rate !== null && Number(rate) > 0) contextRate = Number(rate);
   return { settings, contextRate, tap: params.get("tap") === "1", worklet: params.get("worklet") !== "0" };
@@ -45,6 +45,7 @@ $("play").addEventListener("click", () => {
     player.start().catch((error) => showProblem(`cannot start the audio: ${error.message}`));
   }
 });
+player.addEventListener("rate", () => waterfall.setSampleRate(player.streamRate));
 player.addEventListener("state", () => {
   const playing = player.wanted && player.running;
   $("play").textContent = playing ? "Stop" : player.wanted ? "Tap to resume" : "Play";
@@ -167,7 +168,7 @@ setInterval(() => {
   $("ro-jitter").textContent = ms(stats.jitterSeconds);
   $("ro-latency").textContent = ms(stats.latencySeconds);
   $("ro-underruns").textContent = String(stats.underruns ?? 0);
-  const resampled = stats.contextRate !== 44100 ? " · resampled" : "";
+  const resampled = stats.streamRate !== null && stats.contextRate !== stats.streamRate ? " · resampled" : "";
   $("ro-output").textContent = `${(stats.contextRate / 1000).toFixed(1)} kHz${resampled}`;
   $("ro-output").title = stats.engine;
 }, READOUT_INTERVAL_MS);

@@ -21,13 +21,13 @@
 //   play exactly the samples sent.
 // - Far too much buffered (a suspended tab, a stalled main thread): skip ahead to the target.
 //
-// Resampling from the stream rate (44.1 kHz) to the context rate uses a 32-tap Kaiser-windowed
-// sinc (beta 9, cutoff 0.94 x the lower Nyquist frequency, 256 phases linearly interpolated):
-// error below -95 dB for tones up to 15 kHz and -69 dB at 17 kHz, 44.1 -> 48 kHz (cubic Hermite:
-// -31 dB at 8 kHz, linear: -19 dB). Riffusion's spectrogram stops at 10 kHz. About 3 million
-// multiply-adds a second in stereo at 48 kHz: nothing for an audio thread. When the rates are
-// equal and no correction runs, samples pass through untouched, so a 44.1 kHz context plays
-// exactly the samples the server sent.
+// Resampling from the stream's rate (read from the audio headers; 44.1 kHz from streamer's server)
+// to the context rate uses a 32-tap Kaiser-windowed sinc (beta 9, cutoff 0.94 x the lower Nyquist
+// frequency, 256 phases linearly interpolated): error below -95 dB for tones up to 15 kHz and
+// -69 dB at 17 kHz, 44.1 -> 48 kHz (cubic Hermite: -31 dB at 8 kHz, linear: -19 dB). Riffusion's
+// spectrogram stops at 10 kHz. About 3 million multiply-adds a second in stereo at 48 kHz: nothing
+// for an audio thread. When the rates are equal and no correction runs, samples pass through
+// untouched, so a context at the stream's rate plays exactly the samples the server sent.
 
 export const DEFAULT_JITTER_SETTINGS = Object.freeze({
   adaptive: true,
@@ -97,7 +97,7 @@ export function sincTable(cutoff) {
 export class JitterBuffer {
   /**
    * @param {{sourceRate: number, outputRate: number, channels?: number, settings?: object}} options
-   *   sourceRate: the stream's rate (44100); outputRate: the AudioContext's.
+   *   sourceRate: the stream's rate (from the audio headers); outputRate: the AudioContext's.
    */
   constructor({ sourceRate, outputRate, channels = 2, settings = {} }) {
     this.settings = { ...DEFAULT_JITTER_SETTINGS, ...settings };

@@ -1,5 +1,6 @@
 // The audio thread's side of the player: an AudioWorkletProcessor around the jitter buffer.
-// Messages in: {type: "audio", position, planar, live}, {type: "discontinuity"}, {type: "clear"}.
+// Messages in: {type: "audio", position, planar, live}, {type: "discontinuity"}, {type: "clear"},
+// {type: "rate", sourceRate} (the stream's rate from the audio headers).
 // Messages out: {type: "report", ...} about every 46 ms (16 render quanta) and, in test mode, {type:
 // "tap", quanta, samples}: exactly what this node output, with the stream position of each quantum.
 
@@ -12,14 +13,22 @@ class StreamPlayerProcessor extends AudioWorkletProcessor {
     super();
     const { sourceRate, settings, tap } = options.processorOptions;
     // `sampleRate` and `currentTime` are globals of the AudioWorkletGlobalScope.
-    this.buffer = new JitterBuffer({ sourceRate, outputRate: sampleRate, channels: 2, settings });
+    this.settings = settings;
+    this.buffer = this.jitterBuffer(sourceRate);
     this.tap = tap ? { quanta: [], samples: [[], []] } : null;
     this.quantum = 0;
     this.port.onmessage = (event) => this.receive(event.data);
   }
 
+  jitterBuffer(sourceRate) {
+    return new JitterBuffer({ sourceRate, outputRate: sampleRate, channels: 2, settings: this.settings });
+  }
+
   receive(message) {
-    if (message.type === "audio") this.buffer.push(message.position, message.planar, currentTime, message.live);
+    if (message.type === "rate") {
+      // A stream at another rate (a reconnection): start afresh at it; the same rate changes nothing.
+      if (message.sourceRate !== this.buffer.sourceRate) this.buffer = this.jitterBuffer(message.sourceRate);
+    } else if (message.type === "audio") this.buffer.push(message.position, message.planar, currentTime, message.live);
     else if (message.type === "discontinuity") this.buffer.resetJitter();
     else if (message.type === "clear") this.buffer.clear();
   }

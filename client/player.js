@@ -2,30 +2,34 @@
 // jitter-buffer node, and where in the stream the listener is now (for the waterfall and the
 // now-playing panel).
 //
-// The context is asked to run at the stream's 44.1 kHz, so the browser's own resampler (if the
-// device runs at another rate) does the conversion and the node outputs exactly the samples
-// received; where that is refused, or with ?rate=native, the node resamples (see jitter.js).
+// The stream's rate is the one in the audio headers. The context is asked to run at that rate, so
+// the browser's own resampler (if the device runs at another rate) does the conversion and the node
+// outputs exactly the samples received; where that is refused, with ?rate=native or ?rate=N, or
+// when a reconnection brings another rate (a running context cannot change its rate), the node
+// resamples (see jitter.js).
 // AudioWorklet needs a secure context (https, or http on localhost): a phone that opens the player
 // at http://<laptop-ip>:8765 gets a ScriptProcessorNode running the same jitter buffer on the main
 // thread instead (deprecated but present in every browser; larger blocks, so a deeper buffer).
 
 import { JitterBuffer } from "./jitter.js";
+import { EXPECTED_SAMPLE_RATE } from "./protocol.js";
 
-const STREAM_RATE = 44100;
 const PREROLL_SECONDS = 1.5; // audio kept while not playing, so Play starts at once
 const FALLBACK_BLOCK_FRAMES = 4096;
 
 export class Player extends EventTarget {
   /**
    * @param {{contextRate?: number|null, settings?: object, tap?: boolean}} options
-   *   contextRate: the AudioContext's rate to ask for (null: the device's own).
+   *   contextRate: the AudioContext's rate to ask for (null: the device's own; undefined: the
+   *   stream's).
    *   settings: jitter buffer settings (jitter.js DEFAULT_JITTER_SETTINGS).
    *   tap: keep a copy of everything output (tests).
    *   worklet: false forces the ScriptProcessor fallback (what an insecure origin gets).
    */
-  constructor({ contextRate = STREAM_RATE, settings = {}, tap = false, worklet = true } = {}) {
+  constructor({ contextRate = undefined, settings = {}, tap = false, worklet = true } = {}) {
     super();
     Object.assign(this, { contextRate, settings, tapEnabled: tap, useWorklet: worklet });
+    this.streamRate = null; // from the audio headers; null until the first one
     this.context = null;
     this.node = null;
     this.gain = null;
@@ -83,9 +87,10 @@ export class Player extends EventTarget {
   createContext() {
     const Context = globalThis.AudioContext ?? globalThis.webkitAudioContext;
     const options = { latencyHint: "playback" };
-    if (this.contextRate) {
+    const rate = this.contextRate === undefined ? (this.streamRate ?? EXPECTED_SAMPLE_RATE) : this.contextRate;
+    if (rate) {
       try {
-        return new Context({ ...options, sampleRate: this.contextRate });
+        return new Context({ ...options, sampleRate: rate });
       } catch {
         // this browser cannot run a context at that rate: use the device's and resample
       }
@@ -118,7 +123,7 @@ export class Player extends EventTarget {
         numberOfInputs: 0,
         numberOfOutputs: 1,
         outputChannelCount: [2],
-        processorOptions: { sourceRate: STREAM_RATE, settings: this.settings, tap: this.tapEnabled },
+        processorOptions: { sourceRate: this.sourceRate(), settings: this.settings, tap: this.tapEnabled },
       });
       this.node.port.onmessage = (event) => this.receive(event.data);
     } else {
@@ -131,11 +136,21 @@ export class Player extends EventTarget {
     this.emit("state");
   }
 
-  setupFallback() {
+  /** The rate the jitter buffer reads at: the stream's, or the guess before its first header. */
+  sourceRate() {
+    return this.streamRate ?? EXPECTED_SAMPLE_RATE;
+  }
+
+  fallbackBuffer() {
     const context = this.context;
     const minimum = FALLBACK_BLOCK_FRAMES / context.sampleRate + 0.2;
     const settings = { ...this.settings, startSeconds: Math.max(this.settings.startSeconds ?? 0.4, minimum) };
-    this.fallback = new JitterBuffer({ sourceRate: STREAM_RATE, outputRate: context.sampleRate, channels: 2, settings });
+    return new JitterBuffer({ sourceRate: this.sourceRate(), outputRate: context.sampleRate, channels: 2, settings });
+  }
+
+  setupFallback() {
+    const context = this.context;
+    this.fallback = this.fallbackBuffer();
     this.node = context.createScriptProcessor(FALLBACK_BLOCK_FRAMES, 1, 2);
     let blocks = 0;
     this.node.onaudioprocess = (event) => {
@@ -152,15 +167,30 @@ export class Player extends EventTarget {
 
   /** Audio from the connection ({message, live, gap}). */
   push({ message, live, gap }) {
+    if (message.sampleRate !== this.streamRate) this.streamRateChanged(message.sampleRate);
     if (gap) this.post({ type: "discontinuity" });
     if (!this.ready || !this.wanted || !this.running) {
       // Keep the latest audio only: a suspended context would let an unbounded queue pile up.
       this.preroll.push({ message, live: false });
       let frames = this.preroll.reduce((n, item) => n + item.message.frames, 0);
-      while (frames - this.preroll[0].message.frames >= PREROLL_SECONDS * STREAM_RATE) frames -= this.preroll.shift().message.frames;
+      while (frames - this.preroll[0].message.frames >= PREROLL_SECONDS * message.sampleRate) frames -= this.preroll.shift().message.frames;
       return;
     }
     this.send(message, live);
+  }
+
+  /**
+   * The first audio header, or a reconnection to a stream at another rate: a jitter buffer made
+   * for another rate starts afresh at this one (resampling to the running context's), and audio
+   * kept at the old rate is dropped. Listeners (the waterfall) hear of it through a "rate" event.
+   */
+  streamRateChanged(rate) {
+    this.streamRate = rate;
+    this.preroll = [];
+    this.report = null;
+    if (this.fallback !== null && this.fallback.sourceRate !== rate) this.fallback = this.fallbackBuffer();
+    this.node?.port?.postMessage({ type: "rate", sourceRate: rate });
+    this.emit("rate");
   }
 
   send(message, live) {
@@ -210,7 +240,7 @@ export class Player extends EventTarget {
     return context.currentTime - (context.outputLatency || context.baseLatency || 0);
   }
 
-  /** Stream position (samples at 44.1 kHz) being heard now, or null when nothing plays. */
+  /** Stream position (in samples at the stream's rate) being heard now, or null when nothing plays. */
   heardPosition() {
     const report = this.report;
     if (report === null || report.position === null || !this.running) return null;
@@ -226,6 +256,7 @@ export class Player extends EventTarget {
       ...report,
       contextState: this.context.state,
       contextRate: this.context.sampleRate,
+      streamRate: this.streamRate,
       engine: this.fallback !== null ? "ScriptProcessor" : "AudioWorklet",
       outputSeconds,
       latencySeconds: (report.depthSeconds ?? 0) + outputSeconds,

@@ -9,6 +9,13 @@ const FRAME_HEADER_BYTES = 16;
 const SAMPLE_FORMATS = { 1: { name: "s16", bytes: 2 }, 2: { name: "f32", bytes: 4 } };
 const S16_FULL_SCALE = 32767; // the server scales [-1, 1] by 32767
 
+/**
+ * The rate streamer's server sends (Riffusion's 44.1 kHz). Every audio header carries the real
+ * rate and the page follows it; this is only the guess for what comes before the first header
+ * (the AudioContext rate asked for when Play is pressed before any audio arrived).
+ */
+export const EXPECTED_SAMPLE_RATE = 44100;
+
 /** Ranges of the control values (docs/PROTOCOL.md, "Commands"), for the sliders and fields. */
 export const RANGES = Object.freeze({
   weight: [0, 100],

@@ -1,13 +1,14 @@
 // A scrolling spectrogram of what is being heard: the server's frame images (one 512 x 512 mel
-// spectrogram per 5.12 s frame, column c covering stream samples [p + 441 c, p + 441 (c + 1)) for a
-// frame starting at stream position p), drawn so that the right edge is the column at the
-// position the listener hears now. Each draw places the visible slices of at most a few images
-// afresh from the heard position, so it never drifts from the audio and never blurs.
+// spectrogram per 5.12 s frame, column c covering the 10 ms of stream from p + c h to
+// p + (c + 1) h for a frame starting at stream position p, h = rate / 100: 441 samples at
+// 44.1 kHz), drawn so that the right edge is the column at the position the listener hears now.
+// Each draw places the visible slices of at most a few images afresh from the heard position, so
+// it never drifts from the audio and never blurs.
 //
 // Assumes Riffusion's image format (docs/PROTOCOL.md): loud is dark, low frequencies at the
 // bottom, mel scale (HTK) from 0 to 10 kHz, stereo as green (left) and blue (right).
 
-const HOP_FRAMES = 441;
+const HOP_SECONDS = 0.01; // Riffusion's step: one image column
 const MAX_HZ = 10000;
 const AXIS_HZ = [200, 500, 1000, 2000, 5000, 10000];
 const MAX_FRAMES_KEPT = 6; // an 8 s window shows parts of at most 3 frames; the rest is margin
@@ -68,12 +69,18 @@ async function colouredImage(png) {
 }
 
 export class Waterfall {
-  constructor(canvas, { windowSeconds = 8, sampleRate = 44100 } = {}) {
+  constructor(canvas, { windowSeconds = 8 } = {}) {
     this.canvas = canvas;
     this.context = canvas.getContext("2d");
-    this.windowFrames = windowSeconds * sampleRate;
+    this.windowSeconds = windowSeconds;
+    this.sampleRate = null; // the stream's, from the audio headers (setSampleRate)
     this.frames = []; // [{frameId, position, image}] sorted by position
     this.lastDrawn = null; // {heardPosition, frameId, column}: what the right edge shows (tests)
+  }
+
+  /** The stream's rate (from the audio headers): stream positions count samples at this rate. */
+  setSampleRate(rate) {
+    this.sampleRate = rate;
   }
 
   /** A frame image message from the connection (arrives before its audio is heard). */
@@ -102,30 +109,32 @@ export class Waterfall {
     const context = this.context;
     context.fillStyle = "#000004";
     context.fillRect(0, 0, width, height);
-    if (heardPosition !== null) this.drawSlices(heardPosition, width, height);
+    if (heardPosition !== null && this.sampleRate !== null) this.drawSlices(heardPosition, width, height);
     this.drawAxis(width, height, ratio);
   }
 
   drawSlices(heard, width, height) {
     const context = this.context;
-    const viewStart = heard - this.windowFrames;
-    const pixelsPerFrame = width / this.windowFrames;
+    const windowFrames = this.windowSeconds * this.sampleRate;
+    const hopFrames = HOP_SECONDS * this.sampleRate;
+    const viewStart = heard - windowFrames;
+    const pixelsPerFrame = width / windowFrames;
     context.imageSmoothingEnabled = true;
     this.lastDrawn = { heardPosition: heard, frameId: null, column: null };
     for (let i = 0; i < this.frames.length; i++) {
       const frame = this.frames[i];
       const columns = frame.image.width;
-      let end = frame.position + columns * HOP_FRAMES;
+      let end = frame.position + columns * hopFrames;
       if (i + 1 < this.frames.length) end = Math.min(end, this.frames[i + 1].position); // replaced early (a skip)
       const from = Math.max(frame.position, viewStart);
       const to = Math.min(end, heard);
       if (to <= from) continue;
-      const sourceX = (from - frame.position) / HOP_FRAMES;
-      const sourceWidth = (to - from) / HOP_FRAMES;
+      const sourceX = (from - frame.position) / hopFrames;
+      const sourceWidth = (to - from) / hopFrames;
       const x = (from - viewStart) * pixelsPerFrame;
       const w = (to - from) * pixelsPerFrame;
       context.drawImage(frame.image, sourceX, 0, sourceWidth, frame.image.height, x, 0, w, height);
-      if (to === heard) this.lastDrawn = { heardPosition: heard, frameId: frame.frameId, column: Math.floor((heard - frame.position) / HOP_FRAMES) };
+      if (to === heard) this.lastDrawn = { heardPosition: heard, frameId: frame.frameId, column: Math.floor((heard - frame.position) / hopFrames) };
     }
     // Images that have scrolled out of view are no longer needed.
     while (this.frames.length > 1 && this.frames[1].position <= viewStart) this.frames.shift();

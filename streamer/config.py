@@ -37,8 +37,7 @@ from streamer.generate.config import DEFAULT_MODEL, GeneratorConfig
 from streamer.generate.presets import PRESETS, SCHEDULER_NAMES
 from streamer.plan.scenes import Scene
 from streamer.plan.settings import PromptBlend, Transition
-from streamer.runtime.assemble import StreamConfig
-from streamer.seeds.library import list_seed_loops
+from streamer.runtime.stream_config import StreamConfig
 from streamer.sinks.control import MAX_SCENE_CHARS
 
 
@@ -84,7 +83,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         help="sampling preset: default (DPM-Solver++, 20 steps) or lcm (LCM-LoRA, 6 steps)",
     )
     group.add_argument("--scheduler", choices=SCHEDULER_NAMES, help="override the preset's scheduler")
-    group.add_argument("--steps", type=int, help="override the preset's schedule length")
+    group.add_argument(
+        "--steps", type=int, help="denoising steps of the full schedule (default: the preset's)"
+    )
     group.add_argument("--lora", metavar="ID|PATH", help="override the preset's LoRA")
     group.add_argument(
         "--compile",
@@ -95,26 +96,40 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
 
 def add_stream_options(parser: argparse.ArgumentParser) -> None:
     """The options every streaming command shares. Defaults are None here so that a TOML file
-    can fill what the command line leaves out; the real defaults are in the dataclasses."""
+    can fill what the command line leaves out; the real defaults are in the dataclasses, and the
+    help text reads them from there."""
     add_model_options(parser)
+    defaults = StreamConfig()
+    settings, engine_defaults = defaults.settings, defaults.engine
     music = parser.add_argument_group("music")
     music.add_argument(
         "--prompt",
         action="append",
         metavar="TEXT[:WEIGHT]",
-        help="a prompt, optionally with a relative weight; repeat to blend several",
+        help="a prompt, optionally with a relative weight (a number >= 0); repeat to blend several",
     )
-    music.add_argument("--negative-prompt", metavar="TEXT", help="what to steer away from")
-    music.add_argument("--seed", type=int, help="the noise seed the walk starts from (default 0)")
+    music.add_argument("--negative-prompt", metavar="TEXT", help="what to steer away from (free text)")
+    music.add_argument(
+        "--seed",
+        type=int,
+        help=f"the noise seed the walk starts from, a whole number 0..2^32-1 (default {settings.seed})",
+    )
     music.add_argument(
         "--seed-loop",
         metavar="NAME",
-        help="rhythm seed loop (see `streamer seeds`) or a PNG made by `streamer make-seed`",
+        help="rhythm seed loop, one of those `streamer seeds` lists, or a PNG made by "
+        f"`streamer make-seed` (default {settings.seed_loop})",
     )
-    music.add_argument("--denoising", type=float, help="img2img strength, 0.05..1 (default 0.75)")
-    music.add_argument("--guidance", type=float, help="classifier-free guidance, 0..30 (default 7)")
     music.add_argument(
-        "--transition-seconds", type=float, help="length of a change, in seconds (default 8)"
+        "--denoising", type=float, help=f"img2img strength, 0.05..1 (default {settings.denoising:g})"
+    )
+    music.add_argument(
+        "--guidance", type=float, help=f"classifier-free guidance scale, 0..30 (default {settings.guidance:g})"
+    )
+    music.add_argument(
+        "--transition-seconds",
+        type=float,
+        help=f"length of a change, in seconds (default {settings.transition.seconds:g})",
     )
     music.add_argument("--transition-bars", type=float, help="length of a change, in 4/4 bars")
     music.add_argument(
@@ -126,9 +141,13 @@ def add_stream_options(parser: argparse.ArgumentParser) -> None:
     )
     engine = parser.add_argument_group("engine")
     engine.add_argument(
-        "--lookahead-frames", type=int, help="finished frames kept ready ahead of playback (default 2)"
+        "--lookahead-frames",
+        type=int,
+        help=f"finished frames kept ready ahead of playback (default {engine_defaults.lookahead_frames})",
     )
-    engine.add_argument("--batch-frames", type=int, help="frames per UNet batch (default 1)")
+    engine.add_argument(
+        "--batch-frames", type=int, help=f"frames per UNet batch (default {engine_defaults.batch_frames})"
+    )
     parser.add_argument("--config", metavar="FILE.toml", help="read options from a TOML file")
 
 
@@ -243,6 +262,8 @@ def _scenes(tables: Any, path: str) -> tuple[Scene, ...]:
 
 def check_scene_seed_loops(config: StreamConfig) -> None:
     """A scene's seed loop must be one the stream can load: a library loop or the stream's own."""
+    from streamer.seeds.library import list_seed_loops  # loads torch: not for --help
+
     known = {loop.name for loop in list_seed_loops()} | {config.settings.seed_loop}
     for scene in config.scenes:
         if scene.seed_loop is not None and scene.seed_loop not in known:

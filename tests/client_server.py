@@ -50,9 +50,10 @@ from streamer.runtime.ports import (
 )
 from engine_events import now_playing, status
 
-SAMPLE_RATE = 44100
-BLOCK_FRAMES = 882  # the engine clock's 20 ms
-FRAME_FRAMES = 512 * 441  # one spectrogram image: 5.12 s
+SAMPLE_RATE = 44100  # the engine's; FakeEngine can stream at another rate
+BLOCK_SECONDS = 0.02  # the engine clock's
+FRAME_SECONDS = 5.12  # one spectrogram image: 512 columns of 10 ms
+FRAME_FRAMES = 512 * 441  # a frame at SAMPLE_RATE
 PERFORMER_TOKEN = "performer-token-for-the-browser-tests"
 SEED_LOOPS = {"og_beat": 117.1875, "house_117": 117.1875, "breaks_140": 140.625}
 
@@ -78,10 +79,15 @@ def music_loops() -> tuple[tuple[np.ndarray, bytes], ...]:
 
 
 class FakeEngine:
-    """Stands in for the audio engine: publishes like it, and takes commands like it."""
+    """Stands in for the audio engine: publishes like it, and takes commands like it. At a
+    ``sample_rate`` other than the engine's, the same music plays at that rate (pitched
+    accordingly): the page must follow the rate in the audio headers."""
 
-    def __init__(self, *, status_every_seconds: float = 1.0) -> None:
+    def __init__(self, *, status_every_seconds: float = 1.0, sample_rate: int = SAMPLE_RATE) -> None:
         self.status_every_seconds = status_every_seconds
+        self.sample_rate = sample_rate
+        self.block_frames = round(BLOCK_SECONDS * sample_rate)
+        self.frame_frames = round(FRAME_SECONDS * sample_rate)
         self.control: StreamControl = self
         self._settings: dict[str, Any] = {
             "prompts": [{"text": "warm analog synths", "weight": 0.7}, {"text": "jazz piano", "weight": 0.3}],
@@ -137,20 +143,21 @@ class FakeEngine:
         start = time.monotonic()
         next_status = 0.0
         sequence = 0
+        rate, block_frames = self.sample_rate, self.block_frames
         while not self._stop.is_set():
-            position = sequence * BLOCK_FRAMES
-            delay = start + position / SAMPLE_RATE - time.monotonic()
+            position = sequence * block_frames
+            delay = start + position / rate - time.monotonic()
             if delay > 0:
                 self._stop.wait(delay)
-            frame_id, offset = divmod(position, FRAME_FRAMES)
+            frame_id, offset = divmod(position, self.frame_frames)
             samples, png = loops[frame_id % len(loops)]
-            if offset < BLOCK_FRAMES:  # a frame starts in this block
+            if offset < block_frames:  # a frame starts in this block
                 frame_start = position - offset
                 sink.publish_event(self._now_playing(frame_id, frame_start))
                 sink.publish_frame(FramePicture(frame_id, frame_start, png))
-            block = np.take(samples, np.arange(offset, offset + BLOCK_FRAMES) % FRAME_FRAMES, axis=1)
-            sink.publish_audio(AudioBlock(sequence, position, block, SAMPLE_RATE))
-            if position / SAMPLE_RATE >= next_status:
+            block = np.take(samples, np.arange(offset, offset + block_frames) % samples.shape[1], axis=1)
+            sink.publish_audio(AudioBlock(sequence, position, block, rate))
+            if position / rate >= next_status:
                 sink.publish_event(status("ok", lookahead_seconds=6.4))
                 next_status += self.status_every_seconds
             sequence += 1

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from client_server import FRAME_FRAMES, PERFORMER_TOKEN, SAMPLE_RATE, TestStream
+from client_server import FRAME_FRAMES, PERFORMER_TOKEN, SAMPLE_RATE, FakeEngine, TestStream
 from streamer.plan.commands import Prompt, SetDenoising, SetPrompts
 from streamer.sinks.protocol import AudioMessage, FrameMessage
 
@@ -236,6 +236,41 @@ def test_the_player_reconnects_after_the_stream_is_lost_and_plays_on(page: Any, 
     )
     assert page.text_content("#connection") == "live"
     assert int(page.text_content("#ro-reconnects")) >= 1
+
+
+def test_a_stream_at_another_rate_is_played_at_that_rate_exactly_as_sent(page: Any) -> None:
+    # The rate is in every audio header: the page asks its context for it and plays the samples
+    # untouched, where a page assuming 44.1 kHz would resample (or play at the wrong speed).
+    with TestStream(source=FakeEngine(sample_rate=48000)) as stream_48k:
+        start_playing(page, stream_48k.url + "?tap=1")
+        time.sleep(2.5)
+        quanta, samples = playing_run(*tapped(page))
+        after = stats(page)
+        assert (after["streamRate"], after["contextRate"]) == (48000, 48000)
+        assert after["underruns"] == 0
+        assert_played_exactly_as_sent(quanta, samples, stream_48k)
+        assert samples.shape[1] >= 1.5 * 48000
+        assert page.text_content("#ro-output") == "48.0 kHz"
+        assert page.evaluate("() => streamer.waterfall.sampleRate") == 48000
+
+
+def test_reconnecting_to_a_stream_at_another_rate_resamples_to_the_running_context(page: Any) -> None:
+    with TestStream() as stream_44k:
+        start_playing(page, stream_44k.url)
+        port = stream_44k.port
+        stream_44k.stop_server()
+        page.wait_for_function("() => streamer.connection.state === 'waiting'")
+        with TestStream(source=FakeEngine(sample_rate=48000), port=port):
+            page.wait_for_function(
+                "() => streamer.player.stats().streamRate === 48000 && streamer.player.stats().state === 'playing'"
+                " && streamer.player.stats().position > 48000"
+            )
+            after = stats(page)
+            page.wait_for_function("() => document.querySelector('#ro-output').textContent.includes('resampled')")
+    assert after["contextRate"] == SAMPLE_RATE, "a running context keeps its rate"
+    assert after["underruns"] == 0
+    assert after["sourceFramesPerSecond"] == pytest.approx(48000, rel=0.003), "plays at the stream's rate"
+    assert page.evaluate("() => streamer.waterfall.sampleRate") == 48000
 
 
 # ---- steering ----------------------------------------------------------------------------------

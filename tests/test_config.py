@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import re
 
 import pytest
 
+from streamer.cli import build_parser
 from streamer.config import add_stream_options, parse_prompt, stream_config_from_args
 from streamer.errors import UserError
 from streamer.plan.settings import PromptBlend
@@ -96,9 +98,41 @@ def test_a_missing_config_file_is_named():
         parse("--config", "nowhere.toml")
 
 
-def test_help_gives_every_option_a_unit_or_a_choice():
-    parser = argparse.ArgumentParser()
-    add_stream_options(parser)
-    for action in parser._actions:
-        if action.option_strings and action.dest != "help":
-            assert action.help, f"{action.option_strings[0]} has no help"
+#: A unit, a count noun, or a range (``0..30``, ``>= 0``) in a number option's help.
+UNIT_OR_RANGE = re.compile(
+    r"\b(seconds?|ms|Hz|kHz|dB|kbit/s|frames?|samples?|steps?|beats?|bars|bytes|connections)\b"
+    r"|%|\d\.\.\d|>= ?\d"
+)
+#: Alternatives listed in the help of a text option: "fp16, bf16 or fp32", "low / high".
+LISTED_CHOICES = re.compile(r"\w[\w:+.-]*(, \w[\w:+.-]*)* (or|/) \w")
+#: Options whose value is free: text, a name, a path, a token, an address. No unit applies.
+FREE_VALUES = {
+    "--prompt", "--to-prompt", "--negative-prompt", "--seed-loop", "--model", "--model-config",
+    "--lora", "--config", "--out", "--token", "--listen-token", "--host", "--allowed-origin",
+    "--audio-device",
+}  # fmt: skip
+
+
+def every_option() -> list[tuple[str, argparse.Action]]:
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return [
+        (f"{name} {action.option_strings[-1]}", action)
+        for name, command in commands.choices.items()
+        for action in command._actions
+        if action.option_strings and action.dest != "help"
+    ]
+
+
+@pytest.mark.parametrize(("option", "action"), every_option(), ids=lambda x: x if isinstance(x, str) else "")
+def test_help_gives_every_option_a_unit_or_a_choice(option: str, action: argparse.Action) -> None:
+    """A number says what it counts or measures; a choice says what may be chosen."""
+    text = (action.help or "") % vars(action)  # as argparse shows it: %(default)s filled in
+    name = action.option_strings[-1]
+    if action.nargs == 0 or name in FREE_VALUES or action.choices is not None:
+        # a switch, a free value, or choices that argparse lists itself ({a,b,c})
+        assert text, f"{option} has no help"
+    elif action.type in (int, float):
+        assert UNIT_OR_RANGE.search(text), f"{option}: {text!r} names no unit or range"
+    else:
+        assert LISTED_CHOICES.search(text), f"{option}: {text!r} lists no choices"

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from streamer.cli import main
-from streamer.runtime.assemble import StreamConfig
+from streamer.runtime.stream_config import StreamConfig
 from streamer.runtime.assemble import build_engine
 from streamer.runtime.standin import StandInFrameMaker
 from streamer.runtime.clocks import DeviceClock, DeviceConfig

@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 from engine_events import as_message
-from streamer.runtime.assemble import StreamConfig
+from streamer.runtime.stream_config import StreamConfig
 from streamer.runtime.core import EngineConfig
 from streamer.plan.settings import PromptBlend, StreamSettings, Transition
 from streamer.runtime.assemble import build_engine

@@ -9,7 +9,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from streamer.runtime.assemble import StreamConfig
+from streamer.runtime.stream_config import StreamConfig
 from streamer.runtime.core import EngineConfig
 from streamer.plan.planner import PlannedFrame
 from streamer.plan.settings import PromptBlend, StreamSettings, Transition

@@ -19,7 +19,6 @@ import os
 import socket
 import string
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ from websockets.sync.client import connect
 
 from streamer.cli import build_parser
 from streamer.config import stream_config_from_args
-from streamer.runtime.assemble import StreamConfig
+from streamer.runtime.stream_config import StreamConfig
 from streamer.errors import UserError
 from streamer.plan.settings import PromptBlend, StreamSettings, Transition
 from streamer.runtime.assemble import build_engine
@@ -234,8 +233,9 @@ http_requests = st.one_of(
 
 
 def http_exchange(port: int, request: bytes) -> bytes:
-    """Send ``request``, half-close, and read until the server closes (or 5 s pass)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+    """Send ``request``, half-close, and read until the server closes. A server that neither
+    answers nor closes for 30 s (a guard against a hung test, not a speed limit) fails the test."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
         try:
             sock.sendall(request)
             sock.shutdown(socket.SHUT_WR)
@@ -247,6 +247,8 @@ def http_exchange(port: int, request: bytes) -> bytes:
                 response += chunk
         except ConnectionResetError:
             pass
+        except TimeoutError:
+            pytest.fail(f"the server let a bad request hang (neither answered nor closed): {request[:80]!r}")
     return response
 
 
@@ -256,9 +258,7 @@ def test_any_http_request_is_answered_with_a_status_or_closed_and_the_stream_pla
     live: Any, request: bytes
 ) -> None:
     server, engine, listener, performer = live
-    started = time.monotonic()
     response = http_exchange(server.port, request)
-    assert time.monotonic() - started < 5, "the server let a bad request hang"
     if response:
         status_line = response.split(b"\r\n", 1)[0]
         assert status_line.startswith(b"HTTP/1.1 "), status_line

@@ -67,3 +67,13 @@ def test_the_layer_table_knows_every_package():
     packages = {module_name(p) for p in PACKAGE.rglob("__init__.py")}
     unknown = [p for p in packages if p != "streamer" and layer_of(p) == 0 and p not in LAYERS[0]]
     assert not unknown, f"packages missing from LAYERS: {unknown}"
+
+
+def test_the_command_line_parses_without_loading_torch():
+    """`streamer --help` and option errors come at once; torch loads only for real work."""
+    import subprocess
+    import sys
+
+    probe = "import sys, streamer.cli; streamer.cli.build_parser(); print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

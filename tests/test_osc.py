@@ -25,7 +25,8 @@ from streamer.plan.commands import (
     SetSeed,
 )
 from streamer.plan.settings import PromptBlend, Transition
-from streamer.runtime.assemble import StreamConfig, build_engine
+from streamer.runtime.assemble import build_engine
+from streamer.runtime.stream_config import StreamConfig
 from streamer.runtime.control import EngineControl
 from streamer.runtime.ports import ControlRejected
 from streamer.runtime.standin import StandInFrameMaker

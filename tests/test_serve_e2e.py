@@ -16,7 +16,7 @@ import soundfile
 from websockets.sync.client import connect
 
 from streamer.cli import main
-from streamer.runtime.assemble import StreamConfig
+from streamer.runtime.stream_config import StreamConfig
 from streamer.generate.config import GeneratorConfig
 from streamer.plan.settings import PromptBlend, StreamSettings, Transition
 from streamer.runtime.assemble import build_engine, load_diffusion_maker

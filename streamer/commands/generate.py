@@ -61,26 +61,28 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     music.add_argument(
         "--negative-prompt", default="", metavar="TEXT", help="what to steer away from"
     )
-    music.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     music.add_argument(
-        "--to-seed", type=int, default=None, help="seed a transition ends on (default: --seed)"
+        "--seed", type=int, default=0, help="noise seed, a whole number 0..2^32-1 (default %(default)s)"
     )
-    music.add_argument("--frames", type=int, default=1, help="frames from start to end (default 1)")
+    music.add_argument(
+        "--to-seed", type=int, default=None, help="seed a transition ends on, 0..2^32-1 (default: --seed)"
+    )
+    music.add_argument("--frames", type=int, default=1, help="frames from start to end (default %(default)s)")
     music.add_argument(
         "--seed-loop",
         default="boom_bap_94",
         metavar="NAME|PNG",
         help="img2img seed: a seed loop name (see `streamer seeds`) or a spectrogram PNG",
     )
-    music.add_argument("--denoising", type=float, default=None, help="img2img strength in (0, 1]")
+    music.add_argument("--denoising", type=float, default=None, help="img2img strength, 0..1, 0 excluded (default: the preset's)")
     music.add_argument(
-        "--guidance", type=float, default=None, help="classifier-free guidance scale"
+        "--guidance", type=float, default=None, help="classifier-free guidance scale, >= 0 (default: the preset's)"
     )
     generate.add_argument(
-        "--batch-frames", type=int, default=4, help="frames per UNet batch (default 4)"
+        "--batch-frames", type=int, default=4, help="frames per UNet batch (default %(default)s)"
     )
     generate.add_argument(
-        "--out", default=".", metavar="DIR", help="folder for the PNGs (default .)"
+        "--out", default=".", metavar="DIR", help="folder for the PNGs (default %(default)s)"
     )
     generate.set_defaults(run=run_generate)
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
 from streamer.errors import UserError
-from streamer.runtime.assemble import StreamConfig
+from streamer.runtime.stream_config import StreamConfig
 from streamer.runtime.ports import StreamControl
 
 

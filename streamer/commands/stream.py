@@ -16,6 +16,8 @@ from contextlib import ExitStack, contextmanager
 from streamer.commands.live_inputs import add_input_options, local_inputs
 from streamer.config import StreamConfig, add_stream_options, stream_config_from_args
 from streamer.errors import UserError
+from streamer.runtime.clocks import DeviceConfig
+from streamer.sinks.config import ServerConfig
 
 #: Longest wait for the first frame of a live stream.
 FIRST_FRAME_TIMEOUT_SECONDS = 600.0
@@ -30,8 +32,15 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     )
     add_stream_options(serve)
     network = serve.add_argument_group("server")
-    network.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
-    network.add_argument("--port", type=int, default=8765, help="TCP port (default 8765; 0 picks a free one)")
+    server_defaults = ServerConfig()  # the one home of these defaults; help shows them
+    network.add_argument(
+        "--host",
+        default=server_defaults.host,
+        help="address to listen on (default %(default)s; 0.0.0.0 for all)",
+    )
+    network.add_argument(
+        "--port", type=int, default=server_defaults.port, help="TCP port, 0..65535 (default %(default)s; 0 picks a free one)"
+    )
     network.add_argument("--token", help="performer token for control (default: a random one, printed)")
     network.add_argument("--listen-token", help="require this token to listen (default: listening is open)")
     network.add_argument(
@@ -41,7 +50,12 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         metavar="ORIGIN",
         help="browser origin allowed to connect, e.g. https://example.org (repeatable; default any)",
     )
-    network.add_argument("--max-connections", type=int, default=1000, help="most connections at once (default 1000)")
+    network.add_argument(
+        "--max-connections",
+        type=int,
+        default=server_defaults.max_connections,
+        help="most connections at once (default %(default)s)",
+    )
     serve.add_argument("--play", action="store_true", help="also play on the local sound device")
     add_input_options(serve)
     _add_device_options(serve)
@@ -73,15 +87,19 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_device_options(parser: argparse.ArgumentParser) -> None:
+    device_defaults = DeviceConfig()  # the one home of these defaults; help shows them
     group = parser.add_argument_group("sound device")
     group.add_argument("--audio-device", metavar="DEVICE", help="output device: index or part of its name (default: system default)")
     group.add_argument(
         "--audio-latency",
-        default="high",
-        help="output latency in seconds, or low / high (default high: fewest glitches)",
+        default=device_defaults.latency,
+        help="output latency in seconds, or low / high (default %(default)s; high: fewest glitches)",
     )
     group.add_argument(
-        "--audio-block-size", type=int, default=0, help="samples per device callback (default 0: the host's choice)"
+        "--audio-block-size",
+        type=int,
+        default=device_defaults.block_samples,
+        help="samples per device callback (default %(default)s: the host's choice)",
     )
 
 
@@ -92,8 +110,6 @@ def _add_duration(parser: argparse.ArgumentParser) -> None:
 
 
 def _device_config(args: argparse.Namespace):
-    from streamer.runtime.clocks import DeviceConfig
-
     device: int | str | None = args.audio_device
     if device is not None and device.isdigit():
         device = int(device)
@@ -146,7 +162,6 @@ def _wait(stop: threading.Event) -> None:
 
 def run_serve(args: argparse.Namespace) -> int:
     from streamer.runtime.control import EngineControl
-    from streamer.sinks.config import ServerConfig
     from streamer.sinks.server import ServerThread, StreamServer
 
     config = stream_config_from_args(args)

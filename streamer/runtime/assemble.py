@@ -5,29 +5,13 @@ from __future__ import annotations
 import dataclasses
 
 from streamer.audio.stitcher import Stitcher, StitcherConfig
-from streamer.audio.vocoder import Vocoder, VocoderConfig
 from streamer.plan.planner import Planner
-from streamer.generate.config import GeneratorConfig
-from streamer.plan.planner import PlannerConfig
-from streamer.plan.scenes import Scene
-from streamer.plan.settings import StreamSettings
-from streamer.runtime.core import EngineConfig, EngineCore
+from streamer.runtime.core import EngineCore
 from streamer.runtime.engine import Engine
 from streamer.runtime.frames import FrameMaker
+from streamer.runtime.stream_config import StreamConfig
 from streamer.seeds.library import frame_samples, list_seed_loops
 from streamer.spectrogram.params import SpectrogramParams
-
-
-@dataclasses.dataclass(frozen=True)
-class StreamConfig:
-    """Everything a stream is made from: the model, the music, the walk and the engine."""
-
-    model: GeneratorConfig = GeneratorConfig()
-    settings: StreamSettings = StreamSettings()
-    planner: PlannerConfig = PlannerConfig()
-    engine: EngineConfig = EngineConfig()
-    #: Named states a performer recalls (MIDI notes and programs, OSC ``/streamer/scene``).
-    scenes: tuple[Scene, ...] = ()
 
 
 def frame_seconds(params: SpectrogramParams) -> float:
@@ -65,6 +49,7 @@ def build_engine(config: StreamConfig, maker: FrameMaker) -> Engine:
 
 def load_diffusion_maker(config: StreamConfig) -> FrameMaker:
     """Load the checkpoint and the vocoder on the configured device (slow: seconds to minutes)."""
+    from streamer.audio.vocoder import Vocoder, VocoderConfig
     from streamer.generate.generator import FrameGenerator
     from streamer.runtime.diffusion_maker import DiffusionFrameMaker, seed_loop_image
 

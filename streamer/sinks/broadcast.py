@@ -63,8 +63,6 @@ def write_now(connection: ServerConnection, data: bytes, *, text: bool) -> None:
 
 
 _FRAME = "frame"
-#: Listeners an image is copied to per turn of the event loop (about 5 ms of copying).
-IMAGE_LISTENERS_PER_TURN = 50
 #: Order in which a joining or resuming listener gets the latest state.
 _STATE_KINDS = (*EVENT_TYPES.values(), _FRAME)
 
@@ -177,8 +175,9 @@ class Broadcaster:
     def _fan_out_in_slices(self, frame: bytes, listeners: list[ServerConnection]) -> None:
         """Copying a ~200 KB image to hundreds of listeners takes tens of milliseconds; a few
         listeners per turn of the loop let the audio messages pass in between."""
-        self._fan_out(frame, state_kind=_FRAME, only=listeners[:IMAGE_LISTENERS_PER_TURN])
-        rest = listeners[IMAGE_LISTENERS_PER_TURN:]
+        per_turn = self.config.image_listeners_per_loop_turn
+        self._fan_out(frame, state_kind=_FRAME, only=listeners[:per_turn])
+        rest = listeners[per_turn:]
         if rest and self._loop is not None:
             self._loop.call_soon(self._fan_out_in_slices, frame, rest)
 

@@ -8,9 +8,6 @@ from typing import Literal
 
 from streamer.errors import UserError
 
-#: The port ``streamer serve`` listens on unless told otherwise.
-DEFAULT_PORT = 8765
-
 SampleFormat = Literal["s16", "f32"]
 
 
@@ -23,7 +20,7 @@ class ServerConfig:
     """
 
     host: str = "127.0.0.1"
-    port: int = DEFAULT_PORT
+    port: int = 8765
     #: Token a performer presents (``{"type": "auth", ...}``) before controlling the stream;
     #: ``None`` makes the server generate one at start and print it.
     performer_token: str | None = None
@@ -57,6 +54,9 @@ class ServerConfig:
     #: Audio carried by one network message: longer messages cost less CPU per listener, shorter
     #: ones reach the listener sooner (see benchmarks/RESULTS.md, fanout).
     message_seconds: float = 0.1
+    #: Listeners a new spectrogram image (~200 KB) is copied to per turn of the event loop
+    #: (about 5 ms of copying at 50); audio messages pass between the turns.
+    image_listeners_per_loop_turn: int = 50
     sample_format: SampleFormat = "s16"
     ping_interval_seconds: float = 20.0
     ping_timeout_seconds: float = 20.0
@@ -71,6 +71,7 @@ class ServerConfig:
             "max_prompt_chars",
             "max_prompts",
             "socket_send_buffer_bytes",
+            "image_listeners_per_loop_turn",
         ):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1, got {getattr(self, name)}")

@@ -109,7 +109,7 @@ LISTED_CHOICES = re.compile(r"\w[\w:+.-]*(, \w[\w:+.-]*)* (or|/) \w")
 FREE_VALUES = {
     "--prompt", "--to-prompt", "--negative-prompt", "--seed-loop", "--model", "--model-config",
     "--lora", "--config", "--out", "--token", "--listen-token", "--host", "--allowed-origin",
-    "--audio-device",
+    "--audio-device", "--midi", "--midi-map", "--osc", "midi-monitor --port",
 }  # fmt: skip
 
 
@@ -129,7 +129,7 @@ def test_help_gives_every_option_a_unit_or_a_choice(option: str, action: argpars
     """A number says what it counts or measures; a choice says what may be chosen."""
     text = (action.help or "") % vars(action)  # as argparse shows it: %(default)s filled in
     name = action.option_strings[-1]
-    if action.nargs == 0 or name in FREE_VALUES or action.choices is not None:
+    if action.nargs == 0 or {name, option} & FREE_VALUES or action.choices is not None:
         # a switch, a free value, or choices that argparse lists itself ({a,b,c})
         assert text, f"{option} has no help"
     elif action.type in (int, float):

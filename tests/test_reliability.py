@@ -155,9 +155,10 @@ def test_failures_in_a_row_report_error_back_off_and_recover(caplog) -> None:
     engine, recorder = run(maker, 3.0, speed=4, lookahead=1, retry_seconds=QUICK_RETRY_SECONDS)
     assert_plays_on(engine, recorder)
     assert states(recorder)[-2:] == ["error", "ok"], states(recorder)
-    # The waits between tries double: 20, 40, 80, 160, 320 ms.
+    # The waits between tries double: 20, 40, 80, 160, 320 ms (never shorter; a busy machine
+    # may make them longer, so the exact doubling is checked in test_engine_core.py).
     waits = np.diff(maker.calls[1:7])
-    assert np.all(waits[1:] > 1.5 * waits[:-1]), waits
+    assert np.all(waits >= 0.95 * QUICK_RETRY_SECONDS * 2 ** np.arange(5)), waits
     assert engine.metrics.frames_made >= 4, "the producer did not recover"
     assert "making frames failed (5 in a row)" in caplog.text
 

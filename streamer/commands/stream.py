@@ -13,7 +13,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from streamer.config import StreamConfig, add_stream_options, stream_config_from_args
+from streamer.config import StreamConfig, add_stream_options, chosen_model, stream_config_from_args
 from streamer.errors import UserError
 
 #: Longest wait for the first frame of a live stream.
@@ -126,7 +126,6 @@ def _until_stopped(seconds: float | None) -> Iterator[threading.Event]:
 def _load_maker(config: StreamConfig):
     from streamer.runtime.assemble import load_diffusion_maker
 
-    print(f"loading {config.model.model} ...", file=sys.stderr, flush=True)
     return load_diffusion_maker(config)
 
 
@@ -147,7 +146,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from streamer.sinks.config import ServerConfig
     from streamer.sinks.server import ServerThread, StreamServer
 
-    config = stream_config_from_args(args)
+    config = stream_config_from_args(args, chosen_model)
     origins = tuple(args.allowed_origin)
     if origins:  # the player page's own origin must stay allowed, or the page cannot connect
         origins += tuple(f"http://{host}:{args.port}" for host in ("127.0.0.1", "localhost", args.host))
@@ -200,7 +199,7 @@ def run_play(args: argparse.Namespace) -> int:
     if args.list_devices:
         print(list_devices())
         return 0
-    config = stream_config_from_args(args)
+    config = stream_config_from_args(args, chosen_model)
     device_config = _device_config(args)
     engine = _load_engine(config)
     with _until_stopped(args.seconds) as stop:
@@ -225,7 +224,7 @@ def run_render(args: argparse.Namespace) -> int:
 
     if not args.seconds > 0:
         raise UserError(f"--seconds must be positive, got {args.seconds}")
-    config = stream_config_from_args(args)
+    config = stream_config_from_args(args, chosen_model)
     core = build_core(config)
     maker = _load_maker(config)
     with _until_stopped(None) as stop:

@@ -484,6 +484,7 @@ def _missing_from_hub_message(repo_id: str, what: str, config: GeneratorConfig, 
         fixes.append("or pass a local LoRA folder or .safetensors file with --lora PATH")
         fixes.append("or choose a preset without a LoRA (--preset default)")
     else:
+        fixes.append("or play the model shipped with streamer, no download: --model builtin")
         fixes.append("or pass --model PATH: a local diffusers folder or a .safetensors/.ckpt file")
         fixes.append(
             "or, to smoke-test without weights: `streamer make-tiny-model DIR`, then --model DIR"

@@ -73,11 +73,12 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--offline", action="store_true", default=None, help="never contact the model hub"
     )
+    presets = PRESETS.values()
     group.add_argument(
         "--preset",
         choices=sorted(PRESETS),
         help="sampling preset: "
-        + ", ".join(f"{p.name} ({p.scheduler}, {p.num_inference_steps} steps)" for p in PRESETS.values())
+        + ", ".join(f"{p.name} ({p.scheduler}, {p.num_inference_steps} steps)" for p in presets)
         + f" (default: the model's own, {MODEL_PRESETS[BUILTIN_MODEL]} for {BUILTIN_MODEL}, "
         "default for others)",
     )

@@ -13,7 +13,7 @@ from PIL import Image
 
 from streamer.config import add_stream_options, chosen_model, stream_config_from_args
 from streamer.errors import UserError
-from streamer.generate import loading, model_choice
+from streamer.generate import loading
 from streamer.generate.config import DEFAULT_MODEL, GeneratorConfig, default_preset_for
 from streamer.generate.generator import FrameGenerator
 from streamer.generate.loading import load_model
@@ -186,7 +186,9 @@ def test_the_builtin_model_loads_offline_and_makes_a_frame(builtin_folder):
     assert np.asarray(frame.image).shape == (512, 512, 3)
 
 
-def test_a_missing_or_incomplete_builtin_model_says_what_to_do(builtin_folder, tmp_path, monkeypatch):
+def test_a_missing_or_incomplete_builtin_model_says_what_to_do(
+    builtin_folder, tmp_path, monkeypatch
+):
     (builtin_folder / "vae" / "diffusion_pytorch_model.safetensors").unlink()
     config = GeneratorConfig(model="builtin", device="cpu")
     with pytest.raises(UserError, match="incomplete: vae/diffusion_pytorch_model.safetensors"):

@@ -8,8 +8,8 @@ from fractions import Fraction
 import numpy as np
 import pytest
 import soundfile
-
 from material import SAMPLE_RATE, groove, song
+
 from streamer.cli import main
 from streamer.errors import UserError
 from streamer.seeds import frame_samples
@@ -17,7 +17,6 @@ from streamer.seeds.tempo import estimate_tempo
 from streamer.spectrogram import SpectrogramParams, mel_from_image
 from streamer.training.dataset import read_info, read_split
 from streamer.training.user_audio import (
-    UserAudioConfig,
     folder_caption,
     held_out_counts,
     loops_of,
@@ -35,7 +34,9 @@ def write(path, samples: np.ndarray, **options) -> None:
 
 def grooves(bpm: float, seconds: float, seed: int) -> np.ndarray:
     loop = groove(bpm=bpm, beats=8, seed=seed).samples
-    return np.tile(loop, int(np.ceil(seconds * SAMPLE_RATE / loop.size)))[: int(seconds * SAMPLE_RATE)]
+    return np.tile(loop, int(np.ceil(seconds * SAMPLE_RATE / loop.size)))[
+        : int(seconds * SAMPLE_RATE)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +47,7 @@ def music(tmp_path_factory):
     write(root / "my-band" / "ambient" / "named.wav", song(12.0, seed=2))
     (root / "my-band" / "ambient" / "named.txt").write_text("dusty  lo-fi beat,\nwarm keys\n")
     write(root / "listed.ogg", grooves(140.0, 12.0, seed=3), format="OGG", subtype="VORBIS")
-    (root / "captions.csv").write_text("file,caption\nlisted.ogg,\"fast techno, acid bass\"\n")
+    (root / "captions.csv").write_text('file,caption\nlisted.ogg,"fast techno, acid bass"\n')
     (root / "notes.md").write_text("not audio, not looked at")
     return root
 
@@ -232,4 +233,6 @@ def test_the_command_writes_the_data_set_and_says_how_to_train(music, tmp_path, 
     out = capsys.readouterr().out
     assert "streamer train" in out and "--init builtin" in out
     assert read_info(tmp_path / "set")["clips"] > 0
-    assert main(["prepare-audio", str(music), str(tmp_path / "x"), "--held-out-fraction", "0.9"]) == 2
+    assert (
+        main(["prepare-audio", str(music), str(tmp_path / "x"), "--held-out-fraction", "0.9"]) == 2
+    )

@@ -33,8 +33,9 @@ class GeneratorConfig:
 
     ``model`` is "auto" (resolved before loading, see model_choice.py), "builtin" (the model
     shipped in the package), a hub id, a local diffusers folder, or one ``.safetensors`` or
-    ``.ckpt`` file; a single file takes its component configs and tokenizer from ``model_config`` (a diffusers
-    folder of the same architecture), or from its own folder if that holds a model_index.json.
+    ``.ckpt`` file; a single file takes its component configs and tokenizer from
+    ``model_config`` (a diffusers folder of the same architecture), or from its own folder if
+    that holds a model_index.json.
     ``device`` None picks cuda, then mps, then cpu; ``dtype`` None picks the fastest safe type
     for the device (see loading.py). ``offline`` never touches the network (as HF_HUB_OFFLINE=1).
     ``preset`` None plays the model's own (``default_preset_for``); ``scheduler``,

@@ -3,10 +3,10 @@
 Follows the Hugging Face conventions users know: ``--model`` takes a hub id (downloaded once,
 with progress bars, into the shared cache), a local diffusers folder, or a single original-layout
 ``.safetensors``/``.ckpt`` file; ``builtin`` is a diffusers folder shipped inside the package,
-loaded like any local folder, never from the network. Only the four parts a frame needs are loaded (UNet, VAE, text
-encoder, tokenizer) plus the scheduler config, never the safety checker. Whatever goes wrong
-while finding the weights ends in one ``UserError`` that says what was looked for and how to fix
-it, instead of a stack of hub exceptions.
+loaded like any local folder, never from the network. Only the four parts a frame needs are
+loaded (UNet, VAE, text encoder, tokenizer) plus the scheduler config, never the safety checker.
+Whatever goes wrong while finding the weights ends in one ``UserError`` that says what was looked
+for and how to fix it, instead of a stack of hub exceptions.
 """
 
 from __future__ import annotations
@@ -364,7 +364,9 @@ def _load_components(
         warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks.*")
         noise_schedule = _part(
             "scheduler",
-            lambda: DPMSolverMultistepScheduler.load_config(source, subfolder="scheduler", **common),
+            lambda: DPMSolverMultistepScheduler.load_config(
+                source, subfolder="scheduler", **common
+            ),
         )
         tokenizer = _part(
             "tokenizer",

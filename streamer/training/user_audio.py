@@ -65,9 +65,7 @@ class UserAudioConfig:
 
     def __post_init__(self) -> None:
         if not 0.1 <= self.held_out_fraction <= 0.5:
-            raise ValueError(
-                f"held_out_fraction must be 0.1..0.5, got {self.held_out_fraction}"
-            )
+            raise ValueError(f"held_out_fraction must be 0.1..0.5, got {self.held_out_fraction}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -270,7 +268,9 @@ def _read_caption_file(folder: Path, sidecar: Path, files: set[Path]) -> dict[Pa
         entries = [
             (number, row[0], ",".join(row[1:]))
             for number, row in rows
-            if row and row[0].strip() and not (number == 1 and row[0].strip() in ("file", "file_name"))
+            if row
+            and row[0].strip()
+            and not (number == 1 and row[0].strip() in ("file", "file_name"))
         ]
         form = "FILE,caption"
     else:

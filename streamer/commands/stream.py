@@ -123,16 +123,10 @@ def _until_stopped(seconds: float | None) -> Iterator[threading.Event]:
             signal.signal(sig, handler)
 
 
-def _load_maker(config: StreamConfig):
-    from streamer.runtime.assemble import load_diffusion_maker
-
-    return load_diffusion_maker(config)
-
-
 def _load_engine(config: StreamConfig):
-    from streamer.runtime.assemble import build_engine
+    from streamer.runtime.assemble import build_engine, load_diffusion_maker
 
-    return build_engine(config, _load_maker(config))
+    return build_engine(config, load_diffusion_maker(config))
 
 
 def _wait(stop: threading.Event) -> None:
@@ -219,14 +213,14 @@ def run_play(args: argparse.Namespace) -> int:
 
 
 def run_render(args: argparse.Namespace) -> int:
-    from streamer.runtime.assemble import build_core
+    from streamer.runtime.assemble import build_core, load_diffusion_maker
     from streamer.runtime.render import render_to_file
 
     if not args.seconds > 0:
         raise UserError(f"--seconds must be positive, got {args.seconds}")
     config = stream_config_from_args(args, chosen_model)
     core = build_core(config)
-    maker = _load_maker(config)
+    maker = load_diffusion_maker(config)
     with _until_stopped(None) as stop:
         written = render_to_file(core, maker, args.out, args.seconds, stop)
     rate = core.stitcher.config.sample_rate

@@ -8,7 +8,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 import soundfile
-from material import SAMPLE_RATE, groove, song
+from material import SAMPLE_RATE, groove, low_band_rises, song
 
 from streamer.cli import main
 from streamer.errors import UserError
@@ -117,23 +117,8 @@ def test_loops_of_a_steady_beat_keep_every_beat_on_the_grid():
         beat = 60.0 / loop.bpm * SAMPLE_RATE
         on_grid = np.round(np.arange(loop.beats) * beat).astype(int)
         off_grid = np.round((np.arange(loop.beats - 1) + 0.5) * beat).astype(int)
-        assert np.all(low_rise(loop.samples, on_grid) > 10.0)
-        assert np.median(low_rise(loop.samples, off_grid)) < 2.0
-
-
-def low_rise(audio: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """Energy below 150 Hz just after each position over that just before (a kick's onset)."""
-    spectrum = np.fft.rfft(audio)
-    spectrum[np.fft.rfftfreq(audio.size, 1.0 / SAMPLE_RATE) > 150.0] = 0.0
-    low = np.fft.irfft(spectrum, n=audio.size)
-    span, guard = int(0.02 * SAMPLE_RATE), int(0.008 * SAMPLE_RATE)
-    return np.asarray(
-        [
-            np.mean(low[at + guard : at + guard + span] ** 2)
-            / max(np.mean(low[max(0, at - guard - span) : max(1, at - guard)] ** 2), 1e-12)
-            for at in positions
-        ]
-    )
+        assert np.all(low_band_rises(loop.samples, on_grid, SAMPLE_RATE) > 10.0)
+        assert np.median(low_band_rises(loop.samples, off_grid, SAMPLE_RATE)) < 2.0
 
 
 @pytest.mark.parametrize("bpm", [100.0, 117.1875, 140.0])

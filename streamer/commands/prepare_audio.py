@@ -48,18 +48,12 @@ def run_prepare_audio(args: argparse.Namespace) -> int:
         if done.skipped:
             print(f"{done.path}: skipped, {done.skipped}", flush=True)
             return
-        tempo = (
-            f"at {done.loops[0].bpm:.2f} BPM ({done.loops[0].beats} beats)"
-            if done.bpm
-            else "unstretched"
-        )
-        print(
-            f"{done.path}: {len(done.loops)} loop(s) {tempo}, caption {done.caption.text!r}",
-            flush=True,
-        )
+        tempo = f"at {done.bpm:.2f} BPM ({done.beats} beats)" if done.bpm else "unstretched"
+        caption = done.caption.text
+        print(f"{done.path}: {done.loops} loop(s) {tempo}, caption {caption!r}", flush=True)
 
     prepared = prepare_user_audio(args.folder, args.directory, config, report=report)
-    clips = sum(len(done.loops) for done in prepared)
+    clips = sum(done.loops for done in prepared)
     print(
         f"wrote {clips} loops to {args.directory}; fine-tune on them with "
         f"`streamer train {args.directory} --init builtin`"

@@ -27,7 +27,8 @@ import csv
 import dataclasses
 import math
 import re
-from collections.abc import Callable, Sequence
+import shutil
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,7 @@ from streamer.seeds.from_audio import (
     mono_at_rate,
     read_audio,
     source_samples_needed,
+    whole_beat_tempo,
 )
 from streamer.seeds.library import frame_samples
 from streamer.seeds.tempo import estimate_tempo
@@ -76,11 +78,13 @@ class Caption:
 
 @dataclasses.dataclass(frozen=True)
 class PreparedFile:
-    """What one audio file gave: its loops (in order), tempo and caption, or why none."""
+    """What one audio file gave: how many loops, at what whole-beat tempo, with what caption,
+    or why it gave none."""
 
     path: Path  # relative to the folder
-    loops: tuple[FittedLoop, ...]
-    bpm: float | None
+    loops: int
+    bpm: float | None  # the loops' tempo (whole beats per frame); None: cut without stretching
+    beats: int | None
     caption: Caption
     skipped: str | None = None
 
@@ -95,7 +99,11 @@ def prepare_user_audio(
     """Write the data set of the music under ``folder`` into ``directory`` (new or empty);
     ``report`` hears of each file as it is done. Raises UserError for a folder without audio,
     an unreadable file (named), a caption file that names no audio file, or music too short to
-    make two loops in all."""
+    make two loops in all; ``directory`` is then removed again.
+
+    Each loop's image is written as soon as it is made (a long folder would not fit in memory),
+    into train/; the held-out ones move to test/ at the end, once the split is known.
+    """
     params = SpectrogramParams() if params is None else params
     check_bpm(config.bpm)
     folder, directory = Path(folder), Path(directory)
@@ -103,31 +111,22 @@ def prepare_user_audio(
         raise UserError(f"{directory} exists and is not an empty folder: choose a new one")
     files = find_audio_files(folder)
     captions = caption_table(folder, files)
-    prepared = []
-    for path in files:
-        done = _prepare_file(folder, path, captions[path], config, params)
-        report(done)
-        prepared.append(done)
-    counts = [len(p.loops) for p in prepared]
-    if sum(counts) < 2:
-        too_short = "; ".join(f"{p.path}: {p.skipped}" for p in prepared if p.skipped)
-        raise UserError(
-            f"the music in {folder} makes {sum(counts)} loop(s), and a data set needs at least "
-            f"two (one to train on, one held out): give more or longer files ({too_short})"
-        )
-    held_out = held_out_counts(counts, config.held_out_fraction)
-    _write(directory, prepared, held_out, params)
-    write_info(
-        directory,
-        {
-            "made_by": "streamer prepare-audio",
-            "source_folder": str(folder.resolve()),
-            "files": len(prepared),
-            "clips": sum(counts),
-            "held_out_clips": sum(held_out),
-            "held_out_fraction": config.held_out_fraction,
-        },
-    )
+    (directory / "train").mkdir(parents=True, exist_ok=True)
+    (directory / "test").mkdir()
+    try:
+        prepared, clips = [], []
+        for path in files:
+            first = sum(len(records) for records in clips)
+            done, records = _prepare_file(
+                folder, path, captions[path], config, params, directory / "train", first
+            )
+            report(done)
+            prepared.append(done)
+            clips.append(records)
+        _split(folder, directory, prepared, clips, config)
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)  # it was empty: nothing of the user's is lost
+        raise
     return tuple(prepared)
 
 
@@ -185,31 +184,40 @@ def held_out_counts(loops_per_file: Sequence[int], fraction: float) -> list[int]
     return counts
 
 
-def loops_of(mono: np.ndarray, params: SpectrogramParams, bpm: float | None) -> list[FittedLoop]:
+def loops_of(
+    mono: np.ndarray, params: SpectrogramParams, bpm: float | None
+) -> Iterator[FittedLoop]:
     """Consecutive loops of mono audio at the parameters' rate, silent ones left out. The first
     starts after a lead-in, so that it too can start on an onset and fade into what preceded it."""
     needed = source_samples_needed(params, bpm)
-    loops = []
     for start in range(lead_in_samples(params, bpm), mono.size - needed + 1, needed):
         loop = fit_to_frame(mono, params, bpm, start=start)
         rms = float(np.sqrt(np.mean(loop.samples.astype(np.float64) ** 2)))
         if 20.0 * math.log10(max(rms, 1e-12)) >= SILENT_LOOP_DBFS:
-            loops.append(loop)
-    return loops
+            yield loop
 
 
 # --- the shell ----------------------------------------------------------------------------------
 
 
 def _prepare_file(
-    folder: Path, path: Path, caption: Caption, config: UserAudioConfig, params: SpectrogramParams
-) -> PreparedFile:
+    folder: Path,
+    path: Path,
+    caption: Caption,
+    config: UserAudioConfig,
+    params: SpectrogramParams,
+    out: Path,
+    first_number: int,
+) -> tuple[PreparedFile, list[ClipRecord]]:
+    """Cut one file into loops, each written into ``out`` as it is made, numbered on from
+    ``first_number``."""
     audio, rate = read_audio(folder / path)  # a UserError naming the file if it is not audio
     mono = mono_at_rate(audio, rate, params)
     bpm = config.bpm
     if bpm is None:
         tempo = estimate_tempo(mono, params.sample_rate)
         bpm = tempo.bpm if tempo is not None else None
+    whole_bpm, beats = whole_beat_tempo(bpm, params) if bpm is not None else (None, None)
     needed = source_samples_needed(params, bpm)
     if mono.size < needed:
         seconds = frame_samples(params) / params.sample_rate
@@ -217,37 +225,60 @@ def _prepare_file(
             f"{mono.size / params.sample_rate:.2f} s long, shorter than the "
             f"{needed / params.sample_rate:.2f} s one {seconds:g} s loop needs"
         )
-        return PreparedFile(path, (), bpm, caption, skipped=why)
-    loops = tuple(loops_of(mono, params, bpm))
-    return PreparedFile(path, loops, bpm, caption, skipped=None if loops else "silent")
+        return PreparedFile(path, 0, whole_bpm, beats, caption, skipped=why), []
+    records = []
+    for index, loop in enumerate(loops_of(mono, params, bpm)):
+        name = f"{first_number + index:06d}.png"
+        save_image(loop_image(loop, params), out / name)
+        labels = {
+            "source": path.as_posix(),
+            "loop": index,
+            "start_seconds": round(loop.start_seconds, 3),
+            "bpm": loop.bpm,
+            "beats": loop.beats,
+            "caption_source": caption.source,
+        }
+        records.append(ClipRecord(name, caption.text, labels))
+    skipped = None if records else "silent"
+    return PreparedFile(path, len(records), whole_bpm, beats, caption, skipped), records
 
 
-def _write(
+def _split(
+    folder: Path,
     directory: Path,
     prepared: Sequence[PreparedFile],
-    held_out: Sequence[int],
-    params: SpectrogramParams,
+    clips: Sequence[list[ClipRecord]],
+    config: UserAudioConfig,
 ) -> None:
-    records: dict[str, list[ClipRecord]] = {"train": [], "test": []}
-    number = 0
-    for done, held in zip(prepared, held_out, strict=True):
-        for index, loop in enumerate(done.loops):
-            split = "test" if index >= len(done.loops) - held else "train"
-            name = f"{number:06d}.png"
-            (directory / split).mkdir(parents=True, exist_ok=True)
-            save_image(loop_image(loop, params), directory / split / name)
-            labels = {
-                "source": done.path.as_posix(),
-                "loop": index,
-                "start_seconds": round(loop.start_seconds, 3),
-                "bpm": loop.bpm,
-                "beats": loop.beats,
-                "caption_source": done.caption.source,
-            }
-            records[split].append(ClipRecord(name, done.caption.text, labels))
-            number += 1
-    for split, split_records in records.items():
-        write_metadata(directory / split, split_records)
+    """Move the held-out loops to test/ and write both splits' metadata and the info file."""
+    counts = [len(records) for records in clips]
+    if sum(counts) < 2:
+        too_short = "; ".join(f"{p.path}: {p.skipped}" for p in prepared if p.skipped)
+        raise UserError(
+            f"the music in {folder} makes {sum(counts)} loop(s), and a data set needs at least "
+            f"two (one to train on, one held out): give more or longer files ({too_short})"
+        )
+    held_out = held_out_counts(counts, config.held_out_fraction)
+    train, test = [], []
+    for records, held in zip(clips, held_out, strict=True):
+        kept = len(records) - held
+        train += records[:kept]
+        test += records[kept:]
+    for record in test:
+        (directory / "train" / record.file_name).rename(directory / "test" / record.file_name)
+    write_metadata(directory / "train", train)
+    write_metadata(directory / "test", test)
+    write_info(
+        directory,
+        {
+            "made_by": "streamer prepare-audio",
+            "source_folder": str(folder.resolve()),
+            "files": len(prepared),
+            "clips": sum(counts),
+            "held_out_clips": len(test),
+            "held_out_fraction": config.held_out_fraction,
+        },
+    )
 
 
 def _own_caption(audio: Path) -> Caption | None:

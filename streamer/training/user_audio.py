@@ -15,9 +15,9 @@ Captions, first found wins:
 3. the folder names: ``my-band/ambient/x.wav`` -> "my band, ambient"; a file directly in the
    folder takes the folder's own name.
 
-The held-out split takes the last loops of every file (at least ``held_out_fraction`` of them,
-rounded up), the part of a song furthest from the loops trained on, plus whole one-loop files
-if that is not enough. It depends on nothing but the files, so reruns make the same data set.
+The held-out split takes the last loops of every file (``held_out_fraction`` of them, rounded
+up), one stretch at the end of each song rather than loops scattered among those trained on, plus
+whole one-loop files if that is not enough. It depends on nothing but the files, so reruns make the same data set.
 The folder written is in the format of ``training.dataset``.
 """
 

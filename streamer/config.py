@@ -28,12 +28,20 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import sys
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from streamer.errors import UserError
-from streamer.generate.config import DEFAULT_MODEL, GeneratorConfig
+from streamer.generate.config import (
+    AUTO_MODEL,
+    BUILTIN_MODEL,
+    DEFAULT_MODEL,
+    MODEL_PRESETS,
+    GeneratorConfig,
+)
 from streamer.generate.presets import PRESETS, SCHEDULER_NAMES
 from streamer.plan.scenes import Scene
 from streamer.plan.settings import PromptBlend, Transition
@@ -62,8 +70,10 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
     group.add_argument(
         "--model",
-        help="hub id, local diffusers folder, or one .safetensors/.ckpt file "
-        f"(default {DEFAULT_MODEL}; `streamer make-tiny-model DIR` makes a small test model)",
+        help=f"{AUTO_MODEL} (default: {DEFAULT_MODEL} on a CUDA or MPS GPU that has it cached or "
+        f"can download it, else {BUILTIN_MODEL}), {BUILTIN_MODEL} (the small model shipped with "
+        "streamer, no download), a hub id, a local diffusers folder, or one .safetensors/.ckpt "
+        "file (`streamer make-tiny-model DIR` makes a random test model)",
     )
     group.add_argument(
         "--model-config",
@@ -77,10 +87,14 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--offline", action="store_true", default=None, help="never contact the model hub"
     )
+    presets = PRESETS.values()
     group.add_argument(
         "--preset",
         choices=sorted(PRESETS),
-        help="sampling preset: default (DPM-Solver++, 20 steps) or lcm (LCM-LoRA, 6 steps)",
+        help="sampling preset: "
+        + ", ".join(f"{p.name} ({p.scheduler}, {p.num_inference_steps} steps)" for p in presets)
+        + f" (default: the model's own, {MODEL_PRESETS[BUILTIN_MODEL]} for {BUILTIN_MODEL}, "
+        "default for others)",
     )
     group.add_argument("--scheduler", choices=SCHEDULER_NAMES, help="override the preset's scheduler")
     group.add_argument(
@@ -121,10 +135,10 @@ def add_stream_options(parser: argparse.ArgumentParser) -> None:
         f"`streamer make-seed` (default {settings.seed_loop})",
     )
     music.add_argument(
-        "--denoising", type=float, help=f"img2img strength, 0.05..1 (default {settings.denoising:g})"
+        "--denoising", type=float, help="img2img strength, 0.05..1 (default: the preset's)"
     )
     music.add_argument(
-        "--guidance", type=float, help=f"classifier-free guidance scale, 0..30 (default {settings.guidance:g})"
+        "--guidance", type=float, help="classifier-free guidance, 0..30 (default: the preset's)"
     )
     music.add_argument(
         "--transition-seconds",
@@ -273,10 +287,16 @@ def check_scene_seed_loops(config: StreamConfig) -> None:
             )
 
 
-def stream_config_from_args(args: argparse.Namespace) -> StreamConfig:
+def stream_config_from_args(
+    args: argparse.Namespace,
+    choose_model: Callable[[GeneratorConfig], GeneratorConfig] | None = None,
+) -> StreamConfig:
     """Merge the TOML file (if any) and the flags into a checked StreamConfig.
 
-    Every problem becomes a UserError that names the option and says what is allowed.
+    ``choose_model`` turns ``--model auto`` into the model that plays (the commands pass
+    :func:`chosen_model`); once the model is known, denoising and guidance not given default to
+    its preset's. Every problem becomes a UserError that names the option and says what is
+    allowed.
     """
     options = read_config_file(args.config) if getattr(args, "config", None) else {}
     for name in (*_OPTION_FIELDS, *_OTHER_OPTIONS):
@@ -305,16 +325,36 @@ def stream_config_from_args(args: argparse.Namespace) -> StreamConfig:
     if "playlist" in options:
         sections["planner"]["playlist"] = tuple(options["playlist"])
     defaults = StreamConfig()
-    built: dict[str, Any] = {"scenes": options.get("scenes", ())}
-    for section, fields in sections.items():
-        try:
-            built[section] = dataclasses.replace(getattr(defaults, section), **fields)
-        except ValueError as error:
-            flags = ", ".join("--" + _flag_of(section, f) for f in fields) or section
-            raise UserError(f"{flags}: {error}") from None
-    config = StreamConfig(**built)
+    built: dict[str, Any] = {
+        section: _section(defaults, section, fields) for section, fields in sections.items()
+    }
+    if choose_model is not None:  # after the checks: a mistyped option fails without probing
+        built["model"] = choose_model(built["model"])
+    if built["model"].model != AUTO_MODEL:
+        preset = built["model"].resolved_preset()
+        given = sections["settings"]
+        preset_defaults = {"denoising": preset.denoising, "guidance": preset.guidance}
+        built["settings"] = _section(defaults, "settings", {**preset_defaults, **given})
+    config = StreamConfig(**built, scenes=options.get("scenes", ()))
     check_scene_seed_loops(config)
     return config
+
+
+def _section(defaults: StreamConfig, section: str, fields: dict[str, Any]):
+    try:
+        return dataclasses.replace(getattr(defaults, section), **fields)
+    except ValueError as error:
+        flags = ", ".join("--" + _flag_of(section, f) for f in fields) or section
+        raise UserError(f"{flags}: {error}") from None
+
+
+def chosen_model(model: GeneratorConfig) -> GeneratorConfig:
+    """``--model auto`` resolved on this machine, and one line on stderr saying what loads."""
+    from streamer.generate.model_choice import resolve_model
+
+    resolved, announcement = resolve_model(model)
+    print(announcement or f"loading {resolved.model} ...", file=sys.stderr, flush=True)
+    return resolved
 
 
 def model_config_from_args(args: argparse.Namespace) -> GeneratorConfig:

@@ -47,7 +47,7 @@ def test_a_toml_file_fills_in_and_flags_win(tmp_path):
 def test_defaults_hold_without_options():
     config = parse()
     assert config.settings.seed == 0 and config.planner.endless is True
-    assert config.model.model == "riffusion/riffusion-model-v1"
+    assert config.model.model == "auto"
 
 
 @pytest.mark.parametrize(

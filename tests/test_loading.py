@@ -57,7 +57,7 @@ def test_a_single_file_loads_the_same_weights_as_its_folder(tiny_model_dir, tmp_
     # And so makes the same frames.
     seeds = {"grey": Image.fromarray(np.full((512, 64, 3), 128, np.uint8))}
     frame = FrameRequest(PromptBlend.single("ambient"), "grey", 3, denoising=0.5)
-    preset = GeneratorConfig(num_inference_steps=4).resolved_preset()
+    preset = GeneratorConfig(preset="default", num_inference_steps=4).resolved_preset()
     [a], [b] = (
         FrameGenerator(m, preset, seeds).generate([frame]) for m in (folder_model, file_model)
     )

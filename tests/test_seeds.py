@@ -12,7 +12,7 @@ import torch
 import torchaudio
 from PIL import Image
 
-from material import groove, song
+from material import groove, low_band_rises, song
 from streamer.cli import main
 from streamer.errors import UserError
 from streamer.seeds import frame_samples, list_seed_loops, load_seed_loop
@@ -146,21 +146,6 @@ def test_seed_from_an_audio_file(tmp_path, music_48k, name, options):
 
     seam, interior = seam_and_interior(gray(seed.image))
     assert seam <= np.percentile(interior, 95)
-
-
-def low_band_rises(audio: np.ndarray, positions: np.ndarray, rate: int) -> np.ndarray:
-    """Energy below 150 Hz just after each position over the energy just before it."""
-    spectrum = np.fft.rfft(audio)
-    spectrum[np.fft.rfftfreq(audio.size, 1.0 / rate) > 150.0] = 0.0
-    low = np.fft.irfft(spectrum, n=audio.size)
-    span = int(0.02 * rate)
-    guard = int(0.008 * rate)  # onsets may land a few ms either side of the grid
-    ratios = []
-    for at in positions:
-        before = low[max(0, at - guard - span) : max(0, at - guard)]
-        after = low[at + guard : at + guard + span]
-        ratios.append(np.mean(after**2) / max(np.mean(before**2), 1e-12) if before.size else np.inf)
-    return np.asarray(ratios)
 
 
 def test_seed_with_a_tempo_is_stretched_to_whole_beats_on_the_grid(tmp_path):

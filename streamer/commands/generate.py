@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from streamer.config import add_model_options, model_config_from_args
+from streamer.config import add_model_options, chosen_model, model_config_from_args
 from streamer.errors import UserError
 
 
@@ -102,7 +102,7 @@ def run_generate(args: argparse.Namespace) -> int:
     from streamer.generate.generator import FrameGenerator
     from streamer.generate.request import Keyframe, PromptBlend, transition
 
-    config = model_config_from_args(args)
+    config = chosen_model(model_config_from_args(args))
     preset = config.resolved_preset()
     denoising = preset.denoising if args.denoising is None else args.denoising
     guidance = preset.guidance if args.guidance is None else args.guidance

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
 from streamer.commands.live_inputs import add_input_options, local_inputs
-from streamer.config import StreamConfig, add_stream_options, stream_config_from_args
+from streamer.config import StreamConfig, add_stream_options, chosen_model, stream_config_from_args
 from streamer.errors import UserError
 from streamer.runtime.clocks import DeviceConfig
 from streamer.sinks.config import ServerConfig
@@ -142,17 +142,10 @@ def _until_stopped(seconds: float | None) -> Iterator[threading.Event]:
             signal.signal(sig, handler)
 
 
-def _load_maker(config: StreamConfig):
-    from streamer.runtime.assemble import load_diffusion_maker
-
-    print(f"loading {config.model.model} ...", file=sys.stderr, flush=True)
-    return load_diffusion_maker(config)
-
-
 def _load_engine(config: StreamConfig):
-    from streamer.runtime.assemble import build_engine
+    from streamer.runtime.assemble import build_engine, load_diffusion_maker
 
-    return build_engine(config, _load_maker(config))
+    return build_engine(config, load_diffusion_maker(config))
 
 
 def _wait(stop: threading.Event) -> None:
@@ -164,7 +157,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from streamer.runtime.control import EngineControl
     from streamer.sinks.server import ServerThread, StreamServer
 
-    config = stream_config_from_args(args)
+    config = stream_config_from_args(args, chosen_model)
     origins = tuple(args.allowed_origin)
     if origins:  # the player page's own origin must stay allowed, or the page cannot connect
         origins += tuple(f"http://{host}:{args.port}" for host in ("127.0.0.1", "localhost", args.host))
@@ -228,7 +221,7 @@ def run_play(args: argparse.Namespace) -> int:
     if args.list_devices:
         print(list_devices())
         return 0
-    config = stream_config_from_args(args)
+    config = stream_config_from_args(args, chosen_model)
     device_config = _device_config(args)
     local = local_inputs(args, config)
     engine = _load_engine(config)
@@ -256,14 +249,14 @@ def run_play(args: argparse.Namespace) -> int:
 
 
 def run_render(args: argparse.Namespace) -> int:
-    from streamer.runtime.assemble import build_core
+    from streamer.runtime.assemble import build_core, load_diffusion_maker
     from streamer.runtime.render import render_to_file
 
     if not args.seconds > 0:
         raise UserError(f"--seconds must be positive, got {args.seconds}")
-    config = stream_config_from_args(args)
+    config = stream_config_from_args(args, chosen_model)
     core = build_core(config)
-    maker = _load_maker(config)
+    maker = load_diffusion_maker(config)
     with _until_stopped(None) as stop:
         written = render_to_file(core, maker, args.out, args.seconds, stop)
     rate = core.stitcher.config.sample_rate

@@ -6,31 +6,51 @@ import dataclasses
 
 from streamer.generate.presets import GeneratorPreset, preset_named
 
-#: Riffusion v1: Stable Diffusion 1.5 fine-tuned on 512x512 mel spectrograms.
+#: Riffusion v1: Stable Diffusion 1.5 fine-tuned on 512x512 mel spectrograms (4 GB).
 DEFAULT_MODEL = "riffusion/riffusion-model-v1"
+#: The small model trained here and shipped inside the package (streamer/generate/builtin/).
+BUILTIN_MODEL = "builtin"
+#: Riffusion's checkpoint on a GPU that can get it, else the built-in model (model_choice.py).
+AUTO_MODEL = "auto"
+
+#: The preset a model plays with when the user chooses none; models not named play "default".
+MODEL_PRESETS = {BUILTIN_MODEL: "builtin"}
+
+
+def default_preset_for(model: str) -> str:
+    """The preset ``model`` plays with unless the user chooses one: the one home of that rule."""
+    if model == AUTO_MODEL:
+        raise ValueError(
+            "the preset of --model auto depends on the model it picks: resolve it first "
+            "(streamer.generate.model_choice.resolve_model)"
+        )
+    return MODEL_PRESETS.get(model, "default")
 
 
 @dataclasses.dataclass(frozen=True)
 class GeneratorConfig:
     """Which checkpoint, where it runs, and how frames are sampled.
 
-    ``model`` is a hub id, a local diffusers folder, or one ``.safetensors``/``.ckpt`` file;
-    a single file takes its component configs and tokenizer from ``model_config`` (a diffusers
-    folder of the same architecture), or from its own folder if that holds a model_index.json.
+    ``model`` is "auto" (resolved before loading, see model_choice.py), "builtin" (the model
+    shipped in the package), a hub id, a local diffusers folder, or one ``.safetensors`` or
+    ``.ckpt`` file; a single file takes its component configs and tokenizer from
+    ``model_config`` (a diffusers folder of the same architecture), or from its own folder if
+    that holds a model_index.json.
     ``device`` None picks cuda, then mps, then cpu; ``dtype`` None picks the fastest safe type
     for the device (see loading.py). ``offline`` never touches the network (as HF_HUB_OFFLINE=1).
-    ``scheduler``, ``num_inference_steps`` and ``lora`` override the preset's when set.
+    ``preset`` None plays the model's own (``default_preset_for``); ``scheduler``,
+    ``num_inference_steps`` and ``lora`` override the preset's when set.
     ``compile`` is "none", "default" (torch.compile) or "reduce-overhead" (torch.compile with
     CUDA graphs); compiling costs a minute or more at start-up and pays off only on a GPU.
     """
 
-    model: str = DEFAULT_MODEL
+    model: str = AUTO_MODEL
     model_config: str | None = None
     device: str | None = None
     dtype: str | None = None
     offline: bool = False
     cache_dir: str | None = None
-    preset: str = "default"
+    preset: str | None = None
     scheduler: str | None = None
     num_inference_steps: int | None = None
     lora: str | None = None
@@ -43,11 +63,14 @@ class GeneratorConfig:
             raise ValueError(
                 f"compile must be none, default or reduce-overhead, got {self.compile!r}"
             )
-        self.resolved_preset()  # fail early on an unknown preset or scheduler
+        # Fail early on an unknown preset or scheduler, even before "auto" is resolved.
+        self._with_overrides(preset_named(self.preset or "default"))
 
     def resolved_preset(self) -> GeneratorPreset:
-        """The preset with this config's overrides applied."""
-        preset = preset_named(self.preset)
+        """The preset with this config's overrides applied (the model's own if none is chosen)."""
+        return self._with_overrides(preset_named(self.preset or default_preset_for(self.model)))
+
+    def _with_overrides(self, preset: GeneratorPreset) -> GeneratorPreset:
         overrides = {
             "scheduler": self.scheduler,
             "num_inference_steps": self.num_inference_steps,

@@ -2,10 +2,11 @@
 
 Follows the Hugging Face conventions users know: ``--model`` takes a hub id (downloaded once,
 with progress bars, into the shared cache), a local diffusers folder, or a single original-layout
-``.safetensors``/``.ckpt`` file. Only the four parts a frame needs are loaded (UNet, VAE, text
-encoder, tokenizer) plus the scheduler config, never the safety checker. Whatever goes wrong
-while finding the weights ends in one ``UserError`` that says what was looked for and how to fix
-it, instead of a stack of hub exceptions.
+``.safetensors``/``.ckpt`` file; ``builtin`` is a diffusers folder shipped inside the package,
+loaded like any local folder, never from the network. Only the four parts a frame needs are
+loaded (UNet, VAE, text encoder, tokenizer) plus the scheduler config, never the safety checker.
+Whatever goes wrong while finding the weights ends in one ``UserError`` that says what was looked
+for and how to fix it, instead of a stack of hub exceptions.
 """
 
 from __future__ import annotations
@@ -14,17 +15,32 @@ import dataclasses
 import os
 import warnings
 from collections.abc import Callable
+from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
 
 from streamer.errors import UserError
-from streamer.generate.config import DEFAULT_MODEL, GeneratorConfig
+from streamer.generate.config import AUTO_MODEL, BUILTIN_MODEL, DEFAULT_MODEL, GeneratorConfig
 
 T = TypeVar("T")
 
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
+
+#: The files of the built-in model's folder, all of which must be there to load it.
+BUILTIN_MODEL_FILES = (
+    "model_index.json",
+    "scheduler/scheduler_config.json",
+    "unet/config.json",
+    "unet/diffusion_pytorch_model.safetensors",
+    "vae/config.json",
+    "vae/diffusion_pytorch_model.safetensors",
+    "text_encoder/config.json",
+    "text_encoder/model.safetensors",
+    "tokenizer/vocab.json",
+    "tokenizer/merges.txt",
+)
 
 #: Default compute type per device kind. CPU: bfloat16, measured 1.45x faster than float32 for
 #: the SD 1.5 UNet on this project's AVX-512-BF16 CPU (interleaved A/B, benchmarks/RESULTS.md);
@@ -99,11 +115,15 @@ def select_dtype(device: torch.device, requested: str | None = None) -> torch.dt
 
 def load_model(config: GeneratorConfig) -> StableDiffusionModel:
     """Load ``config.model`` onto the selected device and type, ready for inference."""
+    if config.model == AUTO_MODEL:
+        raise ValueError("resolve --model auto before loading (model_choice.resolve_model)")
     device = select_device(config.device)
     dtype = select_dtype(device, config.dtype)
     reference = os.path.expanduser(config.model)
     path = Path(reference)
-    if path.is_dir():
+    if config.model == BUILTIN_MODEL:
+        parts = _load_folder(complete_builtin_folder(), dtype)
+    elif path.is_dir():
         parts = _load_folder(path, dtype)
     elif path.is_file():
         parts = _load_single_file(path, config.model_config, dtype)
@@ -166,7 +186,36 @@ def apply_lora(
     pipeline.unload_lora_weights()  # drops the adapter layers; the fused weights stay
 
 
-# --- the three sources ------------------------------------------------------------------------
+# --- the sources ------------------------------------------------------------------------------
+
+
+def builtin_model_folder() -> Path:
+    """Where the built-in model's weights ship: ``streamer/generate/builtin/`` inside the package,
+    found through importlib.resources so that an installed wheel finds its own copy."""
+    return Path(str(resources.files("streamer.generate") / "builtin"))
+
+
+def builtin_installed() -> bool:
+    """Whether this install has every file of the built-in model."""
+    folder = builtin_model_folder()
+    return all((folder / name).is_file() for name in BUILTIN_MODEL_FILES)
+
+
+def complete_builtin_folder() -> Path:
+    """The built-in model's folder, or a UserError naming what is missing from it."""
+    folder = builtin_model_folder()
+    missing = [name for name in BUILTIN_MODEL_FILES if not (folder / name).is_file()]
+    if missing:
+        what = "is not there" if len(missing) == len(BUILTIN_MODEL_FILES) else (
+            "is incomplete: " + ", ".join(missing) + " missing"
+        )
+        raise UserError(
+            f"the built-in model {what} (looked in {folder}).\nTo fix it:\n"
+            "  - reinstall streamer from a release or a checkout that has its weights "
+            "(`./install.sh`)\n"
+            f"  - or pass another model: --model {DEFAULT_MODEL} (4 GB download), or --model PATH"
+        )
+    return folder
 
 
 def _load_folder(path: Path, dtype: torch.dtype):
@@ -177,8 +226,8 @@ def _load_folder(path: Path, dtype: torch.dtype):
         )
     try:
         return _load_components(str(path), dtype, local_files_only=True, cache_dir=None)
-    except (OSError, ValueError) as error:
-        raise UserError(f"could not load the model folder {path}: {_summary(error)}") from error
+    except PartNotLoaded as error:
+        raise UserError(f"could not load the model folder {path}: {error}") from error
 
 
 def _load_from_hub(repo_id: str, dtype: torch.dtype, config: GeneratorConfig):
@@ -193,18 +242,26 @@ def _load_from_hub(repo_id: str, dtype: torch.dtype, config: GeneratorConfig):
 def _from_hub(repo_id: str, what: str, config: GeneratorConfig, load: Callable[[bool], T]) -> T:
     """``load(local_files_only)`` from the cache, else from the hub, else one clear UserError.
 
-    The cache comes first, so a downloaded model starts without touching the network. Before
-    downloading, one quick request checks that the hub answers: the hub client retries a
-    refused connection for half a minute, which a user should not have to sit through.
+    The cache comes first, so a downloaded model starts without touching the network. A model
+    that is in the cache but fails to load for another reason than a missing file (a damaged
+    download) is reported as such, with the part that failed, not as missing: downloading again
+    would not replace it. Before downloading, one quick request checks that the hub answers: the
+    hub client retries a refused connection for half a minute, which a user should not have to
+    sit through.
     """
     try:
         return load(True)
-    except Exception as error:  # not (completely) in the cache
+    except Exception as error:  # missing, partly downloaded or damaged: sorted out below
         cache_error = error
-    if _offline(config):
+    snapshot = cached_snapshot(repo_id, config.cache_dir)
+    if snapshot is not None and not _is_missing_file(cache_error):
+        raise UserError(
+            _unloadable_cache_message(repo_id, what, config, snapshot, cache_error)
+        ) from cache_error
+    if offline_mode(config):
         reason = "offline mode is on (--offline or HF_HUB_OFFLINE=1) and it is not in the cache"
         raise UserError(_missing_from_hub_message(repo_id, what, config, reason)) from cache_error
-    problem = _hub_problem(repo_id)
+    problem = hub_problem(repo_id)
     if problem:
         raise UserError(_missing_from_hub_message(repo_id, what, config, problem)) from cache_error
     try:
@@ -214,14 +271,41 @@ def _from_hub(repo_id: str, what: str, config: GeneratorConfig, load: Callable[[
         raise UserError(_missing_from_hub_message(repo_id, what, config, reason)) from error
 
 
-def _hub_problem(repo_id: str) -> str | None:
+def cached_snapshot(repo_id: str, cache_dir: str | None) -> Path | None:
+    """The folder of ``repo_id``'s cached snapshot (main revision), or None when it has none.
+
+    Says nothing about whether every file is there: see :func:`model_in_cache`.
+    """
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, cache_dir=cache_dir, local_files_only=True))
+    except (OSError, ValueError):  # not cached (LocalEntryNotFoundError), or not a repo id
+        return None
+
+
+def model_in_cache(repo_id: str, cache_dir: str | None) -> bool:
+    """Whether a diffusers model's index and the weights of its UNet, VAE and text encoder are
+    in the cache, so that loading it needs no network."""
+    snapshot = cached_snapshot(repo_id, cache_dir)
+    if snapshot is None or not (snapshot / "model_index.json").is_file():
+        return False
+    return all(
+        any(path.suffix in (".safetensors", ".bin") for path in (snapshot / part).glob("*"))
+        for part in ("unet", "vae", "text_encoder")
+    )
+
+
+def hub_problem(repo_id: str, timeout_seconds: float = 10.0) -> str | None:
     """Why the hub cannot provide ``repo_id``, in words, or None if it can (one request)."""
     from huggingface_hub import constants
     from huggingface_hub.utils import get_session
 
     try:
         response = get_session().get(
-            f"{constants.ENDPOINT}/api/models/{repo_id}", timeout=10, follow_redirects=True
+            f"{constants.ENDPOINT}/api/models/{repo_id}",
+            timeout=timeout_seconds,
+            follow_redirects=True,
         )
     except Exception as error:  # DNS, refused, timeout, proxy: the hub is out of reach
         cause = _summary(_root_cause(error))
@@ -284,24 +368,57 @@ def _load_components(
     with warnings.catch_warnings():
         # diffusers passes an argument huggingface_hub deprecated; the warning means nothing here.
         warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks.*")
-        noise_schedule = DPMSolverMultistepScheduler.load_config(
-            source, subfolder="scheduler", **common
+        noise_schedule = _part(
+            "scheduler",
+            lambda: DPMSolverMultistepScheduler.load_config(
+                source, subfolder="scheduler", **common
+            ),
         )
-        tokenizer = CLIPTokenizer.from_pretrained(source, subfolder="tokenizer", **common)
-        text_encoder = CLIPTextModel.from_pretrained(
-            source, subfolder="text_encoder", dtype=dtype, **common
+        tokenizer = _part(
+            "tokenizer",
+            lambda: CLIPTokenizer.from_pretrained(source, subfolder="tokenizer", **common),
         )
-        vae = AutoencoderKL.from_pretrained(source, subfolder="vae", torch_dtype=dtype, **common)
-        unet = UNet2DConditionModel.from_pretrained(
-            source, subfolder="unet", torch_dtype=dtype, **common
+        text_encoder = _part(
+            "text_encoder",
+            lambda: CLIPTextModel.from_pretrained(
+                source, subfolder="text_encoder", dtype=dtype, **common
+            ),
+        )
+        vae = _part(
+            "vae",
+            lambda: AutoencoderKL.from_pretrained(
+                source, subfolder="vae", torch_dtype=dtype, **common
+            ),
+        )
+        unet = _part(
+            "unet",
+            lambda: UNet2DConditionModel.from_pretrained(
+                source, subfolder="unet", torch_dtype=dtype, **common
+            ),
         )
     return unet, vae, text_encoder, tokenizer, dict(noise_schedule)
+
+
+class PartNotLoaded(Exception):
+    """One part of a model (its subfolder) failed to load; the library's error is the cause."""
+
+    def __init__(self, part: str, cause: BaseException) -> None:
+        super().__init__(f"{part}/: {_summary(cause)}")
+        self.part = part
+
+
+def _part(part: str, load: Callable[[], T]) -> T:
+    """``load()``, with the part's name on any error: the libraries' messages often lack it."""
+    try:
+        return load()
+    except Exception as error:  # safetensors, JSON, pickle and hub errors alike
+        raise PartNotLoaded(part, error) from error
 
 
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def _offline(config: GeneratorConfig) -> bool:
+def offline_mode(config: GeneratorConfig) -> bool:
     from huggingface_hub import constants
 
     return config.offline or bool(constants.HF_HUB_OFFLINE)
@@ -325,6 +442,37 @@ def _summary(error: BaseException) -> str:
     return f"{type(error).__name__}: {first}" if first else type(error).__name__
 
 
+def _is_missing_file(error: BaseException) -> bool:
+    """Whether a file was not found anywhere in the exception's chain (a model not, or not
+    completely, downloaded), as opposed to a file that is there but cannot be read."""
+    from huggingface_hub.errors import EntryNotFoundError
+
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, (FileNotFoundError, EntryNotFoundError)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _unloadable_cache_message(
+    repo_id: str, what: str, config: GeneratorConfig, snapshot: Path, error: BaseException
+) -> str:
+    where, cause = snapshot, error
+    if isinstance(error, PartNotLoaded) and error.__cause__ is not None:
+        where, cause = snapshot / error.part, error.__cause__
+    cache_option = f" --cache-dir {config.cache_dir}" if config.cache_dir else ""
+    return (
+        f"the {what} {repo_id!r} is in the Hugging Face cache but could not be loaded from "
+        f"{where}: {_summary(cause)}. A cached "
+        "file is probably damaged (an interrupted download, a full disk).\nTo fix it:\n"
+        f"  - find the damaged file: `hf cache verify {repo_id}{cache_option}`\n"
+        f"  - delete the cached copy: `hf cache rm model/{repo_id}{cache_option}`, or remove the "
+        f"folder {snapshot.parent.parent}\n"
+        "  - then run this again: it downloads a fresh copy"
+    )
+
+
 def _root_cause(error: BaseException) -> BaseException:
     """The innermost exception of a chain: the connection error under a library's wrapper."""
     while (error.__cause__ or error.__context__) is not None:
@@ -344,6 +492,7 @@ def _missing_from_hub_message(repo_id: str, what: str, config: GeneratorConfig, 
         fixes.append("or pass a local LoRA folder or .safetensors file with --lora PATH")
         fixes.append("or choose a preset without a LoRA (--preset default)")
     else:
+        fixes.append("or play the model shipped with streamer, no download: --model builtin")
         fixes.append("or pass --model PATH: a local diffusers folder or a .safetensors/.ckpt file")
         fixes.append(
             "or, to smoke-test without weights: `streamer make-tiny-model DIR`, then --model DIR"

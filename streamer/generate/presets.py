@@ -8,6 +8,11 @@ negative prompt together). These evaluations are nearly all of a frame's cost.
 ``default``: DPM-Solver++ (2nd order, multistep) reaches in about 20 steps what Riffusion's 50
 PNDM/DDIM steps reach (Lu et al., 2022): 15 evaluations at denoising 0.75, with guidance 7.
 
+``builtin``: for the small model shipped in the package (``--model builtin``), which plays it
+unless another preset is chosen (``config.MODEL_PRESETS``): DPM-Solver++, 10 steps at denoising
+0.75 (7 evaluations), guidance 4. These are starting values, to be replaced by the built-in
+model's measurements (benchmarks/RESULTS.md).
+
 ``lcm``: a latent consistency model distilled into a LoRA (LCM-LoRA for SD 1.5, which Riffusion
 is fine-tuned from) samples in 2-8 steps without classifier-free guidance: a 6-step schedule at
 denoising 0.75 runs 4 evaluations at batch 1, about 7x fewer UNet rows than ``default``. LCM-LoRA
@@ -65,6 +70,7 @@ PRESETS: dict[str, GeneratorPreset] = {
     preset.name: preset
     for preset in (
         GeneratorPreset("default", "dpm++", num_inference_steps=20, denoising=0.75, guidance=7.0),
+        GeneratorPreset("builtin", "dpm++", num_inference_steps=10, denoising=0.75, guidance=4.0),
         GeneratorPreset(
             "lcm", "lcm", num_inference_steps=6, denoising=0.75, guidance=1.0, lora=LCM_LORA_SD15
         ),

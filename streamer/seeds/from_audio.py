@@ -88,11 +88,9 @@ def seed_from_audio(
     params = SpectrogramParams() if params is None else params
     check_bpm(bpm)
     audio, source_rate = read_audio(path)
-    mono = torch.from_numpy(audio).mean(dim=0)
-    if source_rate != params.sample_rate:
-        mono = torchaudio.functional.resample(mono, source_rate, params.sample_rate)
+    mono = mono_at_rate(audio, source_rate, params)
     needed = source_samples_needed(params, bpm)
-    if mono.shape[0] < needed:
+    if mono.size < needed:
         stretch = ""
         if bpm is not None:
             stretch = f" at {bpm:g} BPM, stretched to {whole_beat_tempo(bpm, params)[0]:.8g} BPM"
@@ -101,10 +99,23 @@ def seed_from_audio(
             f"{needed / params.sample_rate:.2f} s of audio "
             f"(one {frame_samples(params) / params.sample_rate:g} s frame{stretch})"
         )
-    loop = fit_to_frame(mono.numpy().astype(np.float64), params, bpm)
+    loop = fit_to_frame(mono, params, bpm)
+    return AudioSeed(image=loop_image(loop, params), loop=loop)
+
+
+def mono_at_rate(audio: np.ndarray, source_rate: int, params: SpectrogramParams) -> np.ndarray:
+    """Audio shaped (channels, samples) mixed to mono and resampled to the parameters' rate."""
+    mono = torch.from_numpy(audio).mean(dim=0)
+    if source_rate != params.sample_rate:
+        mono = torchaudio.functional.resample(mono, source_rate, params.sample_rate)
+    return mono.numpy().astype(np.float64)
+
+
+def loop_image(loop: FittedLoop, params: SpectrogramParams) -> Image.Image:
+    """The spectrogram image of a loop, made with the circular STFT so that it tiles."""
     waveform = to_channels(torch.from_numpy(loop.samples)[None], params.channels)
     mel = mel_from_audio(waveform, params, circular=True)
-    return AudioSeed(image=image_from_mel(mel.numpy(), params), loop=loop)
+    return image_from_mel(mel.numpy(), params)
 
 
 def check_bpm(bpm: float | None) -> None:
@@ -122,41 +133,59 @@ def source_samples_needed(params: SpectrogramParams, bpm: float | None) -> int:
 
 
 def fit_to_frame(
-    mono: np.ndarray, params: SpectrogramParams, bpm: float | None = None
+    mono: np.ndarray,
+    params: SpectrogramParams,
+    bpm: float | None = None,
+    start: int | None = None,
 ) -> FittedLoop:
     """One frame of mono audio (at the parameters' rate, at least
     :func:`source_samples_needed` long) as a loop: stretched to whole beats when ``bpm`` is
-    given, started on the strongest onset near the loudest part, its end crossfaded into what
-    preceded its start."""
+    given, started on the strongest onset near the loudest part (or near source sample
+    ``start``, which leaves room for one frame's worth of source after it), its end crossfaded
+    into what preceded its start."""
     frame, rate = frame_samples(params), params.sample_rate
-    if bpm is None:
-        speed, target_bpm, beats = 1.0, None, None
-        search = int(ONSET_SEARCH_SECONDS * rate)
-    else:
-        target_bpm, beats = whole_beat_tempo(bpm, params)
-        speed = target_bpm / bpm
-        search = int(0.5 * 60.0 / target_bpm * rate)
+    target_bpm, beats = whole_beat_tempo(bpm, params) if bpm is not None else (None, None)
+    speed = 1.0 if bpm is None else target_bpm / bpm
+    search = _onset_search_samples(params, target_bpm)
     needed = source_samples_needed(params, bpm)
-    if mono.size < needed:
-        raise ValueError(f"{mono.size} samples are fewer than the {needed} one frame needs")
+    if start is None:
+        start = _loudest_start(mono, needed)
+    if start < 0 or mono.size < start + needed:
+        raise ValueError(
+            f"{mono.size} samples do not hold the {needed} one frame needs from sample {start}"
+        )
 
-    # Stretch only the loudest excerpt and the margins the onset search and crossfade reach.
-    loudest = _loudest_start(mono, needed)
+    # Stretch only the chosen excerpt and the margins the onset search and crossfade reach.
     fade = int(WRAP_CROSSFADE_SECONDS * rate)
-    margin = math.ceil((search + fade) * speed)
-    first = max(0, loudest - margin)
-    segment = mono[first : loudest + needed + margin]
+    margin = lead_in_samples(params, bpm)
+    first = max(0, start - margin)
+    segment = mono[first : start + needed + margin]
     if speed != 1.0:
         segment = _time_stretch(segment, speed)
-    nominal = min(round((loudest - first) / speed), segment.size - frame)
+    nominal = min(round((start - first) / speed), segment.size - frame)
     lowest, highest = max(0, nominal - search), min(segment.size - frame, nominal + search)
-    start = _strongest_onset(segment, lowest, highest, fallback=nominal)
+    onset = _strongest_onset(segment, lowest, highest, fallback=nominal)
     return FittedLoop(
-        samples=_wrap_crossfaded(segment, start, frame, fade).astype(np.float32),
-        start_seconds=(first + start * speed) / rate,
+        samples=_wrap_crossfaded(segment, onset, frame, fade).astype(np.float32),
+        start_seconds=(first + onset * speed) / rate,
         bpm=target_bpm,
         beats=beats,
     )
+
+
+def lead_in_samples(params: SpectrogramParams, bpm: float | None) -> int:
+    """Source samples before a loop's nominal start that its onset search and its wrap
+    crossfade reach: a loop started nearer the beginning of the music has less to choose from."""
+    target_bpm = whole_beat_tempo(bpm, params)[0] if bpm is not None else None
+    speed = 1.0 if bpm is None else target_bpm / bpm
+    fade = int(WRAP_CROSSFADE_SECONDS * params.sample_rate)
+    return math.ceil((_onset_search_samples(params, target_bpm) + fade) * speed)
+
+
+def _onset_search_samples(params: SpectrogramParams, target_bpm: float | None) -> int:
+    """How far (in output samples) the loop start may move to an onset: half a beat."""
+    seconds = ONSET_SEARCH_SECONDS if target_bpm is None else 0.5 * 60.0 / target_bpm
+    return int(seconds * params.sample_rate)
 
 
 def read_audio(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:

@@ -6,35 +6,61 @@
 //   rate=48000   AudioContext rate to ask for; rate=native: the device's (default 44100)
 //   tap=1        keep a copy of every sample played (the browser tests read it)
 //   worklet=0    play through the ScriptProcessor fallback that insecure origins get
+//   codec=pcm    listen in 16-bit PCM (706 kbit/s mono; a LAN); codec=opus: Opus (64-96 kbit/s).
+//                Default: Opus where the browser decodes it (WebCodecs), else PCM
 // The page's objects are on `window.streamer` for the tests and for curious performers.
 
 import { Connection, streamUrl } from "./connection.js";
+import { OPUS_RATE, OpusReceiver, opusSupported } from "./opus.js";
 import { Player } from "./player.js";
 import { Steering } from "./steering.js";
 import { Waterfall } from "./waterfall.js";
 
 const READOUT_INTERVAL_MS = 250;
+const BANDWIDTH_INTERVAL_MS = 2000; // ten messages a second: two seconds average them out
 
 const $ = (id) => document.getElementById(id);
 
-function playerOptions(params) {
+/** The codec asked for in the URL, else Opus where this browser can decode it, else PCM. */
+async function chooseCodec(params) {
+  const asked = params.get("codec");
+  if (asked === "pcm") return "pcm";
+  if (await opusSupported()) return "opus";
+  if (asked === "opus") showProblem("This browser cannot decode Opus (no WebCodecs AudioDecoder): listening in PCM.");
+  return "pcm";
+}
+
+function playerOptions(params, sourceRate) {
   const settings = {};
   const buffer = Number(params.get("buffer"));
   if (params.has("buffer") && buffer > 0) Object.assign(settings, { adaptive: false, startSeconds: buffer });
   const rate = params.get("rate");
-  let contextRate = 44100;
+  let contextRate = sourceRate;
   if (rate === "native") contextRate = null;
   else if (rate !== null && Number(rate) > 0) contextRate = Number(rate);
-  return { settings, contextRate, tap: params.get("tap") === "1", worklet: params.get("worklet") !== "0" };
+  return { sourceRate, settings, contextRate, tap: params.get("tap") === "1", worklet: params.get("worklet") !== "0" };
 }
 
 const params = new URLSearchParams(location.search);
-const connection = new Connection({ url: streamUrl(location) });
-const player = new Player(playerOptions(params));
+const codec = await chooseCodec(params);
+const connection = new Connection({ url: streamUrl(location, codec) });
+let opus = null;
+let player;
+if (codec === "opus") {
+  opus = new OpusReceiver({
+    onAudio: (audio) => player.push(audio),
+    onProblem: (message) => showProblem(message),
+    record: params.get("tap") === "1",
+  });
+  player = new Player({ ...playerOptions(params, OPUS_RATE), streamPosition: (position) => opus.streamPosition(position) });
+} else {
+  player = new Player(playerOptions(params, 44100));
+}
 const waterfall = new Waterfall($("waterfall"));
 const steering = new Steering(connection);
 const nowPlaying = { shown: null, waiting: [] }; // events wait until their position is heard
-window.streamer = { connection, player, waterfall, steering, nowPlaying };
+const bandwidth = { bytes: 0, at: performance.now(), kbitPerSecond: null };
+window.streamer = { codec, connection, player, opus, waterfall, steering, nowPlaying, bandwidth };
 
 // ---- listening ---------------------------------------------------------------------------------
 
@@ -57,7 +83,10 @@ $("volume").addEventListener("input", () => {
   $("volume").setAttribute("aria-valuetext", `${Math.round(volume * 100)} %`);
 });
 
-connection.addEventListener("audio", (event) => player.push(event.detail));
+connection.addEventListener("audio", (event) => {
+  if (opus !== null) opus.push(event.detail);
+  else player.push(event.detail);
+});
 connection.addEventListener("frame", (event) => {
   waterfall.addFrame(event.detail).catch((error) => showProblem(`a spectrogram image did not decode: ${error.message}`));
 });
@@ -71,6 +100,8 @@ connection.addEventListener("event", (event) => {
   const message = event.detail;
   if (message.type === "now_playing") {
     nowPlaying.waiting.push(message);
+  } else if (message.type === "audio_config") {
+    opus?.configure(message);
   } else if (message.type === "status") {
     showStatus(message);
   }
@@ -167,10 +198,22 @@ setInterval(() => {
   $("ro-jitter").textContent = ms(stats.jitterSeconds);
   $("ro-latency").textContent = ms(stats.latencySeconds);
   $("ro-underruns").textContent = String(stats.underruns ?? 0);
-  const resampled = stats.contextRate !== 44100 ? " · resampled" : "";
+  const resampled = stats.contextRate !== player.sourceRate ? " · resampled" : "";
   $("ro-output").textContent = `${(stats.contextRate / 1000).toFixed(1)} kHz${resampled}`;
   $("ro-output").title = stats.engine;
 }, READOUT_INTERVAL_MS);
+
+/** Audio received per second over the last readout period: what this listener costs the network. */
+function updateBandwidth() {
+  const now = performance.now();
+  const bytes = connection.audioBytes;
+  const seconds = (now - bandwidth.at) / 1000;
+  if (seconds > 0 && bytes >= bandwidth.bytes) bandwidth.kbitPerSecond = ((bytes - bandwidth.bytes) * 8) / 1000 / seconds;
+  Object.assign(bandwidth, { bytes, at: now });
+  const rate = bandwidth.kbitPerSecond === null ? "—" : Math.round(bandwidth.kbitPerSecond);
+  $("ro-codec").textContent = `${codec === "opus" ? "Opus" : "PCM"} · ${rate} kbit/s`;
+}
+setInterval(updateBandwidth, BANDWIDTH_INTERVAL_MS);
 
 requestAnimationFrame(animate);
 connection.start();

@@ -2,30 +2,40 @@
 // jitter-buffer node, and where in the stream the listener is now (for the waterfall and the
 // now-playing panel).
 //
-// The context is asked to run at the stream's 44.1 kHz, so the browser's own resampler (if the
-// device runs at another rate) does the conversion and the node outputs exactly the samples
-// received; where that is refused, or with ?rate=native, the node resamples (see jitter.js).
+// The context is asked to run at the rate of the audio it is fed (the stream's 44.1 kHz for PCM,
+// 48 kHz for decoded Opus), so the browser's own resampler (if the device runs at another rate)
+// does the conversion and the node outputs exactly the samples received; where that is refused, or with ?rate=native, the node resamples (see jitter.js).
 // AudioWorklet needs a secure context (https, or http on localhost): a phone that opens the player
 // at http://<laptop-ip>:8765 gets a ScriptProcessorNode running the same jitter buffer on the main
 // thread instead (deprecated but present in every browser; larger blocks, so a deeper buffer).
 
 import { JitterBuffer } from "./jitter.js";
+import { STREAM_RATE } from "./protocol.js";
 
-const STREAM_RATE = 44100;
 const PREROLL_SECONDS = 1.5; // audio kept while not playing, so Play starts at once
 const FALLBACK_BLOCK_FRAMES = 4096;
 
 export class Player extends EventTarget {
   /**
-   * @param {{contextRate?: number|null, settings?: object, tap?: boolean}} options
-   *   contextRate: the AudioContext's rate to ask for (null: the device's own).
+   * @param {{sourceRate?: number, contextRate?: number|null, settings?: object, tap?: boolean,
+   *          worklet?: boolean, streamPosition?: function}} options
+   *   sourceRate: the rate of the audio pushed (44.1 kHz PCM, or 48 kHz decoded Opus).
+   *   contextRate: the AudioContext's rate to ask for (null: the device's own; default: sourceRate).
    *   settings: jitter buffer settings (jitter.js DEFAULT_JITTER_SETTINGS).
    *   tap: keep a copy of everything output (tests).
    *   worklet: false forces the ScriptProcessor fallback (what an insecure origin gets).
+   *   streamPosition: maps a position of the pushed audio to the stream's 44.1 kHz clock (Opus).
    */
-  constructor({ contextRate = STREAM_RATE, settings = {}, tap = false, worklet = true } = {}) {
+  constructor({
+    sourceRate = STREAM_RATE,
+    contextRate = sourceRate,
+    settings = {},
+    tap = false,
+    worklet = true,
+    streamPosition = (position) => position,
+  } = {}) {
     super();
-    Object.assign(this, { contextRate, settings, tapEnabled: tap, useWorklet: worklet });
+    Object.assign(this, { sourceRate, contextRate, settings, tapEnabled: tap, useWorklet: worklet, streamPosition });
     this.context = null;
     this.node = null;
     this.gain = null;
@@ -118,7 +128,7 @@ export class Player extends EventTarget {
         numberOfInputs: 0,
         numberOfOutputs: 1,
         outputChannelCount: [2],
-        processorOptions: { sourceRate: STREAM_RATE, settings: this.settings, tap: this.tapEnabled },
+        processorOptions: { sourceRate: this.sourceRate, settings: this.settings, tap: this.tapEnabled },
       });
       this.node.port.onmessage = (event) => this.receive(event.data);
     } else {
@@ -135,7 +145,7 @@ export class Player extends EventTarget {
     const context = this.context;
     const minimum = FALLBACK_BLOCK_FRAMES / context.sampleRate + 0.2;
     const settings = { ...this.settings, startSeconds: Math.max(this.settings.startSeconds ?? 0.4, minimum) };
-    this.fallback = new JitterBuffer({ sourceRate: STREAM_RATE, outputRate: context.sampleRate, channels: 2, settings });
+    this.fallback = new JitterBuffer({ sourceRate: this.sourceRate, outputRate: context.sampleRate, channels: 2, settings });
     this.node = context.createScriptProcessor(FALLBACK_BLOCK_FRAMES, 1, 2);
     let blocks = 0;
     this.node.onaudioprocess = (event) => {
@@ -157,7 +167,7 @@ export class Player extends EventTarget {
       // Keep the latest audio only: a suspended context would let an unbounded queue pile up.
       this.preroll.push({ message, live: false });
       let frames = this.preroll.reduce((n, item) => n + item.message.frames, 0);
-      while (frames - this.preroll[0].message.frames >= PREROLL_SECONDS * STREAM_RATE) frames -= this.preroll.shift().message.frames;
+      while (frames - this.preroll[0].message.frames >= PREROLL_SECONDS * this.sourceRate) frames -= this.preroll.shift().message.frames;
       return;
     }
     this.send(message, live);
@@ -214,7 +224,7 @@ export class Player extends EventTarget {
   heardPosition() {
     const report = this.report;
     if (report === null || report.position === null || !this.running) return null;
-    return report.position + (this.heardContextTime() - report.contextTime) * report.sourceFramesPerSecond;
+    return this.streamPosition(report.position + (this.heardContextTime() - report.contextTime) * report.sourceFramesPerSecond);
   }
 
   /** Readouts: the jitter buffer's numbers plus the output path. */
@@ -224,6 +234,7 @@ export class Player extends EventTarget {
     const report = this.report ?? {};
     return {
       ...report,
+      receivedPosition: report.receivedPosition == null ? null : this.streamPosition(report.receivedPosition),
       contextState: this.context.state,
       contextRate: this.context.sampleRate,
       engine: this.fallback !== null ? "ScriptProcessor" : "AudioWorklet",

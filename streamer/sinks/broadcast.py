@@ -173,6 +173,7 @@ class Broadcaster:
             self._opus_packer = OpusPacker(self.config.message_seconds, channels=block.channels)
             text = opus_config_text(
                 channels=block.channels,
+                stream_rate=block.sample_rate,
                 kbit_per_second=kbit,
                 pre_skip=encoder.pre_skip,
                 opus_head=encoder.opus_head,

@@ -79,6 +79,10 @@ class OpusStreamEncoder:
         self._codec.layout = "mono" if channels == 1 else "stereo"
         self._codec.format = "flt"
         self._codec.bit_rate = round(kbit_per_second * 1000)
+        # Constrained VBR: libopus's default (unconstrained) VBR ran 40 % over the asked bitrate
+        # on the test music (137 kbit/s for 96); constrained keeps the average at it (96.6) and
+        # still spends bits where the music needs them, as CBR would not.
+        self._codec.options = {"vbr": "constrained"}
         self._codec.open()
         self.opus_head = bytes(self._codec.extradata)
         self.pre_skip = int.from_bytes(self.opus_head[10:12], "little")

@@ -299,7 +299,9 @@ def hello_text(
     )
 
 
-def opus_config_text(*, channels: int, kbit_per_second: float, pre_skip: int, opus_head: bytes) -> str:
+def opus_config_text(
+    *, channels: int, stream_rate: int, kbit_per_second: float, pre_skip: int, opus_head: bytes
+) -> str:
     """What an Opus listener's decoder needs, sent before its first Opus message and whenever
     the encoding changes (docs/PROTOCOL.md, ``audio_config``)."""
     return to_json(
@@ -308,6 +310,7 @@ def opus_config_text(*, channels: int, kbit_per_second: float, pre_skip: int, op
             "codec": "opus",
             "sample_rate": 48000,
             "channels": channels,
+            "stream_rate": stream_rate,
             "frame_samples": 960,
             "kbit_per_second": kbit_per_second,
             "pre_skip": pre_skip,

@@ -13,6 +13,7 @@
 import { Connection, streamUrl } from "./connection.js";
 import { OPUS_RATE, OpusReceiver, opusSupported } from "./opus.js";
 import { Player } from "./player.js";
+import { STREAM_RATE } from "./protocol.js";
 import { Steering } from "./steering.js";
 import { Waterfall } from "./waterfall.js";
 
@@ -54,7 +55,7 @@ if (codec === "opus") {
   });
   player = new Player({ ...playerOptions(params, OPUS_RATE), streamPosition: (position) => opus.streamPosition(position) });
 } else {
-  player = new Player(playerOptions(params, 44100));
+  player = new Player(playerOptions(params, STREAM_RATE));
 }
 const waterfall = new Waterfall($("waterfall"));
 const steering = new Steering(connection);

@@ -300,6 +300,24 @@ def test_the_player_reconnects_after_the_stream_is_lost_and_plays_on(page: Any, 
     assert int(page.text_content("#ro-reconnects")) >= 1
 
 
+def test_an_opus_listener_reconnects_to_a_restarted_server_with_a_fresh_encoder_and_plays_on(
+    page: Any, stream: TestStream
+) -> None:
+    start_playing(page, stream.url)
+    assert page.evaluate("() => streamer.codec") == "opus"
+    before = stats(page)["receivedPosition"]
+    stream.stop_server()
+    page.wait_for_function("() => streamer.connection.state === 'waiting'")
+    stream.start_server()
+    # Heard positions are on the stream's clock again, past the loss, from the new encoder's packets.
+    page.wait_for_function(
+        f"() => streamer.connection.state === 'open' && streamer.player.stats().state === 'playing'"
+        f" && streamer.player.heardPosition() > {before + 1 * SAMPLE_RATE}"
+    )
+    heard, received = page.evaluate("() => [streamer.player.heardPosition(), streamer.player.stats().receivedPosition]")
+    assert 0 < (received - heard) / SAMPLE_RATE < 1.5
+
+
 # ---- steering ----------------------------------------------------------------------------------
 
 STEERING_CONTROLS = "#steer input, #steer button, #steer select"

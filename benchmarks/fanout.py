@@ -4,7 +4,8 @@ in PCM and in Opus.
 Three kinds of process on loopback, so the server's CPU is measured apart from the load:
 
 - the server: ``StreamServer`` fed by a clock thread with 20 ms stereo blocks at the real-time
-  rate, a ``now_playing`` event and a spectrogram image (``--frame-kib`` of incompressible bytes)
+  rate, a ``now_playing`` event and a spectrogram image (``--image``: a real one, 223 KiB, which
+  Opus listeners get as grey WebP)
   every 5.12 s, as the engine does;
 - two listener processes, each holding half of the N WebSocket connections with a minimal
   client (frame parsing by hand, so the load generator stays cheaper than the server), all in
@@ -52,6 +53,7 @@ AUDIO_HEADER = struct.Struct("<BBHIQIHH")
 OPUS_HEADER = struct.Struct("<BBHIqqIHH")  # streamer/sinks/protocol.py, kind 3
 OPUS_RATE = 48000
 OPUS_FRAME_SAMPLES = 960
+DEFAULT_IMAGE = Path(__file__).resolve().parents[1] / "streamer" / "seeds" / "loops" / "house_117.png"
 
 
 # ---- server process ------------------------------------------------------------------------
@@ -82,7 +84,7 @@ def run_server(args: argparse.Namespace) -> None:
         use_library_broadcast()
     rng = np.random.default_rng(0)
     noise = rng.uniform(-0.5, 0.5, size=(CHANNELS, SAMPLE_RATE)).astype(np.float32)
-    image = rng.bytes(args.frame_kib * 1024)
+    image = Path(args.image).read_bytes() if args.image else b""
     now_playing = NowPlaying(
         frame_id=0, sample_position=0, prompts=(PromptWeight("noise", 1.0),), negative_prompt="",
         alpha=0.0, seed=0, next_seed=1, noise_alpha=0.0, denoising=0.75, guidance=7.0,
@@ -105,7 +107,7 @@ def run_server(args: argparse.Namespace) -> None:
             if sequence % blocks_per_frame == 0:
                 frame_id = sequence // blocks_per_frame
                 server.publish_event(now_playing)
-                if args.frame_kib:
+                if image:
                     server.publish_frame(FramePicture(frame_id, position, image))
             sequence += 1
 
@@ -393,7 +395,7 @@ def measure(
     listeners: int,
     seconds: float,
     message_seconds: float,
-    frame_kib: int,
+    image: str,
     fanout: str = "broadcast",
     codec: str = "pcm",
 ) -> dict:
@@ -404,7 +406,7 @@ def measure(
             "--role", "server",
             "--max-listeners", str(listeners),
             "--message-seconds", str(message_seconds),
-            "--frame-kib", str(frame_kib),
+            "--image", image,
             "--fanout", fanout,
         ]
     )
@@ -498,23 +500,24 @@ def orchestrate(args: argparse.Namespace) -> None:
         counts, message_lengths = list(opus_counts), []
     print(
         f"fan-out on {os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f} before), "
-        f"s16 stereo 44.1 kHz or Opus (default 96 kbit/s), {args.frame_kib} KiB image every 5.12 s"
+        f"s16 stereo 44.1 kHz or Opus (default 96 kbit/s), "
+        f"image {args.image or 'none'} every 5.12 s"
     )
     print(" | ".join(name.rjust(len(fmt.format(0))) for name, fmt in COLUMNS))
     rows = []
     for count in sorted(set(counts) | set(opus_counts)):
         codecs = [codec for codec, listed in (("pcm", counts), ("opus", opus_counts)) if count in listed]
         for codec in codecs:
-            rows.append(measure(count, seconds, 0.1, args.frame_kib, codec=codec))
+            rows.append(measure(count, seconds, 0.1, args.image, codec=codec))
             print_row(rows[-1])
     main_rows = [row for row in rows if row["codec"] == "pcm"]
     opus_rows = [row for row in rows if row["codec"] == "opus"]
     for message_seconds in message_lengths:
-        rows.append(measure(500, side_seconds, message_seconds, args.frame_kib))
+        rows.append(measure(500, side_seconds, message_seconds, args.image))
         print_row(rows[-1])
     if not args.quick and not args.only_codecs:
         for fanout in ("broadcast", "library", "queues"):
-            rows.append(measure(500, side_seconds, 0.1, args.frame_kib, fanout))
+            rows.append(measure(500, side_seconds, 0.1, args.image, fanout))
             print_row(rows[-1])
     def clean(rows: list[dict]) -> int:
         ok = [row for row in rows if row["stalls"] == row["gaps"] == row["closed"] == 0]
@@ -546,7 +549,9 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="fewer and shorter runs (< 60 s)")
     parser.add_argument(
-        "--frame-kib", type=int, default=200, help="spectrogram image size (0: none)"
+        "--image",
+        default=str(DEFAULT_IMAGE),
+        help="spectrogram PNG sent every 5.12 s ('': none; default: a seed loop's, 223 KiB)",
     )
     roles = ["orchestrate", "server", "listeners"]
     parser.add_argument("--role", choices=roles, default="orchestrate", help="internal")

@@ -4,23 +4,28 @@ giving Opus to the listeners who ask for it beside PCM to the others."""
 from __future__ import annotations
 
 import base64
+import io
 import json
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from PIL import Image
 from websockets.sync.client import connect
 
 from opus_reference import decode_opus
 from streamer.errors import UserError
+from streamer.runtime.ports import FramePicture
 from streamer.sinks.config import ServerConfig
 from streamer.sinks.opus import FRAME_SAMPLES, OPUS_RATE, OpusPacket, OpusStreamEncoder
 from streamer.sinks.packer import OpusPacker
 from streamer.sinks.protocol import (
     AudioMessage,
+    FrameMessage,
     MessageFormatError,
     OpusMessage,
     audio_messages_contiguous,
@@ -198,6 +203,31 @@ def test_an_opus_listener_gets_its_config_a_burst_and_a_contiguous_stream_that_d
     opus_per_frame = opus_bytes / sum(m.num_frames for m in opus) * OPUS_RATE
     assert opus_per_frame < pcm_per_frame / 8
     assert server.stats().opus_messages > 0
+
+
+SEED_PNG = Path(__file__).resolve().parents[1] / "streamer" / "seeds" / "loops" / "house_117.png"
+
+
+def test_opus_listeners_get_the_waterfall_image_as_the_grey_level_it_shows_in_a_sixth_of_the_bytes(
+    serve: Any,  # noqa: F811
+) -> None:
+    server, _ = serve()
+    png = SEED_PNG.read_bytes()
+    server.publish_frame(FramePicture(3, 3 * 225792, png))
+    images = {}
+    for codec in ("pcm", "opus"):
+        recording, _ = listen(server.port, 0.2, codec)
+        (image,) = [m for _, m in recording.messages if isinstance(m, FrameMessage)]
+        assert (image.frame_id, image.sample_position) == (3, 3 * 225792)
+        images[codec] = image.png
+    assert images["pcm"] == png
+    assert images["opus"][:4] == b"RIFF" and images["opus"][8:12] == b"WEBP"
+    assert len(images["opus"]) < len(png) / 5
+    with Image.open(io.BytesIO(png)) as original, Image.open(io.BytesIO(images["opus"])) as light:
+        rgb = np.asarray(original.convert("RGB")).astype(np.int16)
+        grey = np.asarray(light.convert("L")).astype(np.int16)
+    shown = np.minimum(rgb[:, :, 1], rgb[:, :, 2])  # what client/waterfall.js draws
+    assert np.mean(np.abs(grey - shown)) < 4  # of 255 levels
 
 
 def test_a_listener_asking_for_an_unknown_codec_is_told_at_the_handshake(serve: Any) -> None:  # noqa: F811

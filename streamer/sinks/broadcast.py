@@ -3,7 +3,8 @@
 The engine's publisher thread (never the real-time clock) encodes each block once (PCM, and
 Opus for the listeners who chose it: one encoder for all of them), turns events into JSON and
 pictures into messages, hands them over with ``call_soon_threadsafe`` and returns at once.
-Listeners are kept in one lane per codec; audio goes to its lane, events and images to all. On the loop, each message is encoded once, framed once as a WebSocket frame, and
+Listeners are kept in one lane per codec; audio goes to its lane, events to all, and images
+to all in the lane's form (a lighter one for Opus listeners, ``images.py``). On the loop, each message is encoded once, framed once as a WebSocket frame, and
 the same bytes are written to every listener whose send queue (its connection's write buffer) is
 within bounds, without awaiting anyone's drain: a slow listener costs a comparison, never a delay
 for the others (``pacing`` decides its fate). A joining listener gets the latest events and the
@@ -34,6 +35,7 @@ from websockets.protocol import State
 from streamer.audio.blocks import AudioBlock
 from streamer.sinks.config import ServerConfig
 from streamer.runtime.ports import FramePicture, StreamEvent
+from streamer.sinks.images import waterfall_image
 from streamer.sinks.opus import OPUS_RATE, OpusStreamEncoder, opus_kbit_per_second
 from streamer.sinks.packer import AudioPacker, EncodedBlock, OpusPacker
 from streamer.sinks.pacing import ListenerPacing, Verdict
@@ -69,8 +71,6 @@ def write_now(connection: ServerConnection, data: bytes, *, text: bool) -> None:
 _FRAME = "frame"
 #: Listeners an image is copied to per turn of the event loop (about 5 ms of copying).
 IMAGE_LISTENERS_PER_TURN = 50
-#: Order in which a joining or resuming listener gets the latest state.
-_STATE_KINDS = (*EVENT_TYPES.values(), _FRAME)
 
 
 @dataclasses.dataclass
@@ -100,11 +100,13 @@ class _OpusDelivery:
 
 
 class _Lane:
-    """The listeners of one codec and what a joining one of them gets: the codec's
-    configuration (Opus) and the last ``burst_seconds`` of its messages."""
+    """The listeners of one codec and what a joining one of them gets: the latest spectrogram
+    image in the lane's form (``images.py``), the codec's configuration (Opus) and the last
+    ``burst_seconds`` of its messages."""
 
     def __init__(self) -> None:
         self.listeners: dict[ServerConnection, ListenerPacing] = {}
+        self.latest_image: bytes | None = None
         self.burst: collections.deque[_BurstMessage] = collections.deque()
         self.burst_frames = 0
         self.bytes_per_second = 0.0
@@ -128,8 +130,8 @@ class Broadcaster:
         self._opus: OpusStreamEncoder | None = None
         self._opus_packer: OpusPacker | None = None
         self._lanes = {codec: _Lane() for codec in CODECS}
-        # Latest message of each state kind as a serialised WebSocket frame, sent to joining and
-        # resuming listeners.
+        # Latest event of each type as a serialised WebSocket frame, sent to joining and
+        # resuming listeners (in this order, then the lane's latest image).
         self._latest: dict[str, bytes] = {}
         self._stats = BroadcastStats()
 
@@ -191,8 +193,21 @@ class Broadcaster:
         self._call_soon(self._on_state, event_type(event), event_text(event).encode("utf-8"), True)
 
     def publish_frame(self, picture: FramePicture) -> None:
-        data = FrameMessage(picture.frame_id, picture.sample_position, picture.png).encode()
-        self._call_soon(self._on_state, _FRAME, data, False)
+        if self._loop is None:
+            return  # spare the conversion: nobody would get it
+        frames = {}
+        for codec, image in (("pcm", picture.png), ("opus", self._lighter_image(picture.png))):
+            data = FrameMessage(picture.frame_id, picture.sample_position, image).encode()
+            frames[codec] = websocket_frame(data, text=False)
+        self._call_soon(self._on_image, frames)
+
+    @staticmethod
+    def _lighter_image(png: bytes) -> bytes:
+        try:
+            return waterfall_image(png)
+        except (OSError, ValueError):  # not an image Pillow reads: pass it on as it came
+            logger.debug("a frame image could not be converted for Opus listeners", exc_info=True)
+            return png
 
     def _call_soon(self, callback: Any, *args: Any) -> None:
         loop = self._loop
@@ -208,7 +223,7 @@ class Broadcaster:
     def join(self, connection: ServerConnection, codec: str = CODECS[0]) -> None:
         """Add a listener: latest state and the audio burst now, the live stream from here on."""
         lane = self._lanes[codec]
-        self._send_state(connection)
+        self._send_state(connection, lane)
         if lane.config_frame is not None:
             write_frame(connection, lane.config_frame)
         for message in lane.burst:
@@ -231,10 +246,14 @@ class Broadcaster:
             opus_listeners=len(self._lanes["opus"].listeners),
         )
 
-    def _send_state(self, connection: ServerConnection, *, except_kind: str | None = None) -> None:
-        for kind in _STATE_KINDS:
+    def _send_state(
+        self, connection: ServerConnection, lane: _Lane, *, except_kind: str | None = None
+    ) -> None:
+        for kind in EVENT_TYPES.values():
             if kind in self._latest and kind != except_kind:
                 write_frame(connection, self._latest[kind])
+        if lane.latest_image is not None and except_kind != _FRAME:
+            write_frame(connection, lane.latest_image)
 
     def _on_audio(self, block: EncodedBlock, opus: _OpusDelivery) -> None:
         lane = self._lanes["pcm"]
@@ -262,10 +281,13 @@ class Broadcaster:
         frame = websocket_frame(data, text=text)
         self._latest[kind] = frame
         for lane in self._lanes.values():
-            if kind == _FRAME:
-                self._fan_out_in_slices(frame, lane, list(lane.listeners))
-            else:
-                self._fan_out(frame, lane, state_kind=kind)
+            self._fan_out(frame, lane, state_kind=kind)
+
+    def _on_image(self, frames: dict[str, bytes]) -> None:
+        for codec, frame in frames.items():
+            lane = self._lanes[codec]
+            lane.latest_image = frame
+            self._fan_out_in_slices(frame, lane, list(lane.listeners))
 
     def _fan_out_in_slices(self, frame: bytes, lane: _Lane, listeners: list[ServerConnection]) -> None:
         """Copying a ~200 KB image to hundreds of listeners takes tens of milliseconds; a few
@@ -277,8 +299,8 @@ class Broadcaster:
 
     def _queue_limit_bytes(self, lane: _Lane) -> int:
         """``send_queue_seconds`` of the lane's audio, plus room for one spectrogram image."""
-        frame_bytes = len(self._latest.get(_FRAME, b""))
-        return int(self.config.send_queue_seconds * lane.bytes_per_second) + frame_bytes
+        image_bytes = len(lane.latest_image or b"")
+        return int(self.config.send_queue_seconds * lane.bytes_per_second) + image_bytes
 
     def _fan_out(
         self,
@@ -300,7 +322,7 @@ class Broadcaster:
             if verdict is Verdict.SEND:
                 write_frame(connection, frame)
             elif verdict is Verdict.RESUME:
-                self._send_state(connection, except_kind=state_kind)
+                self._send_state(connection, lane, except_kind=state_kind)
                 write_frame(connection, frame)
             elif verdict is Verdict.SKIP:
                 self._stats.skipped_messages += 1

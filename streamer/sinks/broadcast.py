@@ -146,6 +146,10 @@ class Broadcaster:
     # ---- engine side: the publisher thread, never blocks --------------------------------------
 
     def publish_audio(self, block: AudioBlock) -> None:
+        if self._loop is None:
+            # Not serving: encode nothing, so the Opus encoder and its audio_config are only
+            # ever made while the loop can deliver them.
+            return
         encoded = EncodedBlock(
             sequence=block.sequence,
             sample_position=block.sample_position,

@@ -45,7 +45,6 @@ import time
 from pathlib import Path
 
 SAMPLE_RATE = 44100
-CHANNELS = 2
 BLOCK_FRAMES = 882  # the clock's 20 ms tick
 FRAME_SECONDS = 5.12
 LISTENER_PROCESSES = 2
@@ -83,7 +82,7 @@ def run_server(args: argparse.Namespace) -> None:
     elif args.fanout == "library":
         use_library_broadcast()
     rng = np.random.default_rng(0)
-    noise = rng.uniform(-0.5, 0.5, size=(CHANNELS, SAMPLE_RATE)).astype(np.float32)
+    noise = rng.uniform(-0.5, 0.5, size=(args.channels, SAMPLE_RATE)).astype(np.float32)
     image = Path(args.image).read_bytes() if args.image else b""
     now_playing = NowPlaying(
         frame_id=0, sample_position=0, prompts=(PromptWeight("noise", 1.0),), negative_prompt="",
@@ -398,6 +397,7 @@ def measure(
     image: str,
     fanout: str = "broadcast",
     codec: str = "pcm",
+    channels: int = 2,
 ) -> dict:
     import psutil
 
@@ -407,6 +407,7 @@ def measure(
             "--max-listeners", str(listeners),
             "--message-seconds", str(message_seconds),
             "--image", image,
+            "--channels", str(channels),
             "--fanout", fanout,
         ]
     )
@@ -500,10 +501,12 @@ def orchestrate(args: argparse.Namespace) -> None:
         counts, opus_counts, seconds = [10, 100, 500, 1000, 2000], [500, 1000, 2000], args.seconds
         message_lengths, side_seconds = [0.02, 0.05, 0.2], 20.0
     if args.only_codecs:
+        if args.counts:
+            opus_counts = [int(count) for count in args.counts.split(",")]
         counts, message_lengths = list(opus_counts), []
     print(
         f"fan-out on {os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f} before), "
-        f"s16 stereo 44.1 kHz or Opus (default 96 kbit/s), "
+        f"s16 {'stereo' if args.channels == 2 else 'mono'} 44.1 kHz or Opus (default bitrate), "
         f"image {args.image or 'none'} every 5.12 s"
     )
     print(" | ".join(name.rjust(len(fmt.format(0))) for name, fmt in COLUMNS))
@@ -512,7 +515,9 @@ def orchestrate(args: argparse.Namespace) -> None:
         codecs = [codec for codec, listed in (("pcm", counts), ("opus", opus_counts)) if count in listed]
         for codec in codecs:
             try:
-                rows.append(measure(count, seconds, 0.1, args.image, codec=codec))
+                rows.append(
+                    measure(count, seconds, 0.1, args.image, codec=codec, channels=args.channels)
+                )
             except ConnectionError as error:  # a loaded machine: say so, and go on
                 print(f"{codec} at {count}: {error}", flush=True)
                 continue
@@ -577,8 +582,12 @@ def main() -> None:
     parser.add_argument("--codec", choices=["pcm", "opus"], default="pcm", help="internal")
     parser.add_argument("--seconds", type=float, default=60.0, help="window of each main run")
     parser.add_argument(
+        "--channels", type=int, choices=[1, 2], default=2, help="of the stream (the engine's: 1)"
+    )
+    parser.add_argument(
         "--only-codecs", action="store_true", help="only the Opus rows (and PCM at the same counts)"
     )
+    parser.add_argument("--counts", help="listener counts of --only-codecs, e.g. 500,1000")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

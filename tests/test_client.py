@@ -29,7 +29,7 @@ import pytest
 from client_server import FRAME_FRAMES, PERFORMER_TOKEN, SAMPLE_RATE, TestStream
 from opus_reference import decode_opus
 from streamer.plan.commands import Prompt, SetDenoising, SetPrompts
-from streamer.sinks.protocol import AudioMessage, FrameMessage
+from streamer.sinks.protocol import AudioMessage, FrameMessage, OpusMessage
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -546,6 +546,7 @@ PARSE_JS = """async (encoded) => {
   const message = parseBinary(bytes.buffer);
   if (message.planar) message.planar = message.planar.map((channel) => Array.from(channel));
   if (message.png) message.png = Array.from(new Uint8Array(message.png));
+  if (message.packets) message.packets = message.packets.map((packet) => Array.from(packet));
   return message;
 }"""
 
@@ -566,6 +567,20 @@ def test_the_page_reads_audio_messages_as_the_server_writes_them(core_page: Any,
     assert (parsed["sequence"], parsed["samplePosition"], parsed["sampleRate"]) == (7, position, SAMPLE_RATE)
     assert (parsed["channels"], parsed["sampleFormat"], parsed["frames"]) == (2, sample_format, 3)
     np.testing.assert_allclose(parsed["planar"], samples, atol=0.5 / 32767)
+
+
+def test_the_page_reads_opus_messages_as_the_server_writes_them(core_page: Any) -> None:
+    packets = (bytes([0xFC, 1, 2]), b"", bytes(range(200)))
+    message = OpusMessage(2**32 - 1, -287, -312, 48000, 2, packets)
+    parsed = parse_in_page(core_page, message.encode())
+    assert (parsed["kind"], parsed["sequence"], parsed["samplePosition"], parsed["codecPosition"]) == (
+        "opus", 2**32 - 1, -287, -312
+    )
+    assert (parsed["sampleRate"], parsed["channels"], parsed["frames"]) == (48000, 2, 3 * 960)
+    assert [bytes(packet) for packet in parsed["packets"]] == list(packets)
+    later = OpusMessage(7, 2**40 + 5, 2**40 + 9, 48000, 1, packets[:1])
+    parsed = parse_in_page(core_page, later.encode())
+    assert (parsed["samplePosition"], parsed["codecPosition"]) == (2**40 + 5, 2**40 + 9)
 
 
 def test_the_page_skips_header_fields_a_later_server_adds(core_page: Any) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -31,7 +32,7 @@ from streamer.sinks.protocol import (
     audio_messages_contiguous,
     decode_binary,
 )
-from test_broadcast import SAMPLE_RATE, Recording, kind_of, serve  # noqa: F401 (serve: a fixture)
+from test_broadcast import SAMPLE_RATE, Recording, kind_of, receive_for, serve  # noqa: F401 (serve: a fixture)
 
 BLOCK = 882
 
@@ -203,6 +204,33 @@ def test_an_opus_listener_gets_its_config_a_burst_and_a_contiguous_stream_that_d
     opus_per_frame = opus_bytes / sum(m.num_frames for m in opus) * OPUS_RATE
     assert opus_per_frame < pcm_per_frame / 8
     assert server.stats().opus_messages > 0
+
+
+def test_a_slow_opus_listener_is_skipped_forward_to_the_live_edge_with_the_latest_state(
+    serve: Any,  # noqa: F811
+) -> None:
+    # Opus is small: kernel buffers of 4 KiB, so that 2.5 s of a hung listener overflow its queue.
+    settings = {"burst_seconds": 0.2, "send_queue_seconds": 0.5, "socket_send_buffer_bytes": 4096}
+    server, _ = serve(drop_lagging_after_seconds=10.0, **settings)
+    time.sleep(0.3)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", server.port))
+    with connect(f"ws://127.0.0.1:{server.port}/ws?codec=opus", sock=sock, max_queue=1) as websocket:
+        recording = Recording(connected_at=time.monotonic())
+        receive_for(websocket, 0.6, recording)
+        time.sleep(2.5)  # the listener's app hangs; its queue fills and the server skips it
+        receive_for(websocket, 1.5, recording)
+
+    arrivals = [(t, m) for t, m in recording.messages if isinstance(m, OpusMessage)]
+    opus = [m for _, m in arrivals]
+    gaps = [i for i in range(1, len(opus)) if not audio_messages_contiguous(opus[i - 1 : i + 1])]
+    assert len(gaps) == 1, "one clean jump, not a trickle of holes"
+    assert audio_messages_contiguous(opus[gaps[0] :])
+    delays = np.array([t - (m.codec_position + m.num_frames) / OPUS_RATE for t, m in arrivals])
+    assert np.all(delays[gaps[0] :] - delays.min() < 0.25)
+    first_after_gap = next(i for i, (_, m) in enumerate(recording.messages) if m is opus[gaps[0]])
+    assert kind_of(recording.messages[first_after_gap - 1][1]) == "now_playing"
 
 
 SEED_PNG = Path(__file__).resolve().parents[1] / "streamer" / "seeds" / "loops" / "house_117.png"

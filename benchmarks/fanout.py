@@ -1,24 +1,31 @@
-"""Fan-out benchmark: how many PCM listeners one stream server feeds in real time, and at what CPU.
+"""Fan-out benchmark: how many listeners one stream server feeds in real time, and at what CPU,
+in PCM and in Opus.
 
 Three kinds of process on loopback, so the server's CPU is measured apart from the load:
 
 - the server: ``StreamServer`` fed by a clock thread with 20 ms stereo blocks at the real-time
-  rate, a ``now_playing`` event and a spectrogram image (``--frame-kib`` of incompressible bytes)
+  rate, a ``now_playing`` event and a spectrogram image (``--image``: a real one, 223 KiB, which
+  Opus listeners get as grey WebP)
   every 5.12 s, as the engine does;
 - two listener processes, each holding half of the N WebSocket connections with a minimal
-  client (frame parsing by hand, so the load generator stays cheaper than the server);
+  client (frame parsing by hand, so the load generator stays cheaper than the server), all in
+  one codec: PCM (``/ws``) or Opus (``/ws?codec=opus``; the server encodes Opus once whichever
+  the listeners take);
 - this process, which starts them, opens a measurement window once all listeners are connected,
   and reads the server's CPU time with psutil.
 
-Per listener, in the window: the delivered rate (samples received / window / sample rate),
-gaps (skipped messages) and stalls: a player that starts at its first message with the burst
-buffered, plays in real time and stalls whenever it has no sample to play.
+Per listener, in the window: the delivered rate (samples received / window / sample rate, in
+the codec's own clock), gaps (skipped messages), stalls (a player that starts at its first
+message with the burst buffered, plays in real time and stalls whenever it has no sample to
+play), and the bytes received per second: audio messages alone, and everything (with the
+images and events).
 
-    .venv/bin/python benchmarks/fanout.py            # 10 to 2000 listeners, 60 s each, then at
-                                                     # 500, 20 s each: message lengths, and this
-                                                     # fan-out against websockets.broadcast and
-                                                     # against a task and queue per listener
-    .venv/bin/python benchmarks/fanout.py --quick    # 10, 100, 500 listeners, 10 s each
+    .venv/bin/python benchmarks/fanout.py            # PCM at 10 to 2000 listeners and Opus at
+                                                     # 500 to 2000, 60 s each, then at 500, 20 s
+                                                     # each: message lengths, and this fan-out
+                                                     # against websockets.broadcast and against
+                                                     # a task and queue per listener
+    .venv/bin/python benchmarks/fanout.py --quick    # PCM at 10, 100, 500, Opus at 500, 6 s each
 """
 
 from __future__ import annotations
@@ -38,11 +45,14 @@ import time
 from pathlib import Path
 
 SAMPLE_RATE = 44100
-CHANNELS = 2
 BLOCK_FRAMES = 882  # the clock's 20 ms tick
 FRAME_SECONDS = 5.12
 LISTENER_PROCESSES = 2
 AUDIO_HEADER = struct.Struct("<BBHIQIHH")
+OPUS_HEADER = struct.Struct("<BBHIqqIHH")  # streamer/sinks/protocol.py, kind 3
+OPUS_RATE = 48000
+OPUS_FRAME_SAMPLES = 960
+DEFAULT_IMAGE = Path(__file__).resolve().parents[1] / "streamer" / "seeds" / "loops" / "house_117.png"
 
 
 # ---- server process ------------------------------------------------------------------------
@@ -72,8 +82,8 @@ def run_server(args: argparse.Namespace) -> None:
     elif args.fanout == "library":
         use_library_broadcast()
     rng = np.random.default_rng(0)
-    noise = rng.uniform(-0.5, 0.5, size=(CHANNELS, SAMPLE_RATE)).astype(np.float32)
-    image = rng.bytes(args.frame_kib * 1024)
+    noise = rng.uniform(-0.5, 0.5, size=(args.channels, SAMPLE_RATE)).astype(np.float32)
+    image = Path(args.image).read_bytes() if args.image else b""
     now_playing = NowPlaying(
         frame_id=0, sample_position=0, prompts=(PromptWeight("noise", 1.0),), negative_prompt="",
         alpha=0.0, seed=0, next_seed=1, noise_alpha=0.0, denoising=0.75, guidance=7.0,
@@ -96,7 +106,7 @@ def run_server(args: argparse.Namespace) -> None:
             if sequence % blocks_per_frame == 0:
                 frame_id = sequence // blocks_per_frame
                 server.publish_event(now_playing)
-                if args.frame_kib:
+                if image:
                     server.publish_frame(FramePicture(frame_id, position, image))
             sequence += 1
 
@@ -143,6 +153,7 @@ def queue_broadcaster(config: object) -> object:
     from websockets.exceptions import ConnectionClosed
 
     from streamer.sinks.broadcast import Broadcaster
+    from streamer.sinks.pacing import ListenerPacing
 
     class QueueBroadcaster(Broadcaster):
         def __init__(self, config: object) -> None:
@@ -150,17 +161,20 @@ def queue_broadcaster(config: object) -> object:
             self.queues: dict[object, asyncio.Queue] = {}
             self.senders: set[asyncio.Task] = set()
 
-        def join(self, connection: object) -> None:
+        def join(self, connection: object, codec: str = "pcm") -> None:
             capacity = round(self.config.send_queue_seconds / self.config.message_seconds)
             queue: asyncio.Queue = asyncio.Queue(maxsize=capacity)
             self.queues[connection] = queue
-            for message in self._burst:
+            lane = self._lanes[codec]
+            for message in lane.burst:
                 queue.put_nowait(unframe(message.frame))
+            lane.listeners[connection] = ListenerPacing(self.config.drop_lagging_after_seconds)
             task = asyncio.ensure_future(self.send_loop(connection, queue))
             self.senders.add(task)
             task.add_done_callback(self.senders.discard)
 
         def leave(self, connection: object) -> None:
+            super().leave(connection)  # type: ignore[arg-type]
             self.queues.pop(connection, None)
 
         async def send_loop(self, connection: object, queue: asyncio.Queue) -> None:
@@ -172,11 +186,17 @@ def queue_broadcaster(config: object) -> object:
                 pass
 
         def _fan_out(
-            self, frame: bytes, *, state_kind: str | None = None, only: list | None = None
+            self,
+            frame: bytes,
+            lane: object,
+            *,
+            state_kind: str | None = None,
+            only: list | None = None,
         ) -> None:
             # The broadcaster hands over a serialised frame: take the payload back out, once.
             payload, text = unframe(frame)
-            for connection in self.queues if only is None else only:
+            targets = lane.listeners if only is None else only  # type: ignore[attr-defined]
+            for connection in targets:
                 queue = self.queues.get(connection)
                 if queue is None:
                     continue
@@ -193,8 +213,9 @@ def queue_broadcaster(config: object) -> object:
 class Listener(asyncio.Protocol):
     """A minimal WebSocket client: reads frame headers and audio headers, answers pings."""
 
-    def __init__(self, connected: asyncio.Future) -> None:
+    def __init__(self, connected: asyncio.Future, codec: str) -> None:
         self.connected = connected
+        self.codec = codec
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
         self.handshake_done = False
@@ -208,6 +229,8 @@ class Listener(asyncio.Protocol):
         self.window_frames = 0
         self.lateness_min = float("inf")
         self.lateness_max = float("-inf")
+        self.window_bytes = 0
+        self.window_audio_bytes = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -215,7 +238,8 @@ class Listener(asyncio.Protocol):
         key = base64.b64encode(os.urandom(16)).decode()
         transport.write(
             (
-                "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                f"GET /ws{'?codec=opus' if self.codec == 'opus' else ''} HTTP/1.1\r\n"
+                "Host: 127.0.0.1\r\n"
                 "Upgrade: websocket\r\nConnection: Upgrade\r\n"
                 f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
             ).encode()
@@ -228,6 +252,8 @@ class Listener(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
+        if self.window[0] <= time.monotonic() <= self.window[1]:
+            self.window_bytes += len(data)
         if not self.handshake_done:
             end = self.buffer.find(b"\r\n\r\n")
             if end < 0:
@@ -263,7 +289,13 @@ class Listener(asyncio.Protocol):
             if opcode == 0x2 and length >= AUDIO_HEADER.size and buffer[start + 1] == 1:
                 fields = AUDIO_HEADER.unpack_from(buffer, start)
                 _, _, header_bytes, sequence, position, _, channels, _ = fields
-                self._on_audio(now, sequence, position, (length - header_bytes) // (2 * channels))
+                frames = (length - header_bytes) // (2 * channels)
+                self._on_audio(now, sequence, position, frames, SAMPLE_RATE, header + length)
+            elif opcode == 0x2 and length >= OPUS_HEADER.size and buffer[start + 1] == 3:
+                fields = OPUS_HEADER.unpack_from(buffer, start)
+                sequence, codec_position, packets = fields[3], fields[5], fields[8]
+                frames = packets * OPUS_FRAME_SAMPLES
+                self._on_audio(now, sequence, codec_position, frames, OPUS_RATE, header + length)
             elif opcode == 0x9:  # ping: answer with a masked pong
                 payload = bytes(buffer[start : start + length])
                 mask = os.urandom(4)
@@ -273,7 +305,10 @@ class Listener(asyncio.Protocol):
             offset = start + length
         del buffer[:offset]
 
-    def _on_audio(self, now: float, sequence: int, position: int, frames: int) -> None:
+    def _on_audio(
+        self, now: float, sequence: int, position: int, frames: int, rate: int, wire_bytes: int
+    ) -> None:
+        """``position`` and ``frames`` count at ``rate`` (the stream's, or Opus's 48 kHz)."""
         if self.last_sequence is not None and sequence != (self.last_sequence + 1) & 0xFFFFFFFF:
             self.gaps += 1
         self.last_sequence = sequence
@@ -281,15 +316,16 @@ class Listener(asyncio.Protocol):
             self.play_start = (now, position)
         else:
             play_time, play_position = self.play_start
-            if play_position + (now - play_time) * SAMPLE_RATE > self.received_end:
+            if play_position + (now - play_time) * rate > self.received_end:
                 # The player ran dry before this message came: rebuffer. Counted in the window
                 # only: while hundreds of listeners connect, their own process is the bottleneck.
                 self.stalls += self.window[0] <= now <= self.window[1]
                 self.play_start = (now, position)
         self.received_end = position + frames
         if self.window[0] <= now <= self.window[1]:
-            self.window_frames += frames
-            lateness = now - self.received_end / SAMPLE_RATE
+            self.window_frames += frames / rate * SAMPLE_RATE
+            self.window_audio_bytes += wire_bytes
+            lateness = now - self.received_end / rate
             self.lateness_min = min(self.lateness_min, lateness)
             self.lateness_max = max(self.lateness_max, lateness)
 
@@ -300,7 +336,7 @@ async def run_listeners(args: argparse.Namespace) -> None:
     for _ in range(args.count):
         connected = loop.create_future()
         _, listener = await loop.create_connection(
-            lambda: Listener(connected), "127.0.0.1", args.port
+            lambda: Listener(connected, args.codec), "127.0.0.1", args.port
         )
         await asyncio.wait_for(connected, 10)
         listeners.append(listener)
@@ -325,6 +361,8 @@ async def run_listeners(args: argparse.Namespace) -> None:
                         "gaps": listener.gaps,
                         "closed": listener.closed,
                         "lateness_spread": listener.lateness_max - listener.lateness_min,
+                        "bytes_per_second": listener.window_bytes / window,
+                        "audio_bytes_per_second": listener.window_audio_bytes / window,
                     }
                     for listener in listeners
                 ],
@@ -338,12 +376,17 @@ async def run_listeners(args: argparse.Namespace) -> None:
 
 
 def spawn(role_args: list[str]) -> subprocess.Popen:
+    root = Path(__file__).resolve().parents[1]
+    # A script's own folder comes first on sys.path, not the working directory: without this,
+    # ``import streamer`` would find whichever checkout the environment has installed.
+    path = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
     return subprocess.Popen(
         [sys.executable, __file__, *role_args],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": path},
     )
 
 
@@ -351,8 +394,10 @@ def measure(
     listeners: int,
     seconds: float,
     message_seconds: float,
-    frame_kib: int,
+    image: str,
     fanout: str = "broadcast",
+    codec: str = "pcm",
+    channels: int = 2,
 ) -> dict:
     import psutil
 
@@ -361,7 +406,8 @@ def measure(
             "--role", "server",
             "--max-listeners", str(listeners),
             "--message-seconds", str(message_seconds),
-            "--frame-kib", str(frame_kib),
+            "--image", image,
+            "--channels", str(channels),
             "--fanout", fanout,
         ]
     )
@@ -370,12 +416,17 @@ def measure(
     share, extra = divmod(listeners, LISTENER_PROCESSES)
     counts = [share + (i < extra) for i in range(LISTENER_PROCESSES)]
     clients = [
-        spawn(["--role", "listeners", "--count", str(n), "--port", str(port)]) for n in counts if n
+        spawn(["--role", "listeners", "--count", str(n), "--port", str(port), "--codec", codec])
+        for n in counts
+        if n
     ]
     for client in clients:
         assert client.stdout is not None
         if client.stdout.readline().strip() != "CONNECTED":
-            raise RuntimeError("a listener process failed to connect")
+            for process in (server, *clients):
+                process.kill()
+                process.wait()
+            raise ConnectionError(f"not all {listeners} listeners could connect (10 s each)")
     window_start = time.monotonic() + 2.0  # let every listener settle after its burst
     window_end = window_start + seconds
     for client in clients:
@@ -399,6 +450,7 @@ def measure(
     server_cpu = (cpu_end.user + cpu_end.system - cpu_start.user - cpu_start.system) / seconds
     return {
         "fanout": fanout,
+        "codec": codec,
         "listeners": listeners,
         "message_ms": round(message_seconds * 1000),
         "server_cpu_pct": 100 * server_cpu,
@@ -411,6 +463,8 @@ def measure(
         "gaps": sum(listener["gaps"] for listener in per_listener),
         "closed": sum(1 for listener in per_listener if listener["closed"]),
         "jitter_ms_max": 1000 * max(listener["lateness_spread"] for listener in per_listener),
+        "audio_kbit_s": statistics.median(l["audio_bytes_per_second"] for l in per_listener) * 8e-3,
+        "total_kbit_s": statistics.median(l["bytes_per_second"] for l in per_listener) * 8e-3,
         "server_skipped": server_stats["skipped_messages"],
         "server_dropped": server_stats["dropped"],
     }
@@ -418,6 +472,7 @@ def measure(
 
 COLUMNS = [
     ("fanout", "{:>9}"),
+    ("codec", "{:>5}"),
     ("listeners", "{:>9}"),
     ("message_ms", "{:>10}"),
     ("server_cpu_pct", "{:>14.1f}"),
@@ -430,6 +485,8 @@ COLUMNS = [
     ("gaps", "{:>4}"),
     ("closed", "{:>6}"),
     ("jitter_ms_max", "{:>13.0f}"),
+    ("audio_kbit_s", "{:>12.1f}"),
+    ("total_kbit_s", "{:>12.1f}"),
 ]
 
 
@@ -439,35 +496,69 @@ def print_row(row: dict) -> None:
 
 def orchestrate(args: argparse.Namespace) -> None:
     if args.quick:
-        counts, seconds, message_lengths, side_seconds = [10, 100, 500], 10.0, [], 0.0
+        counts, opus_counts, seconds, message_lengths, side_seconds = [10, 100, 500], [500], 6.0, [], 0.0
     else:
-        counts, seconds = [10, 100, 500, 1000, 2000], 60.0
+        counts, opus_counts, seconds = [10, 100, 500, 1000, 2000], [500, 1000, 2000], args.seconds
         message_lengths, side_seconds = [0.02, 0.05, 0.2], 20.0
+    if args.only_codecs:
+        if args.counts:
+            opus_counts = [int(count) for count in args.counts.split(",")]
+        counts, message_lengths = list(opus_counts), []
     print(
         f"fan-out on {os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f} before), "
-        f"s16 stereo 44.1 kHz, {args.frame_kib} KiB image every 5.12 s"
+        f"s16 {'stereo' if args.channels == 2 else 'mono'} 44.1 kHz or Opus (default bitrate), "
+        f"image {args.image or 'none'} every 5.12 s"
     )
     print(" | ".join(name.rjust(len(fmt.format(0))) for name, fmt in COLUMNS))
     rows = []
-    for count in counts:
-        rows.append(measure(count, seconds, 0.1, args.frame_kib))
-        print_row(rows[-1])
-    for message_seconds in message_lengths:
-        rows.append(measure(500, side_seconds, message_seconds, args.frame_kib))
-        print_row(rows[-1])
-    if not args.quick:
-        for fanout in ("broadcast", "library", "queues"):
-            rows.append(measure(500, side_seconds, 0.1, args.frame_kib, fanout))
+    for count in sorted(set(counts) | set(opus_counts)):
+        codecs = [codec for codec, listed in (("pcm", counts), ("opus", opus_counts)) if count in listed]
+        for codec in codecs:
+            try:
+                rows.append(
+                    measure(count, seconds, 0.1, args.image, codec=codec, channels=args.channels)
+                )
+            except ConnectionError as error:  # a loaded machine: say so, and go on
+                print(f"{codec} at {count}: {error}", flush=True)
+                continue
             print_row(rows[-1])
-    main_rows = rows[: len(counts)]
-    clean = [row for row in main_rows if row["stalls"] == row["gaps"] == row["closed"] == 0]
-    at_500 = next(row for row in main_rows if row["listeners"] == 500)
+    main_rows = [row for row in rows if row["codec"] == "pcm"]
+    opus_rows = [row for row in rows if row["codec"] == "opus"]
+    for message_seconds in message_lengths:
+        rows.append(measure(500, side_seconds, message_seconds, args.image))
+        print_row(rows[-1])
+    if not args.quick and not args.only_codecs:
+        for fanout in ("broadcast", "library", "queues"):
+            rows.append(measure(500, side_seconds, 0.1, args.image, fanout))
+            print_row(rows[-1])
+
+    def clean(rows: list[dict]) -> int:
+        ok = [row for row in rows if row["stalls"] == row["gaps"] == row["closed"] == 0]
+        return max((row["listeners"] for row in ok), default=0)
+
+    at_500 = next((row for row in main_rows if row["listeners"] == 500), None)
+    if at_500 is not None:
+        print(
+            "RESULT fanout "
+            f"max_listeners_zero_stalls={clean(main_rows)} "
+            f"server_cpu_pct_500={at_500['server_cpu_pct']:.1f} "
+            f"stalls_500={at_500['stalls']} rate_min_500={at_500['rate_min']:.4f} "
+            f"seconds_each={seconds:g}"
+        )
+    opus_500 = next((row for row in opus_rows if row["listeners"] == 500), None)
+    if opus_500 is None:
+        return
+    ratio = (
+        ""
+        if at_500 is None
+        else f" audio_bytes_vs_pcm_500=1/{at_500['audio_kbit_s'] / opus_500['audio_kbit_s']:.1f}"
+        f" all_bytes_vs_pcm_500=1/{at_500['total_kbit_s'] / opus_500['total_kbit_s']:.1f}"
+    )
     print(
-        "RESULT fanout "
-        f"max_listeners_zero_stalls={max((row['listeners'] for row in clean), default=0)} "
-        f"server_cpu_pct_500={at_500['server_cpu_pct']:.1f} "
-        f"stalls_500={at_500['stalls']} rate_min_500={at_500['rate_min']:.4f} "
-        f"seconds_each={seconds:g}"
+        "RESULT fanout_opus "
+        f"max_listeners_zero_stalls={clean(opus_rows)} "
+        f"server_cpu_pct_500={opus_500['server_cpu_pct']:.1f} stalls_500={opus_500['stalls']} "
+        f"audio_kbit_s_500={opus_500['audio_kbit_s']:.1f}{ratio} seconds_each={seconds:g}"
     )
 
 
@@ -477,7 +568,9 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="fewer and shorter runs (< 60 s)")
     parser.add_argument(
-        "--frame-kib", type=int, default=200, help="spectrogram image size (0: none)"
+        "--image",
+        default=str(DEFAULT_IMAGE),
+        help="spectrogram PNG sent every 5.12 s ('': none; default: a seed loop's, 223 KiB)",
     )
     roles = ["orchestrate", "server", "listeners"]
     parser.add_argument("--role", choices=roles, default="orchestrate", help="internal")
@@ -486,6 +579,15 @@ def main() -> None:
     parser.add_argument("--message-seconds", type=float, default=0.1)
     parser.add_argument("--burst-seconds", type=float, default=1.0)
     parser.add_argument("--count", type=int, default=0)
+    parser.add_argument("--codec", choices=["pcm", "opus"], default="pcm", help="internal")
+    parser.add_argument("--seconds", type=float, default=60.0, help="window of each main run")
+    parser.add_argument(
+        "--channels", type=int, choices=[1, 2], default=2, help="of the stream (the engine's: 1)"
+    )
+    parser.add_argument(
+        "--only-codecs", action="store_true", help="only the Opus rows (and PCM at the same counts)"
+    )
+    parser.add_argument("--counts", help="listener counts of --only-codecs, e.g. 500,1000")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -6,35 +6,65 @@
 //   rate=48000   AudioContext rate to ask for; rate=native: the device's (default: the stream's)
 //   tap=1        keep a copy of every sample played (the browser tests read it)
 //   worklet=0    play through the ScriptProcessor fallback that insecure origins get
+//   codec=pcm    listen in 16-bit PCM (706 kbit/s mono; a LAN); codec=opus: Opus (64-96 kbit/s).
+//                Default: Opus where the browser decodes it (WebCodecs), else PCM
 // The page's objects are on `window.streamer` for the tests and for curious performers.
 
 import { Connection, streamUrl } from "./connection.js";
+import { OPUS_RATE, OpusReceiver, opusSupported } from "./opus.js";
 import { Player } from "./player.js";
+import { STREAM_RATE } from "./protocol.js";
 import { Steering } from "./steering.js";
 import { Waterfall } from "./waterfall.js";
 
 const READOUT_INTERVAL_MS = 250;
+const BANDWIDTH_INTERVAL_MS = 2000; // ten messages a second: two seconds average them out
 
 const $ = (id) => document.getElementById(id);
 
-function playerOptions(params) {
+/** The codec asked for in the URL, else Opus where this browser can decode it, else PCM. */
+async function chooseCodec(params) {
+  const asked = params.get("codec");
+  if (asked === "pcm") return "pcm";
+  if (await opusSupported()) return "opus";
+  if (asked === "opus") showProblem("This browser cannot decode Opus (no WebCodecs AudioDecoder): listening in PCM.");
+  return "pcm";
+}
+
+/** The player's options from the page's URL; ``expectedRate`` is the rate of the audio it will be
+ * fed when known before the first message (decoded Opus: 48 kHz), else undefined (PCM: the
+ * stream's rate, read from the audio headers). */
+function playerOptions(params, expectedRate) {
   const settings = {};
   const buffer = Number(params.get("buffer"));
   if (params.has("buffer") && buffer > 0) Object.assign(settings, { adaptive: false, startSeconds: buffer });
   const rate = params.get("rate");
-  let contextRate; // undefined: the stream's rate, from the audio headers
+  let contextRate = expectedRate;
   if (rate === "native") contextRate = null;
   else if (rate !== null && Number(rate) > 0) contextRate = Number(rate);
   return { settings, contextRate, tap: params.get("tap") === "1", worklet: params.get("worklet") !== "0" };
 }
 
 const params = new URLSearchParams(location.search);
-const connection = new Connection({ url: streamUrl(location) });
-const player = new Player(playerOptions(params));
+const codec = await chooseCodec(params);
+const connection = new Connection({ url: streamUrl(location, codec) });
+let opus = null;
+let player;
+if (codec === "opus") {
+  opus = new OpusReceiver({
+    onAudio: (audio) => player.push(audio),
+    onProblem: (message) => showProblem(message),
+    record: params.get("tap") === "1",
+  });
+  player = new Player({ ...playerOptions(params, OPUS_RATE), streamPosition: (position) => opus.streamPosition(position) });
+} else {
+  player = new Player(playerOptions(params, undefined));
+}
 const waterfall = new Waterfall($("waterfall"));
 const steering = new Steering(connection);
 const nowPlaying = { shown: null, waiting: [] }; // events wait until their position is heard
-window.streamer = { connection, player, waterfall, steering, nowPlaying };
+const bandwidth = { bytes: 0, at: performance.now(), kbitPerSecond: null };
+window.streamer = { codec, connection, player, opus, waterfall, steering, nowPlaying, bandwidth };
 
 // ---- listening ---------------------------------------------------------------------------------
 
@@ -45,7 +75,9 @@ $("play").addEventListener("click", () => {
     player.start().catch((error) => showProblem(`cannot start the audio: ${error.message}`));
   }
 });
-player.addEventListener("rate", () => waterfall.setSampleRate(player.streamRate));
+// The waterfall counts in the stream's clock: PCM's own rate; decoded Opus (48 kHz) is mapped back to
+// the stream's positions, which count at STREAM_RATE.
+player.addEventListener("rate", () => waterfall.setSampleRate(opus !== null ? STREAM_RATE : player.streamRate));
 player.addEventListener("state", () => {
   const playing = player.wanted && player.running;
   $("play").textContent = playing ? "Stop" : player.wanted ? "Tap to resume" : "Play";
@@ -58,7 +90,10 @@ $("volume").addEventListener("input", () => {
   $("volume").setAttribute("aria-valuetext", `${Math.round(volume * 100)} %`);
 });
 
-connection.addEventListener("audio", (event) => player.push(event.detail));
+connection.addEventListener("audio", (event) => {
+  if (opus !== null) opus.push(event.detail);
+  else player.push(event.detail);
+});
 connection.addEventListener("frame", (event) => {
   waterfall.addFrame(event.detail).catch((error) => showProblem(`a spectrogram image did not decode: ${error.message}`));
 });
@@ -72,6 +107,8 @@ connection.addEventListener("event", (event) => {
   const message = event.detail;
   if (message.type === "now_playing") {
     nowPlaying.waiting.push(message);
+  } else if (message.type === "audio_config") {
+    opus?.configure(message);
   } else if (message.type === "status") {
     showStatus(message);
   }
@@ -172,6 +209,18 @@ setInterval(() => {
   $("ro-output").textContent = `${(stats.contextRate / 1000).toFixed(1)} kHz${resampled}`;
   $("ro-output").title = stats.engine;
 }, READOUT_INTERVAL_MS);
+
+/** Audio received per second over the last readout period: what this listener costs the network. */
+function updateBandwidth() {
+  const now = performance.now();
+  const bytes = connection.audioBytes;
+  const seconds = (now - bandwidth.at) / 1000;
+  if (seconds > 0 && bytes >= bandwidth.bytes) bandwidth.kbitPerSecond = ((bytes - bandwidth.bytes) * 8) / 1000 / seconds;
+  Object.assign(bandwidth, { bytes, at: now });
+  const rate = bandwidth.kbitPerSecond === null ? "—" : Math.round(bandwidth.kbitPerSecond);
+  $("ro-codec").textContent = `${codec === "opus" ? "Opus" : "PCM"} · ${rate} kbit/s`;
+}
+setInterval(updateBandwidth, BANDWIDTH_INTERVAL_MS);
 
 requestAnimationFrame(animate);
 connection.start();

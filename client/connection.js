@@ -1,7 +1,7 @@
 // The WebSocket to /ws: opens it, parses what arrives, reconnects with back-off after a network
 // loss, re-presents the token after a reconnect, and matches replies to requests.
 
-import { commands, parseBinary, parseText, ProtocolError } from "./protocol.js";
+import { commands, parseBinary, parseText, ProtocolError, STREAM_RATE } from "./protocol.js";
 
 /**
  * Delays between reconnection attempts: doubling from `initialSeconds` up to `maxSeconds`, each
@@ -33,10 +33,10 @@ export class ReplyError extends Error {
   }
 }
 
-/** The URL of the stream on the server that served this page. */
-export function streamUrl(location) {
+/** The URL of the stream on the server that served this page, in `codec` ("pcm" or "opus"). */
+export function streamUrl(location, codec = "pcm") {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  return `${scheme}//${location.host}/ws`;
+  return `${scheme}//${location.host}/ws${codec === "pcm" ? "" : `?codec=${codec}`}`;
 }
 
 /**
@@ -46,7 +46,9 @@ export function streamUrl(location) {
  *   role      {role, error}: after each authentication (automatic after a reconnect)
  *   event     any other server event (now_playing, status, ...)
  *   audio     {message, live, gap}: live is false for the join burst; gap: audio was missed
- *             (this listener was skipped forward, or this is the first audio after a reconnection)
+ *             (this listener was skipped forward, or this is the first audio after a reconnection);
+ *             message is a PCM audio message or an Opus one (protocol.js), positions continuing
+ *             across reconnections (Opus: its codecPosition)
  *   frame     a parsed spectrogram image message
  *   problem   {message}: something the server sent that this page cannot use
  */
@@ -65,6 +67,7 @@ export class Connection extends EventTarget {
     this.retryTimer = null;
     this.watchdog = null;
     this.lastAudioEnd = null; // stream position after the last audio delivered (across connections)
+    this.audioBytes = 0; // binary audio received, for the kbit/s readout
     this.onOnline = () => {
       if (this.state === "waiting") this.connectNow();
     };
@@ -209,7 +212,8 @@ export class Connection extends EventTarget {
       return;
     }
     if (message.kind === "frame") this.emit("frame", message);
-    if (message.kind !== "audio") return;
+    if (message.kind !== "audio" && message.kind !== "opus") return;
+    this.audioBytes += buffer.byteLength;
     // A gap: skipped forward to the live edge, or the first audio after a reconnection.
     const skipped = perConnection.sequence !== null && message.sequence !== ((perConnection.sequence + 1) >>> 0);
     const reconnected = perConnection.sequence === null && this.lastAudioEnd !== null;
@@ -217,17 +221,33 @@ export class Connection extends EventTarget {
     perConnection.sequence = message.sequence;
     const live = perConnection.framesReceived >= perConnection.burstSeconds * message.sampleRate;
     perConnection.framesReceived += message.frames;
-    if (!live && this.lastAudioEnd !== null && message.samplePosition < this.lastAudioEnd) {
+    const position = message.kind === "opus" ? message.codecPosition : message.samplePosition;
+    if (!live && this.lastAudioEnd !== null && position < this.lastAudioEnd) {
       // The burst after a reconnect repeats what arrived before the loss: keep only what is new.
-      const overlap = this.lastAudioEnd - message.samplePosition;
+      const overlap = this.lastAudioEnd - position;
       if (overlap >= message.frames) return;
-      message.planar = message.planar.map((channel) => channel.subarray(overlap));
-      message.frames -= overlap;
-      message.samplePosition += overlap;
+      if (message.kind === "opus") trimPackets(message, overlap);
+      else trimSamples(message, overlap);
     }
     const gap = perConnection.gap;
     perConnection.gap = false;
-    this.lastAudioEnd = message.samplePosition + message.frames;
+    this.lastAudioEnd = (message.kind === "opus" ? message.codecPosition : message.samplePosition) + message.frames;
     this.emit("audio", { message, live, gap });
   }
+}
+
+function trimSamples(message, frames) {
+  message.planar = message.planar.map((channel) => channel.subarray(frames));
+  message.frames -= frames;
+  message.samplePosition += frames;
+}
+
+/** Drop the packets that hold any of the first `frames` samples (a packet cannot be cut). */
+function trimPackets(message, frames) {
+  const packetFrames = message.frames / message.packets.length;
+  const count = Math.ceil(frames / packetFrames);
+  message.packets = message.packets.slice(count);
+  message.frames -= count * packetFrames;
+  message.codecPosition += count * packetFrames;
+  message.samplePosition += Math.round((count * packetFrames * STREAM_RATE) / message.sampleRate);
 }

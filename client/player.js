@@ -12,7 +12,7 @@
 // thread instead (deprecated but present in every browser; larger blocks, so a deeper buffer).
 
 import { JitterBuffer } from "./jitter.js";
-import { EXPECTED_SAMPLE_RATE } from "./protocol.js";
+import { STREAM_RATE } from "./protocol.js";
 
 const PREROLL_SECONDS = 1.5; // audio kept while not playing, so Play starts at once
 const FALLBACK_BLOCK_FRAMES = 4096;
@@ -21,14 +21,22 @@ export class Player extends EventTarget {
   /**
    * @param {{contextRate?: number|null, settings?: object, tap?: boolean}} options
    *   contextRate: the AudioContext's rate to ask for (null: the device's own; undefined: the
-   *   stream's).
+   *   rate of the audio pushed: the stream's for PCM, 48 kHz for decoded Opus).
    *   settings: jitter buffer settings (jitter.js DEFAULT_JITTER_SETTINGS).
    *   tap: keep a copy of everything output (tests).
    *   worklet: false forces the ScriptProcessor fallback (what an insecure origin gets).
+   *   streamPosition: maps a position of the pushed audio to the stream's clock (decoded Opus runs
+   *   at 48 kHz; the stream's positions, in now_playing too, at its own rate).
    */
-  constructor({ contextRate = undefined, settings = {}, tap = false, worklet = true } = {}) {
+  constructor({
+    contextRate = undefined,
+    settings = {},
+    tap = false,
+    worklet = true,
+    streamPosition = (position) => position,
+  } = {}) {
     super();
-    Object.assign(this, { contextRate, settings, tapEnabled: tap, useWorklet: worklet });
+    Object.assign(this, { contextRate, settings, tapEnabled: tap, useWorklet: worklet, streamPosition });
     this.streamRate = null; // from the audio headers; null until the first one
     this.context = null;
     this.node = null;
@@ -87,7 +95,7 @@ export class Player extends EventTarget {
   createContext() {
     const Context = globalThis.AudioContext ?? globalThis.webkitAudioContext;
     const options = { latencyHint: "playback" };
-    const rate = this.contextRate === undefined ? (this.streamRate ?? EXPECTED_SAMPLE_RATE) : this.contextRate;
+    const rate = this.contextRate === undefined ? (this.streamRate ?? STREAM_RATE) : this.contextRate;
     if (rate) {
       try {
         return new Context({ ...options, sampleRate: rate });
@@ -138,7 +146,7 @@ export class Player extends EventTarget {
 
   /** The rate the jitter buffer reads at: the stream's, or the guess before its first header. */
   sourceRate() {
-    return this.streamRate ?? EXPECTED_SAMPLE_RATE;
+    return this.streamRate ?? STREAM_RATE;
   }
 
   fallbackBuffer() {
@@ -240,11 +248,12 @@ export class Player extends EventTarget {
     return context.currentTime - (context.outputLatency || context.baseLatency || 0);
   }
 
-  /** Stream position (in samples at the stream's rate) being heard now, or null when nothing plays. */
+  /** Stream position (in samples at the stream's rate; decoded Opus mapped back to it through
+   * ``streamPosition``) being heard now, or null when nothing plays. */
   heardPosition() {
     const report = this.report;
     if (report === null || report.position === null || !this.running) return null;
-    return report.position + (this.heardContextTime() - report.contextTime) * report.sourceFramesPerSecond;
+    return this.streamPosition(report.position + (this.heardContextTime() - report.contextTime) * report.sourceFramesPerSecond);
   }
 
   /** Readouts: the jitter buffer's numbers plus the output path. */
@@ -254,6 +263,7 @@ export class Player extends EventTarget {
     const report = this.report ?? {};
     return {
       ...report,
+      receivedPosition: report.receivedPosition == null ? null : this.streamPosition(report.receivedPosition),
       contextState: this.context.state,
       contextRate: this.context.sampleRate,
       streamRate: this.streamRate,

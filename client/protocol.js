@@ -2,19 +2,20 @@
 // plain objects out; control messages as plain objects. No sockets, no DOM.
 
 export const PROTOCOL_VERSION = 1;
+/**
+ * The rate streamer's server sends (Riffusion's 44.1 kHz). A PCM audio header carries the real
+ * rate and the page follows it; this is the guess for what comes before the first header, and the
+ * clock of an Opus message's stream positions, whose header carries the codec's 48 kHz only.
+ */
+export const STREAM_RATE = 44100;
 export const KIND_AUDIO = 1;
 export const KIND_FRAME = 2;
+export const KIND_OPUS = 3;
 const AUDIO_HEADER_BYTES = 24;
+const OPUS_HEADER_BYTES = 32;
 const FRAME_HEADER_BYTES = 16;
 const SAMPLE_FORMATS = { 1: { name: "s16", bytes: 2 }, 2: { name: "f32", bytes: 4 } };
 const S16_FULL_SCALE = 32767; // the server scales [-1, 1] by 32767
-
-/**
- * The rate streamer's server sends (Riffusion's 44.1 kHz). Every audio header carries the real
- * rate and the page follows it; this is only the guess for what comes before the first header
- * (the AudioContext rate asked for when Play is pressed before any audio arrived).
- */
-export const EXPECTED_SAMPLE_RATE = 44100;
 
 /** Ranges of the control values (docs/PROTOCOL.md, "Commands"), for the sliders and fields. */
 export const RANGES = Object.freeze({
@@ -38,11 +39,22 @@ function readUint64(view, offset) {
   return high * 2 ** 32 + low;
 }
 
+function readInt64(view, offset) {
+  // Signed (an Opus stream's first packet starts before position 0); exact within ±2^53.
+  const low = view.getUint32(offset, true);
+  const high = view.getInt32(offset + 4, true);
+  if (high >= 2 ** 21 || high < -(2 ** 21)) throw new ProtocolError("a position beyond ±2^53 cannot be held exactly");
+  return high * 2 ** 32 + low;
+}
+
 /**
  * Decode one binary message (an ArrayBuffer).
  * Audio: {kind: "audio", sequence, samplePosition, sampleRate, channels, sampleFormat, frames,
  *         planar: Float32Array per channel}.
  * Frame: {kind: "frame", frameId, samplePosition, png: ArrayBuffer}.
+ * Opus:  {kind: "opus", sequence, samplePosition (stream clock, 44.1 kHz), codecPosition (48 kHz),
+ *         sampleRate (the codec's, 48000), channels, frames (decoded, per channel), packets:
+ *         Uint8Array per 20 ms packet}.
  * A kind this client does not know: {kind: "unknown", code} (to be ignored).
  */
 export function parseBinary(buffer) {
@@ -76,6 +88,7 @@ export function parseBinary(buffer) {
       planar: decodeSamples(buffer, headerBytes, frames, channels, format.name),
     };
   }
+  if (kind === KIND_OPUS) return parseOpus(buffer, view, headerBytes);
   if (kind === KIND_FRAME) {
     if (headerBytes < FRAME_HEADER_BYTES) throw new ProtocolError(`frame header of ${headerBytes} bytes is too short`);
     return {
@@ -87,6 +100,35 @@ export function parseBinary(buffer) {
   }
   return { kind: "unknown", code: kind };
 }
+
+function parseOpus(buffer, view, headerBytes) {
+  if (headerBytes < OPUS_HEADER_BYTES) throw new ProtocolError(`opus header of ${headerBytes} bytes is too short`);
+  const count = view.getUint16(30, true);
+  let at = headerBytes + 2 * count;
+  if (at > buffer.byteLength) throw new ProtocolError("opus message too short for its packet lengths");
+  const packets = [];
+  for (let i = 0; i < count; i++) {
+    const length = view.getUint16(headerBytes + 2 * i, true);
+    if (at + length > buffer.byteLength) throw new ProtocolError("opus packets longer than their message");
+    packets.push(new Uint8Array(buffer, at, length));
+    at += length;
+  }
+  if (at !== buffer.byteLength) throw new ProtocolError("opus message longer than its packets");
+  const sampleRate = view.getUint32(24, true);
+  return {
+    kind: "opus",
+    sequence: view.getUint32(4, true),
+    samplePosition: readInt64(view, 8),
+    codecPosition: readInt64(view, 16),
+    sampleRate,
+    channels: view.getUint16(28, true),
+    frames: count * OPUS_FRAME_SAMPLES,
+    packets,
+  };
+}
+
+/** Samples per Opus packet (20 ms at 48 kHz; the server's `audio_config.frame_samples`). */
+export const OPUS_FRAME_SAMPLES = 960;
 
 /** Interleaved little-endian samples -> one Float32Array per channel, in [-1, 1]. */
 export function decodeSamples(buffer, offset, frames, channels, sampleFormat) {

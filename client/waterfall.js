@@ -6,7 +6,8 @@
 // it never drifts from the audio and never blurs.
 //
 // Assumes Riffusion's image format (docs/PROTOCOL.md): loud is dark, low frequencies at the
-// bottom, mel scale (HTK) from 0 to 10 kHz, stereo as green (left) and blue (right).
+// bottom, mel scale (HTK) from 0 to 10 kHz, stereo as green (left) and blue (right); or, for an
+// Opus listener, the same as one grey level (the louder channel) in WebP.
 
 const HOP_SECONDS = 0.01; // Riffusion's step: one image column
 const MAX_HZ = 10000;
@@ -40,9 +41,16 @@ const LUT = palette();
 
 const mel = (hz) => 2595 * Math.log10(1 + hz / 700);
 
-/** Decode a frame's PNG and recolour it: returns a canvas to draw slices from. */
+/** The image's type from its first bytes: PNG, or the grey WebP that Opus listeners get. */
+function imageType(bytes) {
+  const head = new Uint8Array(bytes, 0, Math.min(12, bytes.byteLength));
+  const text = String.fromCharCode(...head);
+  return text.startsWith("RIFF") && text.slice(8, 12) === "WEBP" ? "image/webp" : "image/png";
+}
+
+/** Decode a frame's image and recolour it: returns a canvas to draw slices from. */
 async function colouredImage(png) {
-  const url = URL.createObjectURL(new Blob([png], { type: "image/png" }));
+  const url = URL.createObjectURL(new Blob([png], { type: imageType(png) }));
   try {
     const image = new Image();
     image.src = url;

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import math
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,8 +27,9 @@ import numpy as np
 import pytest
 
 from client_server import FRAME_FRAMES, PERFORMER_TOKEN, SAMPLE_RATE, FakeEngine, TestStream
+from opus_reference import decode_opus
 from streamer.plan.commands import Prompt, SetDenoising, SetPrompts
-from streamer.sinks.protocol import AudioMessage, FrameMessage
+from streamer.sinks.protocol import AudioMessage, FrameMessage, OpusMessage
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -40,6 +42,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+OPUS_RATE = 48000
 SCREENSHOT = Path(__file__).resolve().parents[1] / "artifacts" / "client.png"
 
 pytestmark = pytest.mark.skipif(
@@ -137,7 +140,7 @@ LISTEN_SECONDS = 4.0
 
 
 def test_the_page_plays_exactly_the_samples_the_server_sent_without_underruns(page: Any, stream: TestStream) -> None:
-    start_playing(page, stream.url + "?tap=1")
+    start_playing(page, stream.url + "?codec=pcm&tap=1")
     time.sleep(LISTEN_SECONDS)
     quanta, samples = playing_run(*tapped(page))
     after = stats(page)
@@ -152,13 +155,72 @@ def test_the_page_plays_exactly_the_samples_the_server_sent_without_underruns(pa
 
 def test_where_audio_worklet_is_missing_the_fallback_plays_the_same_samples(page: Any, stream: TestStream) -> None:
     # An insecure origin (http://<laptop-ip>:8765 on a phone) has no AudioWorklet.
-    start_playing(page, stream.url + "?tap=1&worklet=0")
+    start_playing(page, stream.url + "?codec=pcm&tap=1&worklet=0")
     time.sleep(2.5)
     quanta, samples = playing_run(*tapped(page))
     after = stats(page)
     assert after["engine"] == "ScriptProcessor" and after["underruns"] == 0
     assert_played_exactly_as_sent(quanta, samples, stream)
     assert samples.shape[1] >= 1.5 * SAMPLE_RATE
+
+
+RECEIVED_PACKETS_JS = """() => streamer.opus.received.map(({ codecPosition, packets }) => ({
+  codecPosition,
+  packets: packets.map((packet) => btoa(String.fromCharCode.apply(null, packet))),
+}))"""
+
+#: Chromium's WebCodecs decoder against libopus through PyAV on the same packets, both in float:
+#: at most 1.2e-7 apart here (float rounding, -138 dBFS: the same decoder); the bound leaves room
+#: for another build's rounding and still catches any misplaced sample or packet.
+OPUS_DECODER_TOLERANCE = 1e-4
+
+
+def test_where_webcodecs_decodes_opus_the_page_plays_opus_without_underruns_as_libopus_decodes_it(
+    page: Any, stream: TestStream
+) -> None:
+    start_playing(page, stream.url + "?tap=1")
+    time.sleep(LISTEN_SECONDS)
+    quanta, samples = playing_run(*tapped(page))
+    after = stats(page)
+    received = page.evaluate(RECEIVED_PACKETS_JS)
+
+    assert page.evaluate("() => streamer.codec") == "opus"
+    assert after["contextRate"] == OPUS_RATE and after["engine"] == "AudioWorklet"
+    assert (after["underruns"], after["underrunSeconds"]) == (0, 0)
+    odd = [q for q in quanta if q["silentFrom"] != -1 or q["step"] != 1 or q["jumped"]]
+    assert odd == [], f"{len(odd)} of {len(quanta)} quanta were not played as decoded, e.g. {odd[:3]}"
+    positions = [q["position"] for q in quanta]
+    assert positions[1:] == [q["position"] + q["frames"] for q in quanta[:-1]]
+    assert samples.shape[1] >= (LISTEN_SECONDS - 1.0) * OPUS_RATE
+
+    # The packets the page received, decoded in Python from the same first packet.
+    starts = [r["codecPosition"] for r in received]
+    packets = [base64.b64decode(p) for r in received for p in r["packets"]]
+    assert starts == [starts[0] + sum(len(r["packets"]) for r in received[:i]) * 960 for i in range(len(received))]
+    reference = decode_opus(packets, 2)
+    offset = positions[0] - starts[0]
+    expected = reference[:, offset : offset + samples.shape[1]]
+    assert expected.shape == samples.shape
+    difference = float(np.max(np.abs(samples - expected)))
+    assert difference <= OPUS_DECODER_TOLERANCE, f"Chromium's decode differs from libopus's by {difference}"
+    assert float(np.max(np.abs(samples))) > 0.1  # music, not silence
+
+    print(f"Chromium vs libopus: max difference {difference:.3g}", end=" ")
+
+    # What this listener costs: 96 kbit/s stereo plus framing, against 1411 for PCM.
+    audio_bytes = page.evaluate("() => streamer.connection.audioBytes")
+    kbit_per_second = audio_bytes * 8 / 1000 / (len(packets) * 960 / OPUS_RATE)
+    print(f"{kbit_per_second:.1f} kbit/s")
+    assert 96 <= kbit_per_second <= 1411 / 8
+    assert re.fullmatch(r"Opus · \d+ kbit/s", page.text_content("#ro-codec"))
+
+
+def test_a_browser_without_webcodecs_listens_in_pcm(page: Any, stream: TestStream) -> None:
+    page.add_init_script("delete globalThis.AudioDecoder")
+    start_playing(page, stream.url)
+    assert page.evaluate("() => streamer.codec") == "pcm"
+    assert stats(page)["contextRate"] == SAMPLE_RATE
+    page.wait_for_function("() => /^PCM · \\d+ kbit\\/s$/.test(document.querySelector('#ro-codec').textContent)")
 
 
 def test_the_page_loads_everything_from_the_server_it_came_from(page: Any, stream: TestStream) -> None:
@@ -188,7 +250,7 @@ def test_the_waterfall_shows_the_column_being_heard_not_the_newest_received(page
 
 
 def test_a_48_khz_context_is_fed_resampled_audio_without_underruns(page: Any, stream: TestStream) -> None:
-    start_playing(page, stream.url + "?tap=1&rate=48000")
+    start_playing(page, stream.url + "?codec=pcm&tap=1&rate=48000")
     time.sleep(1.5)
     quanta, samples = playing_run(*tapped(page))
     after = stats(page)
@@ -223,7 +285,7 @@ def sinc_interpolate(signal: np.ndarray, at: np.ndarray, half_taps: int = 64, cu
 
 
 def test_the_player_reconnects_after_the_stream_is_lost_and_plays_on(page: Any, stream: TestStream) -> None:
-    start_playing(page, stream.url)
+    start_playing(page, stream.url + "?codec=pcm")
     before = stats(page)["receivedPosition"]
     stream.stop_server()
     page.wait_for_function("() => streamer.connection.state === 'waiting'")
@@ -242,7 +304,7 @@ def test_a_stream_at_another_rate_is_played_at_that_rate_exactly_as_sent(page: A
     # The rate is in every audio header: the page asks its context for it and plays the samples
     # untouched, where a page assuming 44.1 kHz would resample (or play at the wrong speed).
     with TestStream(source=FakeEngine(sample_rate=48000)) as stream_48k:
-        start_playing(page, stream_48k.url + "?tap=1")
+        start_playing(page, stream_48k.url + "?tap=1&codec=pcm")
         time.sleep(2.5)
         quanta, samples = playing_run(*tapped(page))
         after = stats(page)
@@ -256,7 +318,7 @@ def test_a_stream_at_another_rate_is_played_at_that_rate_exactly_as_sent(page: A
 
 def test_reconnecting_to_a_stream_at_another_rate_resamples_to_the_running_context(page: Any) -> None:
     with TestStream() as stream_44k:
-        start_playing(page, stream_44k.url)
+        start_playing(page, stream_44k.url + "?codec=pcm")
         port = stream_44k.port
         stream_44k.stop_server()
         page.wait_for_function("() => streamer.connection.state === 'waiting'")
@@ -271,6 +333,24 @@ def test_reconnecting_to_a_stream_at_another_rate_resamples_to_the_running_conte
     assert after["underruns"] == 0
     assert after["sourceFramesPerSecond"] == pytest.approx(48000, rel=0.003), "plays at the stream's rate"
     assert page.evaluate("() => streamer.waterfall.sampleRate") == 48000
+
+
+def test_an_opus_listener_reconnects_to_a_restarted_server_with_a_fresh_encoder_and_plays_on(
+    page: Any, stream: TestStream
+) -> None:
+    start_playing(page, stream.url)
+    assert page.evaluate("() => streamer.codec") == "opus"
+    before = stats(page)["receivedPosition"]
+    stream.stop_server()
+    page.wait_for_function("() => streamer.connection.state === 'waiting'")
+    stream.start_server()
+    # Heard positions are on the stream's clock again, past the loss, from the new encoder's packets.
+    page.wait_for_function(
+        f"() => streamer.connection.state === 'open' && streamer.player.stats().state === 'playing'"
+        f" && streamer.player.heardPosition() > {before + 1 * SAMPLE_RATE}"
+    )
+    heard, received = page.evaluate("() => [streamer.player.heardPosition(), streamer.player.stats().receivedPosition]")
+    assert 0 < (received - heard) / SAMPLE_RATE < 1.5
 
 
 # ---- steering ----------------------------------------------------------------------------------
@@ -501,6 +581,7 @@ PARSE_JS = """async (encoded) => {
   const message = parseBinary(bytes.buffer);
   if (message.planar) message.planar = message.planar.map((channel) => Array.from(channel));
   if (message.png) message.png = Array.from(new Uint8Array(message.png));
+  if (message.packets) message.packets = message.packets.map((packet) => Array.from(packet));
   return message;
 }"""
 
@@ -521,6 +602,20 @@ def test_the_page_reads_audio_messages_as_the_server_writes_them(core_page: Any,
     assert (parsed["sequence"], parsed["samplePosition"], parsed["sampleRate"]) == (7, position, SAMPLE_RATE)
     assert (parsed["channels"], parsed["sampleFormat"], parsed["frames"]) == (2, sample_format, 3)
     np.testing.assert_allclose(parsed["planar"], samples, atol=0.5 / 32767)
+
+
+def test_the_page_reads_opus_messages_as_the_server_writes_them(core_page: Any) -> None:
+    packets = (bytes([0xFC, 1, 2]), b"", bytes(range(200)))
+    message = OpusMessage(2**32 - 1, -287, -312, 48000, 2, packets)
+    parsed = parse_in_page(core_page, message.encode())
+    assert (parsed["kind"], parsed["sequence"], parsed["samplePosition"], parsed["codecPosition"]) == (
+        "opus", 2**32 - 1, -287, -312
+    )
+    assert (parsed["sampleRate"], parsed["channels"], parsed["frames"]) == (48000, 2, 3 * 960)
+    assert [bytes(packet) for packet in parsed["packets"]] == list(packets)
+    later = OpusMessage(7, 2**40 + 5, 2**40 + 9, 48000, 1, packets[:1])
+    parsed = parse_in_page(core_page, later.encode())
+    assert (parsed["samplePosition"], parsed["codecPosition"]) == (2**40 + 5, 2**40 + 9)
 
 
 def test_the_page_skips_header_fields_a_later_server_adds(core_page: Any) -> None:

@@ -56,6 +56,13 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         default=server_defaults.max_connections,
         help="most connections at once (default %(default)s)",
     )
+    network.add_argument(
+        "--opus-bitrate",
+        type=float,
+        metavar="KBIT",
+        help="bitrate of the Opus stream for listeners who choose it, in kbit/s "
+        "(default 64 for a mono stream, 96 for stereo)",
+    )
     serve.add_argument("--play", action="store_true", help="also play on the local sound device")
     add_input_options(serve)
     _add_device_options(serve)
@@ -168,6 +175,7 @@ def run_serve(args: argparse.Namespace) -> int:
         listen_token=args.listen_token,
         allowed_origins=tuple(dict.fromkeys(origins)),
         max_connections=args.max_connections,
+        opus_kbit_per_second=args.opus_bitrate,
     )
     device_config = _device_config(args) if args.play else None
     local = local_inputs(args, config)

@@ -1,8 +1,10 @@
 """Fan-out of the stream to every listener, on the server's event loop.
 
-The engine's publisher thread (never the real-time clock) encodes each block once, turns events
-into JSON and pictures into messages, hands them over with ``call_soon_threadsafe`` and returns
-at once. On the loop, each message is encoded once, framed once as a WebSocket frame, and
+The engine's publisher thread (never the real-time clock) encodes each block once (PCM, and
+Opus for the listeners who chose it: one encoder for all of them), turns events into JSON and
+pictures into messages, hands them over with ``call_soon_threadsafe`` and returns at once.
+Listeners are kept in one lane per codec; audio goes to its lane, events to all, and images
+to all in the lane's form (a lighter one for Opus listeners, ``images.py``). On the loop, each message is encoded once, framed once as a WebSocket frame, and
 the same bytes are written to every listener whose send queue (its connection's write buffer) is
 within bounds, without awaiting anyone's drain: a slow listener costs a comparison, never a delay
 for the others (``pacing`` decides its fate). A joining listener gets the latest events and the
@@ -32,15 +34,19 @@ from websockets.protocol import State
 
 from streamer.audio.blocks import AudioBlock
 from streamer.sinks.config import ServerConfig
-from streamer.sinks.packer import AudioPacker, EncodedBlock
-from streamer.sinks.pacing import ListenerPacing, Verdict
 from streamer.runtime.ports import FramePicture, StreamEvent
+from streamer.sinks.images import waterfall_image
+from streamer.sinks.opus import OPUS_RATE, OpusStreamEncoder, opus_kbit_per_second
+from streamer.sinks.packer import AudioPacker, EncodedBlock, OpusPacker
+from streamer.sinks.pacing import ListenerPacing, Verdict
 from streamer.sinks.protocol import (
+    CODECS,
     EVENT_TYPES,
     FrameMessage,
     encode_samples,
     event_text,
     event_type,
+    opus_config_text,
 )
 
 logger = logging.getLogger(__name__)
@@ -63,8 +69,6 @@ def write_now(connection: ServerConnection, data: bytes, *, text: bool) -> None:
 
 
 _FRAME = "frame"
-#: Order in which a joining or resuming listener gets the latest state.
-_STATE_KINDS = (*EVENT_TYPES.values(), _FRAME)
 
 
 @dataclasses.dataclass
@@ -74,6 +78,8 @@ class BroadcastStats:
     audio_messages: int = 0
     skipped_messages: int = 0
     dropped_listeners: int = 0
+    opus_listeners: int = 0
+    opus_messages: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,18 +88,49 @@ class _BurstMessage:
     num_frames: int  # audio frames (samples per channel)
 
 
+@dataclasses.dataclass(frozen=True)
+class _OpusDelivery:
+    """What the publisher thread made of one block for Opus listeners: ready-made frames."""
+
+    config_frame: bytes | None  # a new ``audio_config`` (the encoder was just made)
+    messages: list[_BurstMessage]
+    sample_rate: int
+
+
+class _Lane:
+    """The listeners of one codec and what a joining one of them gets: the latest spectrogram
+    image in the lane's form (``images.py``), the codec's configuration (Opus) and the last
+    ``burst_seconds`` of its messages."""
+
+    def __init__(self) -> None:
+        self.listeners: dict[ServerConnection, ListenerPacing] = {}
+        self.latest_image: bytes | None = None
+        self.burst: collections.deque[_BurstMessage] = collections.deque()
+        self.burst_frames = 0
+        self.bytes_per_second = 0.0
+        self.config_frame: bytes | None = None
+
+    def remember(self, message: _BurstMessage, sample_rate: int, burst_seconds: float) -> None:
+        self.burst.append(message)
+        self.burst_frames += message.num_frames
+        self.bytes_per_second = len(message.frame) * sample_rate / message.num_frames
+        burst_frames = burst_seconds * sample_rate
+        while self.burst and self.burst_frames - self.burst[0].num_frames >= burst_frames:
+            self.burst_frames -= self.burst.popleft().num_frames
+
+
 class Broadcaster:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self._loop: asyncio.AbstractEventLoop | None = None
         self._packer = AudioPacker(config.message_seconds, config.sample_format)
-        self._listeners: dict[ServerConnection, ListenerPacing] = {}
-        self._burst: collections.deque[_BurstMessage] = collections.deque()
-        self._burst_frames = 0
-        # Latest message of each state kind as a serialised WebSocket frame, sent to joining and
-        # resuming listeners.
+        # Publisher thread only: the one Opus encoding of the stream.
+        self._opus: OpusStreamEncoder | None = None
+        self._opus_packer: OpusPacker | None = None
+        self._lanes = {codec: _Lane() for codec in CODECS}
+        # Latest event of each type as a serialised WebSocket frame, sent to joining and
+        # resuming listeners (in this order, then the lane's latest image).
         self._latest: dict[str, bytes] = {}
-        self._audio_bytes_per_second = 0.0
         self._stats = BroadcastStats()
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -107,6 +144,10 @@ class Broadcaster:
     # ---- engine side: the publisher thread, never blocks --------------------------------------
 
     def publish_audio(self, block: AudioBlock) -> None:
+        if self._loop is None:
+            # Not serving: encode nothing, so the Opus encoder and its audio_config are only
+            # ever made while the loop can deliver them.
+            return
         encoded = EncodedBlock(
             sequence=block.sequence,
             sample_position=block.sample_position,
@@ -115,14 +156,60 @@ class Broadcaster:
             num_frames=block.num_samples,
             payload=encode_samples(block.samples, self.config.sample_format),
         )
-        self._call_soon(self._on_audio, encoded)
+        self._call_soon(self._on_audio, encoded, self._encode_opus(block))
+
+    def _encode_opus(self, block: AudioBlock) -> _OpusDelivery:
+        """Encode the block once for every Opus listener, here rather than on the event loop,
+        which has the fan-out to do (benchmarks/RESULTS.md: the encoder's CPU and latency)."""
+        encoder = self._opus
+        config_frame = None
+        if encoder is None or (encoder.channels, encoder.input_rate) != (
+            block.channels,
+            block.sample_rate,
+        ):
+            kbit = opus_kbit_per_second(block.channels, self.config.opus_kbit_per_second)
+            encoder = self._opus = OpusStreamEncoder(
+                channels=block.channels,
+                input_rate=block.sample_rate,
+                kbit_per_second=kbit,
+                first_position=block.sample_position,
+            )
+            self._opus_packer = OpusPacker(self.config.message_seconds, channels=block.channels)
+            text = opus_config_text(
+                channels=block.channels,
+                stream_rate=block.sample_rate,
+                kbit_per_second=kbit,
+                pre_skip=encoder.pre_skip,
+                opus_head=encoder.opus_head,
+            )
+            config_frame = websocket_frame(text.encode("utf-8"), text=True)
+        assert self._opus_packer is not None
+        packets = encoder.encode(block.samples, block.sample_position)
+        messages = [
+            _BurstMessage(websocket_frame(message.encode(), text=False), message.num_frames)
+            for message in self._opus_packer.add(packets, stream_rate=block.sample_rate)
+        ]
+        return _OpusDelivery(config_frame, messages, OPUS_RATE)
 
     def publish_event(self, event: StreamEvent) -> None:
         self._call_soon(self._on_state, event_type(event), event_text(event).encode("utf-8"), True)
 
     def publish_frame(self, picture: FramePicture) -> None:
-        data = FrameMessage(picture.frame_id, picture.sample_position, picture.png).encode()
-        self._call_soon(self._on_state, _FRAME, data, False)
+        if self._loop is None:
+            return  # spare the conversion: nobody would get it
+        frames = {}
+        for codec, image in (("pcm", picture.png), ("opus", self._lighter_image(picture.png))):
+            data = FrameMessage(picture.frame_id, picture.sample_position, image).encode()
+            frames[codec] = websocket_frame(data, text=False)
+        self._call_soon(self._on_image, frames)
+
+    @staticmethod
+    def _lighter_image(png: bytes) -> bytes:
+        try:
+            return waterfall_image(png)
+        except (OSError, ValueError):  # not an image Pillow reads: pass it on as it came
+            logger.debug("a frame image could not be converted for Opus listeners", exc_info=True)
+            return png
 
     def _call_soon(self, callback: Any, *args: Any) -> None:
         loop = self._loop
@@ -135,84 +222,110 @@ class Broadcaster:
 
     # ---- event loop side --------------------------------------------------------------------
 
-    def join(self, connection: ServerConnection) -> None:
+    def join(self, connection: ServerConnection, codec: str = CODECS[0]) -> None:
         """Add a listener: latest state and the audio burst now, the live stream from here on."""
-        self._send_state(connection)
-        for message in self._burst:
+        lane = self._lanes[codec]
+        self._send_state(connection, lane)
+        if lane.config_frame is not None:
+            write_frame(connection, lane.config_frame)
+        for message in lane.burst:
             write_frame(connection, message.frame)
-        self._listeners[connection] = ListenerPacing(self.config.drop_lagging_after_seconds)
+        lane.listeners[connection] = ListenerPacing(self.config.drop_lagging_after_seconds)
 
     def leave(self, connection: ServerConnection) -> None:
-        self._listeners.pop(connection, None)
+        for lane in self._lanes.values():
+            lane.listeners.pop(connection, None)
 
     def stats(self) -> BroadcastStats:
         """Counters so far; from another thread than the loop's, a snapshot of a moment ago."""
-        listeners = list(self._listeners.values())
+        pacings = [list(lane.listeners.values()) for lane in self._lanes.values()]
+        listeners = [pacing for lane in pacings for pacing in lane]
         lagging = sum(1 for pacing in listeners if pacing.lagging)
-        return dataclasses.replace(self._stats, listeners=len(listeners), lagging_listeners=lagging)
+        return dataclasses.replace(
+            self._stats,
+            listeners=len(listeners),
+            lagging_listeners=lagging,
+            opus_listeners=len(self._lanes["opus"].listeners),
+        )
 
-    def _send_state(self, connection: ServerConnection, *, except_kind: str | None = None) -> None:
-        for kind in _STATE_KINDS:
+    def _send_state(
+        self, connection: ServerConnection, lane: _Lane, *, except_kind: str | None = None
+    ) -> None:
+        for kind in EVENT_TYPES.values():
             if kind in self._latest and kind != except_kind:
                 write_frame(connection, self._latest[kind])
+        if lane.latest_image is not None and except_kind != _FRAME:
+            write_frame(connection, lane.latest_image)
 
-    def _on_audio(self, block: EncodedBlock) -> None:
+    def _on_audio(self, block: EncodedBlock, opus: _OpusDelivery) -> None:
+        lane = self._lanes["pcm"]
         for message in self._packer.add(block):
             frame = websocket_frame(message.encode(), text=False)
-            self._audio_bytes_per_second = len(frame) * message.sample_rate / message.num_frames
-            self._remember_for_burst(_BurstMessage(frame, message.num_frames), message.sample_rate)
+            lane.remember(
+                _BurstMessage(frame, message.num_frames),
+                message.sample_rate,
+                self.config.burst_seconds,
+            )
             self._stats.audio_messages += 1
-            self._fan_out(frame)
+            self._fan_out(frame, lane)
+        lane = self._lanes["opus"]
+        if opus.config_frame is not None:
+            lane.config_frame = opus.config_frame
+            lane.burst.clear()  # made by the previous encoder: this one's decoder cannot use it
+            lane.burst_frames = 0
+            self._fan_out(opus.config_frame, lane)
+        for message in opus.messages:
+            lane.remember(message, opus.sample_rate, self.config.burst_seconds)
+            self._stats.opus_messages += 1
+            self._fan_out(message.frame, lane)
 
     def _on_state(self, kind: str, data: bytes, text: bool) -> None:
         frame = websocket_frame(data, text=text)
         self._latest[kind] = frame
-        if kind == _FRAME:
-            self._fan_out_in_slices(frame, list(self._listeners))
-        else:
-            self._fan_out(frame, state_kind=kind)
+        for lane in self._lanes.values():
+            self._fan_out(frame, lane, state_kind=kind)
 
-    def _fan_out_in_slices(self, frame: bytes, listeners: list[ServerConnection]) -> None:
+    def _on_image(self, frames: dict[str, bytes]) -> None:
+        for codec, frame in frames.items():
+            lane = self._lanes[codec]
+            lane.latest_image = frame
+            self._fan_out_in_slices(frame, lane, list(lane.listeners))
+
+    def _fan_out_in_slices(self, frame: bytes, lane: _Lane, listeners: list[ServerConnection]) -> None:
         """Copying a ~200 KB image to hundreds of listeners takes tens of milliseconds; a few
         listeners per turn of the loop let the audio messages pass in between."""
         per_turn = self.config.image_listeners_per_loop_turn
-        self._fan_out(frame, state_kind=_FRAME, only=listeners[:per_turn])
+        self._fan_out(frame, lane, state_kind=_FRAME, only=listeners[:per_turn])
         rest = listeners[per_turn:]
         if rest and self._loop is not None:
-            self._loop.call_soon(self._fan_out_in_slices, frame, rest)
+            self._loop.call_soon(self._fan_out_in_slices, frame, lane, rest)
 
-    def _remember_for_burst(self, message: _BurstMessage, sample_rate: int) -> None:
-        self._burst.append(message)
-        self._burst_frames += message.num_frames
-        burst_frames = self.config.burst_seconds * sample_rate
-        while self._burst and self._burst_frames - self._burst[0].num_frames >= burst_frames:
-            self._burst_frames -= self._burst.popleft().num_frames
-
-    def _queue_limit_bytes(self) -> int:
-        """``send_queue_seconds`` of audio, plus room for one spectrogram image."""
-        frame_bytes = len(self._latest.get(_FRAME, b""))
-        return int(self.config.send_queue_seconds * self._audio_bytes_per_second) + frame_bytes
+    def _queue_limit_bytes(self, lane: _Lane) -> int:
+        """``send_queue_seconds`` of the lane's audio, plus room for one spectrogram image."""
+        image_bytes = len(lane.latest_image or b"")
+        return int(self.config.send_queue_seconds * lane.bytes_per_second) + image_bytes
 
     def _fan_out(
         self,
         frame: bytes,
+        lane: _Lane,
         *,
         state_kind: str | None = None,
         only: list[ServerConnection] | None = None,
     ) -> None:
-        limit = self._queue_limit_bytes()
+        limit = self._queue_limit_bytes(lane)
         now = time.monotonic()
         dropped = []
         if only is None:
-            targets = self._listeners.items()
+            targets = lane.listeners.items()
         else:  # some may have left since the list was made
-            targets = [(c, self._listeners[c]) for c in only if c in self._listeners]
+            targets = [(c, lane.listeners[c]) for c in only if c in lane.listeners]
         for connection, pacing in targets:
             verdict = pacing.decide(connection.transport.get_write_buffer_size(), limit, now)
             if verdict is Verdict.SEND:
                 write_frame(connection, frame)
             elif verdict is Verdict.RESUME:
-                self._send_state(connection, except_kind=state_kind)
+                self._send_state(connection, lane, except_kind=state_kind)
                 write_frame(connection, frame)
             elif verdict is Verdict.SKIP:
                 self._stats.skipped_messages += 1
@@ -222,7 +335,7 @@ class Broadcaster:
             self._drop(connection)
 
     def _drop(self, connection: ServerConnection) -> None:
-        self._listeners.pop(connection, None)
+        self.leave(connection)
         self._stats.dropped_listeners += 1
         logger.info(
             "dropped listener %s: its send queue did not drain for %g s",

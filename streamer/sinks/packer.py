@@ -1,4 +1,4 @@
-"""Clock blocks -> network messages: a few blocks per message, never splitting a block.
+"""Clock blocks (or Opus packets) -> network messages: a few per message, never split.
 
 The clock ticks every ~20 ms; one WebSocket message per tick and listener would cost five times
 the per-message work of 100 ms messages (benchmarks/fanout.py). A message is flushed early when
@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from streamer.sinks.protocol import AudioMessage
+from streamer.sinks.opus import FRAME_SAMPLES, OPUS_RATE, OpusPacket
+from streamer.sinks.protocol import AudioMessage, OpusMessage
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,4 +67,52 @@ class AudioPacker:
         self._next_sequence = (self._next_sequence + 1) & 0xFFFFFFFF
         self._pending = []
         self._pending_frames = 0
+        return message
+
+
+class OpusPacker:
+    """Opus packets -> messages of ``message_seconds`` (5 packets at 0.1 s), as ``AudioPacker``
+    does for PCM: one WebSocket message per 20 ms packet would cost five times the per-listener
+    work. A message is flushed early where the packets' stream positions jump or the codec
+    position does not continue (a new encoder), so one message never spans a discontinuity."""
+
+    def __init__(self, message_seconds: float, *, channels: int, frame_samples: int = FRAME_SAMPLES) -> None:
+        self.channels = channels
+        self.frame_samples = frame_samples
+        self.packets_per_message = max(1, round(message_seconds * OPUS_RATE / frame_samples))
+        self._pending: list[OpusPacket] = []
+        self._next_sequence = 0
+
+    def add(self, packets: list[OpusPacket], *, stream_rate: int) -> list[OpusMessage]:
+        """Take the next packets; return the messages now complete."""
+        messages = []
+        for packet in packets:
+            if self._pending and not self._continues(packet, stream_rate):
+                messages.append(self._flush())
+            self._pending.append(packet)
+            if len(self._pending) >= self.packets_per_message:
+                messages.append(self._flush())
+        return messages
+
+    def _continues(self, packet: OpusPacket, stream_rate: int) -> bool:
+        last = self._pending[-1]
+        stream_step = self.frame_samples * stream_rate / OPUS_RATE
+        return (
+            packet.codec_position == last.codec_position + self.frame_samples
+            and abs(packet.sample_position - last.sample_position - stream_step) <= 1
+        )
+
+    def _flush(self) -> OpusMessage:
+        first = self._pending[0]
+        message = OpusMessage(
+            sequence=self._next_sequence,
+            sample_position=first.sample_position,
+            codec_position=first.codec_position,
+            codec_rate=OPUS_RATE,
+            channels=self.channels,
+            packets=tuple(packet.data for packet in self._pending),
+            frame_samples=self.frame_samples,
+        )
+        self._next_sequence = (self._next_sequence + 1) & 0xFFFFFFFF
+        self._pending = []
         return message

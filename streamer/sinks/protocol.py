@@ -9,6 +9,7 @@ later minor revision. Integers are little-endian, as on every machine a browser 
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import enum
 import json
@@ -29,6 +30,7 @@ class MessageKind(enum.IntEnum):
 
     AUDIO = 1
     FRAME = 2
+    OPUS = 3
 
 
 #: Sample format names (config, hello event) and their code in the audio header.
@@ -41,7 +43,13 @@ _SAMPLE_DTYPES = {"s16": np.dtype("<i2"), "f32": np.dtype("<f4")}
 _AUDIO_HEADER = struct.Struct("<BBHIQIHH")
 # version u8, kind u8, header_bytes u16, frame_id u32, sample_position u64
 _FRAME_HEADER = struct.Struct("<BBHIQ")
+# version u8, kind u8, header_bytes u16, sequence u32, sample_position i64, codec_position i64,
+# codec_rate u32, channels u16, packet_count u16; then packet_count u16 lengths, then the packets
+_OPUS_HEADER = struct.Struct("<BBHIqqIHH")
+_PACKET_LENGTH = struct.Struct("<H")
 _PREAMBLE = struct.Struct("<BBH")
+#: The codecs a listener may ask for (``/ws?codec=...``); the first is the default.
+CODECS = ("pcm", "opus")
 
 
 class MessageFormatError(ValueError):
@@ -126,6 +134,46 @@ class FrameMessage:
         return header + self.png
 
 
+@dataclasses.dataclass(frozen=True)
+class OpusMessage:
+    """Consecutive 20 ms Opus packets of the stream (``streamer.sinks.opus``).
+
+    ``sequence`` counts this codec's messages like ``AudioMessage.sequence``; ``codec_position``
+    is the 48 kHz position of the first packet's first decoded sample and grows by exactly the
+    packets' length from message to message; ``sample_position`` is the same instant on the
+    stream's clock (44.1 kHz samples, as ``now_playing`` counts), to line up what is heard with
+    the events. A message never spans a jump of the stream's positions.
+    """
+
+    sequence: int
+    sample_position: int
+    codec_position: int
+    codec_rate: int
+    channels: int
+    packets: tuple[bytes, ...]
+    frame_samples: int = 960
+
+    @property
+    def num_frames(self) -> int:
+        """Decoded samples per channel, at ``codec_rate``."""
+        return len(self.packets) * self.frame_samples
+
+    def encode(self) -> bytes:
+        lengths = b"".join(_PACKET_LENGTH.pack(len(packet)) for packet in self.packets)
+        header = _OPUS_HEADER.pack(
+            PROTOCOL_VERSION,
+            MessageKind.OPUS,
+            _OPUS_HEADER.size,
+            self.sequence & 0xFFFFFFFF,
+            self.sample_position,
+            self.codec_position,
+            self.codec_rate,
+            self.channels,
+            len(self.packets),
+        )
+        return header + lengths + b"".join(self.packets)
+
+
 def encode_samples(samples: np.ndarray, sample_format: str) -> bytes:
     """Interleave float samples of shape (channels, n) into the payload of an audio message.
 
@@ -140,7 +188,9 @@ def encode_samples(samples: np.ndarray, sample_format: str) -> bytes:
     raise ValueError(f"unknown sample format {sample_format!r}; use 's16' or 'f32'")
 
 
-def decode_binary(data: bytes | bytearray | memoryview) -> AudioMessage | FrameMessage:
+def decode_binary(
+    data: bytes | bytearray | memoryview,
+) -> AudioMessage | FrameMessage | OpusMessage:
     """Parse a binary server message, as a client does; raises ``MessageFormatError``."""
     data = bytes(data)
     if len(data) < _PREAMBLE.size:
@@ -150,6 +200,8 @@ def decode_binary(data: bytes | bytearray | memoryview) -> AudioMessage | FrameM
         raise MessageFormatError(f"protocol version {version}; this client reads version 1")
     if kind == MessageKind.AUDIO:
         return _decode_audio(data, header_bytes)
+    if kind == MessageKind.OPUS:
+        return _decode_opus(data, header_bytes)
     if kind == MessageKind.FRAME:
         if header_bytes < _FRAME_HEADER.size or len(data) < header_bytes:
             raise MessageFormatError(f"frame header of {header_bytes} bytes is truncated")
@@ -171,6 +223,29 @@ def _decode_audio(data: bytes, header_bytes: int) -> AudioMessage:
     if len(payload) % (channels * _SAMPLE_DTYPES[sample_format].itemsize):
         raise MessageFormatError(f"{len(payload)} payload bytes are not whole sample frames")
     return AudioMessage(sequence, position, rate, channels, sample_format, payload)
+
+
+def _decode_opus(data: bytes, header_bytes: int) -> OpusMessage:
+    if header_bytes < _OPUS_HEADER.size or len(data) < header_bytes:
+        raise MessageFormatError(f"opus header of {header_bytes} bytes is truncated")
+    _, _, _, sequence, position, codec_position, rate, channels, count = _OPUS_HEADER.unpack_from(
+        data
+    )
+    if channels < 1 or rate < 1:
+        raise MessageFormatError(f"opus with {channels} channels at {rate} Hz")
+    at = header_bytes + count * _PACKET_LENGTH.size
+    if len(data) < at:
+        raise MessageFormatError(f"opus message too short for its {count} packet lengths")
+    lengths = [_PACKET_LENGTH.unpack_from(data, header_bytes + 2 * i)[0] for i in range(count)]
+    if at + sum(lengths) != len(data):
+        raise MessageFormatError(
+            f"opus packets of {sum(lengths)} bytes in a payload of {len(data) - at} bytes"
+        )
+    packets = []
+    for length in lengths:
+        packets.append(data[at : at + length])
+        at += length
+    return OpusMessage(sequence, position, codec_position, rate, channels, tuple(packets))
 
 
 # ---- text messages ---------------------------------------------------------------------------
@@ -205,8 +280,10 @@ def hello_text(
     message_seconds: float,
     burst_seconds: float,
     limits: Mapping[str, int | float],
+    codec: str = CODECS[0],
 ) -> str:
-    """First message on every connection: what the server speaks and what it will accept."""
+    """First message on every connection: what the server speaks and what it will accept, and
+    the codec this connection's audio comes in."""
     return to_json(
         {
             "type": "hello",
@@ -216,6 +293,28 @@ def hello_text(
             "message_seconds": message_seconds,
             "burst_seconds": burst_seconds,
             "limits": dict(limits),
+            "codec": codec,
+            "codecs": list(CODECS),
+        }
+    )
+
+
+def opus_config_text(
+    *, channels: int, stream_rate: int, kbit_per_second: float, pre_skip: int, opus_head: bytes
+) -> str:
+    """What an Opus listener's decoder needs, sent before its first Opus message and whenever
+    the encoding changes (docs/PROTOCOL.md, ``audio_config``)."""
+    return to_json(
+        {
+            "type": "audio_config",
+            "codec": "opus",
+            "sample_rate": 48000,
+            "channels": channels,
+            "stream_rate": stream_rate,
+            "frame_samples": 960,
+            "kbit_per_second": kbit_per_second,
+            "pre_skip": pre_skip,
+            "opus_head": base64.b64encode(opus_head).decode("ascii"),
         }
     )
 
@@ -239,10 +338,16 @@ def error_text(
     return to_json(reply)
 
 
-def audio_messages_contiguous(messages: Sequence[AudioMessage]) -> bool:
-    """True when each message follows the previous one in sequence and in sample position."""
+def audio_messages_contiguous(messages: Sequence[AudioMessage] | Sequence[OpusMessage]) -> bool:
+    """True when each message follows the previous one in sequence and in position (for Opus,
+    the 48 kHz codec position)."""
+
+    def position(message: AudioMessage | OpusMessage) -> int:
+        if isinstance(message, OpusMessage):
+            return message.codec_position
+        return message.sample_position
+
     return all(
-        b.sequence == (a.sequence + 1) & 0xFFFFFFFF
-        and b.sample_position == a.sample_position + a.num_frames
+        b.sequence == (a.sequence + 1) & 0xFFFFFFFF and position(b) == position(a) + a.num_frames
         for a, b in zip(messages, messages[1:])
     )

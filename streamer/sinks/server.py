@@ -37,7 +37,7 @@ from streamer.runtime.ports import ControlRejected, FramePicture, StreamControl,
 from streamer.sinks.broadcast import Broadcaster, BroadcastStats, write_now
 from streamer.sinks.client_files import content_type, find_client_dir, resolve_client_file
 from streamer.sinks.config import ServerConfig
-from streamer.sinks.protocol import ErrorCode, ack_text, error_text, hello_text
+from streamer.sinks.protocol import CODECS, ErrorCode, ack_text, error_text, hello_text
 from streamer.sinks.session import Apply, ControlSession, Disconnect, Reply, StartListening
 
 logger = logging.getLogger(__name__)
@@ -50,6 +50,13 @@ HARD_SIZE_FACTOR = 4
 #: How long a closing handshake may wait for the client's answer; a stalled listener's answer
 #: never comes, and ``stop`` waits this long for the slowest.
 CLOSE_TIMEOUT_SECONDS = 2.0
+
+
+def requested_codec(path: str) -> str | None:
+    """The codec a listener asks for in the WebSocket URL (``/ws?codec=opus``; PCM without the
+    parameter), or ``None`` for one this server does not speak."""
+    values = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query).get("codec", [CODECS[0]])
+    return values[-1] if values[-1] in CODECS else None
 
 
 class StreamServer:
@@ -144,6 +151,11 @@ class StreamServer:
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = urllib.parse.urlsplit(request.path).path
         if path == WEBSOCKET_PATH:
+            if requested_codec(request.path) is None:
+                return connection.respond(
+                    http.HTTPStatus.BAD_REQUEST,
+                    f"Unknown codec; ask for one of {', '.join(CODECS)} (/ws?codec=opus).\n",
+                )
             if len(self._connections) >= self.config.max_connections:
                 return connection.respond(
                     http.HTTPStatus.SERVICE_UNAVAILABLE, "Too many listeners; try again later.\n"
@@ -189,16 +201,18 @@ class StreamServer:
     async def _converse(self, connection: ServerConnection) -> None:
         loop = asyncio.get_running_loop()
         session = ControlSession(self.config, self.performer_token)
-        self._reply(connection, self._hello(session))
+        assert connection.request is not None
+        codec = requested_codec(connection.request.path) or CODECS[0]
+        self._reply(connection, self._hello(session, codec))
         if session.listening:
-            self.broadcaster.join(connection)
+            self.broadcaster.join(connection, codec)
         async for message in connection:
             outcome = session.receive(message, loop.time())
             if isinstance(outcome, Reply):
                 self._reply(connection, outcome.text)
             elif isinstance(outcome, StartListening):
                 self._reply(connection, outcome.reply)
-                self.broadcaster.join(connection)
+                self.broadcaster.join(connection, codec)
             elif isinstance(outcome, Apply):
                 self._reply(connection, self._apply(outcome))
             elif isinstance(outcome, Disconnect):
@@ -214,9 +228,10 @@ class StreamServer:
             pass
         await closing
 
-    def _hello(self, session: ControlSession) -> str:
+    def _hello(self, session: ControlSession, codec: str) -> str:
         config = self.config
         return hello_text(
+            codec=codec,
             role=str(session.role),
             listening_open=config.listen_token is None,
             message_seconds=config.message_seconds,

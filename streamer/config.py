@@ -20,6 +20,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from streamer.audio.loudness import LoudnessConfig
 from streamer.errors import UserError
 from streamer.generate.config import DEFAULT_MODEL, GeneratorConfig
 from streamer.generate.presets import PRESETS, SCHEDULER_NAMES
@@ -114,6 +115,12 @@ def add_stream_options(parser: argparse.ArgumentParser) -> None:
         "--lookahead-frames", type=int, help="finished frames kept ready ahead of playback (default 2)"
     )
     engine.add_argument("--batch-frames", type=int, help="frames per UNet batch (default 1)")
+    engine.add_argument(
+        "--loudness",
+        metavar="LUFS|off",
+        help="integrated loudness the stream is held at, with a -1 dBTP true-peak limiter "
+        f"(default {LoudnessConfig().target_lufs:g}); off keeps each frame's own level",
+    )
     parser.add_argument("--config", metavar="FILE.toml", help="read options from a TOML file")
 
 
@@ -138,7 +145,7 @@ _OPTION_FIELDS = {
     "lookahead_frames": ("engine", "lookahead_frames"),
     "batch_frames": ("engine", "batch_frames"),
 }
-_OTHER_OPTIONS = {"prompt", "transition_seconds", "transition_bars", "playlist"}
+_OTHER_OPTIONS = {"prompt", "transition_seconds", "transition_bars", "playlist", "loudness"}
 _TYPES: dict[str, type] = {
     "model": str, "model_config": str, "compile": str, "scheduler": str, "steps": int,
     "lora": str, "device": str, "dtype": str, "offline": bool, "preset": str,
@@ -209,6 +216,7 @@ def stream_config_from_args(args: argparse.Namespace) -> StreamConfig:
     if "playlist" in options:
         sections["planner"]["playlist"] = tuple(options["playlist"])
     defaults = StreamConfig()
+    loudness = _loudness_config(options["loudness"]) if "loudness" in options else defaults.loudness
     built = {}
     for section, fields in sections.items():
         try:
@@ -216,7 +224,21 @@ def stream_config_from_args(args: argparse.Namespace) -> StreamConfig:
         except ValueError as error:
             flags = ", ".join("--" + _flag_of(section, f) for f in fields) or section
             raise UserError(f"{flags}: {error}") from None
-    return StreamConfig(**built)
+    return StreamConfig(**built, loudness=loudness)
+
+
+def _loudness_config(value: Any) -> LoudnessConfig | None:
+    """``--loudness``: a target in LUFS (a number, or its text) or ``off``."""
+    if isinstance(value, str) and value.strip().lower() == "off":
+        return None
+    try:
+        target = float(value)
+    except (TypeError, ValueError):
+        raise UserError(f"--loudness must be a number of LUFS such as -14, or off; got {value!r}") from None
+    try:
+        return LoudnessConfig(target_lufs=target)
+    except ValueError as error:
+        raise UserError(f"--loudness: {error}") from None
 
 
 def model_config_from_args(args: argparse.Namespace) -> GeneratorConfig:

@@ -220,14 +220,14 @@ def run_play(args: argparse.Namespace) -> int:
 
 
 def run_render(args: argparse.Namespace) -> int:
-    from streamer.runtime.assemble import build_core
+    from streamer.runtime.assemble import build_core, levelled
     from streamer.runtime.render import render_to_file
 
     if not args.seconds > 0:
         raise UserError(f"--seconds must be positive, got {args.seconds}")
     config = stream_config_from_args(args)
     core = build_core(config)
-    maker = _load_maker(config)
+    maker = levelled(config, _load_maker(config))
     with _until_stopped(None) as stop:
         written = render_to_file(core, maker, args.out, args.seconds, stop)
     rate = core.stitcher.config.sample_rate

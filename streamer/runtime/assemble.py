@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from streamer.audio.loudness import LoudnessConfig
 from streamer.audio.stitcher import Stitcher, StitcherConfig
 from streamer.audio.vocoder import Vocoder, VocoderConfig
 from streamer.plan.planner import Planner
@@ -13,6 +14,7 @@ from streamer.plan.settings import StreamSettings
 from streamer.runtime.core import EngineConfig, EngineCore
 from streamer.runtime.engine import Engine
 from streamer.runtime.frames import FrameMaker
+from streamer.runtime.levelled import LevelledFrameMaker
 from streamer.seeds.library import frame_samples, list_seed_loops
 from streamer.spectrogram.params import SpectrogramParams
 
@@ -25,6 +27,8 @@ class StreamConfig:
     settings: StreamSettings = StreamSettings()
     planner: PlannerConfig = PlannerConfig()
     engine: EngineConfig = EngineConfig()
+    #: None: frames keep the level they are made at and nothing limits the mix.
+    loudness: LoudnessConfig | None = LoudnessConfig()
 
 
 def frame_seconds(params: SpectrogramParams) -> float:
@@ -45,7 +49,15 @@ def build_core(config: StreamConfig) -> EngineCore:
             max_pending_frames=config.engine.lookahead_frames + config.engine.batch_frames,
         )
     )
-    return EngineCore(planner, stitcher, config.engine, {loop.name: loop.beats for loop in loops})
+    beats = {loop.name: loop.beats for loop in loops}
+    return EngineCore(planner, stitcher, config.engine, beats, config.loudness)
+
+
+def levelled(config: StreamConfig, maker: FrameMaker) -> FrameMaker:
+    """``maker`` with its frames brought to the stream's loudness (itself when that is off)."""
+    if config.loudness is None:
+        return maker
+    return LevelledFrameMaker(maker, config.loudness, SpectrogramParams().sample_rate)
 
 
 def build_engine(config: StreamConfig, maker: FrameMaker) -> Engine:
@@ -53,7 +65,7 @@ def build_engine(config: StreamConfig, maker: FrameMaker) -> Engine:
     core = build_core(config)
     return Engine(
         core,
-        maker,
+        levelled(config, maker),
         sample_rate=core.stitcher.config.sample_rate,
         channels=core.stitcher.config.channels,
         config=config.engine,

@@ -132,7 +132,7 @@ class LookAheadLimiter:
         starts = np.concatenate([[self._gain], smooth])
         self._gain = float(smooth[-1])
         if len(smooth):
-            self.max_reduction_db = max(self.max_reduction_db, -20.0 * math.log10(smooth.min()))
+            self.max_reduction_db = max(self.max_reduction_db, -20.0 * math.log10(max(float(smooth.min()), 1e-12)))
         ramp = np.arange(CONTROL_SAMPLES) / CONTROL_SAMPLES
         per_sample = starts[:-1, None] + (starts[1:] - starts[:-1])[:, None] * ramp
         return per_sample.reshape(-1).astype(np.float32)

@@ -72,7 +72,11 @@ def _meter(sample_rate: int) -> pyloudnorm.Meter:
 
 
 def integrated_lufs(samples: np.ndarray, sample_rate: int) -> float:
-    """BS.1770 integrated loudness of (channels, n) audio (at least 0.4 s); -inf for silence."""
+    """BS.1770 integrated loudness of (channels, n) audio; -inf for silence. Audio shorter
+    than the meter's 0.4 s block is measured as a loop (repeated), which frames are."""
+    block = math.ceil(_meter(sample_rate).block_size * sample_rate) + 1
+    if samples.shape[1] < block:
+        samples = np.tile(samples, (1, -(-block // max(1, samples.shape[1]))))
     return float(_meter(sample_rate).integrated_loudness(np.asarray(samples, np.float64).T))
 
 

@@ -212,7 +212,7 @@ class EngineCore:
             if planned.plan_version != self.planner.plan_version:
                 self.metrics.frames_discarded += 1  # a change came while it was being made
                 continue
-            problem = _unplayable(frame)
+            problem = unplayable(frame)
             if problem is None:
                 assert isinstance(frame, MadeFrame)
                 problem = self._queue(frame)
@@ -391,7 +391,7 @@ class EngineCore:
         )
 
 
-def _unplayable(frame: object) -> str | None:
+def unplayable(frame: object) -> str | None:
     """Why this cannot be played, or None."""
     if not isinstance(frame, MadeFrame):
         return f"the frame maker returned {type(frame).__name__}, not a MadeFrame"
@@ -400,6 +400,8 @@ def _unplayable(frame: object) -> str | None:
         return f"samples are {type(samples).__name__}, not an array"
     if samples.ndim != 2 or samples.shape[1] == 0:
         return f"samples are shaped {samples.shape}, not (channels, period)"
+    if samples.dtype != np.float32:
+        return f"samples are {samples.dtype}, not float32"
     if not np.all(np.isfinite(samples)):
         return "samples are not finite (NaN or infinity)"
     return None

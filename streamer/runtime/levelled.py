@@ -13,11 +13,13 @@ from collections.abc import Sequence
 
 from streamer.audio.loudness import LoudnessConfig, normalised_frame
 from streamer.plan.planner import PlannedFrame
+from streamer.runtime.core import unplayable
 from streamer.runtime.frames import FrameMaker, MadeFrame
 
 
 class LevelledFrameMaker:
-    """Wraps a frame maker; its frames come out at ``config.target_lufs`` after the limiter."""
+    """Wraps a frame maker; its frames come out at ``config.target_lufs`` after the limiter.
+    A frame the core will refuse (``unplayable``) passes untouched, for the core to judge."""
 
     def __init__(self, maker: FrameMaker, config: LoudnessConfig, sample_rate: int) -> None:
         self.maker = maker
@@ -26,7 +28,9 @@ class LevelledFrameMaker:
 
     def make(self, planned: Sequence[PlannedFrame]) -> list[MadeFrame]:
         return [
-            dataclasses.replace(
+            frame
+            if unplayable(frame) is not None
+            else dataclasses.replace(
                 frame, samples=normalised_frame(frame.samples, self.sample_rate, self.config)
             )
             for frame in self.maker.make(planned)

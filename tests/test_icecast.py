@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import time
+from pathlib import Path
 
 import av
 import numpy as np
@@ -12,7 +13,9 @@ import soxr
 
 from streamer.audio.blocks import AudioBlock
 from streamer.errors import UserError
-from streamer.runtime.ports import NowPlaying, PromptWeight
+from streamer.runtime.clocks import SoftwareClock
+from streamer.runtime.ports import NowPlaying
+from streamer.runtime.standin import StandInFrameMaker
 from streamer.sinks.icecast import IcecastSink
 from streamer.sinks.icecast_encoder import StreamEncoder
 from streamer.sinks.icecast_protocol import (
@@ -25,6 +28,9 @@ from streamer.sinks.icecast_protocol import (
     source_request,
     title_of,
 )
+from tests.engine_events import now_playing
+from tests.test_engine import Recorder
+from tests.test_reliability import start_engine
 from tests.icecast_server import (
     SOURCE_PASSWORD,
     IcecastServer,
@@ -36,6 +42,7 @@ from tests.icecast_server import (
     wait_for,
 )
 
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "icecast"
 RATE = 44100
 BLOCK = 882  # the engine's 20 ms blocks
 
@@ -163,6 +170,48 @@ def test_a_listener_hears_every_published_sample_and_the_title(folder, mount):
 
 
 @needs_icecast
+def test_icecast_listeners_hear_what_the_engine_published_without_a_gap(folder):
+    """The live engine (stand-in frames, a software clock at 4x) feeds a recorder and Icecast;
+    the Icecast listener's decoded stream lines up with the recording all through."""
+    server = start_icecast(folder)
+    url = f"icecast://source:{SOURCE_PASSWORD}@127.0.0.1:{server.port}/engine.ogg"
+    sink = IcecastSink(IcecastConfig(url, queue_seconds=60), RATE, 1)
+    recorder = Recorder()
+    sink.start()
+    wait_for(lambda: server.source("/engine.ogg") is not None, "the source", server)
+    listener = Listener(server.url + "/engine.ogg")
+    engine = start_engine(StandInFrameMaker(0.02), sinks=(recorder, sink))
+    clock = SoftwareClock(engine, speed=4)
+    try:
+        assert engine.wait_until_playing(60)
+        clock.start()
+        wait_for(lambda: len(recorder.blocks) * BLOCK >= 6 * RATE, "6 s of stream", server)
+    finally:
+        clock.stop()
+        engine.stop()
+    try:
+        wait_for(
+            lambda: sink.queued_seconds == 0 and len(listener.data) >= sink.bytes_sent - 4096,
+            "the listener to catch up",
+            server,
+        )
+    finally:
+        sink.stop()
+        server.stop()
+    listener.wait_until_closed()
+    decoded, rate, _ = decode(bytes(listener.data))
+    published = recorder.audio()
+    assert sink.dropped_blocks == 0
+    assert [b.sequence for b in recorder.blocks] == list(range(len(recorder.blocks)))
+    # All of it but what Icecast held at the end (4 kB: 0.5 s of Opus), each half second at
+    # the same lag behind the recording: a gap or a repeat would move the lag.
+    reference = soxr.resample(published, RATE, rate)
+    assert len(reference) - 0.6 * rate <= decoded.shape[1] <= len(reference) + 2400
+    lags = [segment_lag(decoded[0], reference, start, rate // 2) for start in range(0, decoded.shape[1] - rate, rate // 2)]
+    assert len(lags) >= 8 and all(lag == lags[0] for lag in lags), lags
+
+
+@needs_icecast
 def test_the_source_comes_back_after_icecast_restarts_and_publishing_never_waits(folder):
     server = start_icecast(folder)
     url = f"icecast://source:{SOURCE_PASSWORD}@127.0.0.1:{server.port}/live.ogg"
@@ -187,6 +236,52 @@ def test_the_source_comes_back_after_icecast_restarts_and_publishing_never_waits
     assert decoded.shape[1] > 0.5 * rate
 
 
+@needs_icecast
+def test_a_relay_configured_as_in_the_docs_serves_the_stream_from_a_second_icecast(folder):
+    """docs/icecast/origin.xml and relay.xml, as documented in docs/ICECAST.md, on loopback."""
+    origin_port, relay_port = free_port(), free_port()
+
+    def documented(name: str) -> IcecastServer:
+        text = (DOCS / f"{name}.xml").read_text(encoding="utf-8")
+        for documented_value, here in (
+            ("<port>8000</port>", f"<port>{origin_port}</port>"),
+            ("<port>8001</port>", f"<port>{relay_port}</port>"),
+            ("origin.example.org", "127.0.0.1"),
+            ("relay1.example.org", "127.0.0.1"),
+            ("0.0.0.0", "127.0.0.1"),
+            ("/var/log/icecast2", str(folder / f"{name}-log")),
+        ):
+            text = text.replace(documented_value, here)
+        port = origin_port if name == "origin" else relay_port
+        return IcecastServer(folder, port, text, name=name)
+
+    origin, relay = documented("origin"), documented("relay")
+    url = f"icecast://source:CHANGE-ME-SOURCE@127.0.0.1:{origin_port}/stream.ogg"
+    sink = IcecastSink(IcecastConfig(url), RATE, 1)
+    stream = Publisher(sink)
+    try:
+        origin.start()
+        sink.start()
+        wait_for(lambda: origin.source("/stream.ogg") is not None, "the source", origin, stream.step)
+        relay.start()
+        wait_for(lambda: relay.source("/stream.ogg") is not None, "the relay", relay, stream.step)
+        listener = Listener(relay.url + "/stream.ogg")
+        wait_for(lambda: len(listener.data) > 12000, "1.5 s through the relay", relay, stream.step)
+        listener.close()
+    finally:
+        sink.stop()
+        relay.stop()
+        origin.stop()
+    decoded, rate, _ = decode(bytes(listener.data))
+    assert decoded.shape[1] >= 1.0 * rate
+    # It is a stretch of the published chirp loop, whole: in line all through.
+    loop = np.tile(stream.audio, 3)
+    heard = soxr.resample(decoded[0], rate, RATE)
+    start = int(np.argmax(np.correlate(loop[0], heard[: RATE // 2], mode="valid")))
+    published = loop[:, start : start + len(heard) - 2400]
+    assert_continuous(decoded, rate, published, extra_tail_seconds=0.1)
+
+
 # -- helpers -------------------------------------------------------------------------------------------
 class Publisher:
     """Plays the engine's publisher: one 20 ms block per step, as fast as the test calls."""
@@ -205,11 +300,7 @@ class Publisher:
 
 
 def playing(*prompts: tuple[str, float]) -> NowPlaying:
-    return NowPlaying(
-        frame_id=0, sample_position=0, prompts=tuple(PromptWeight(t, w) for t, w in prompts),
-        negative_prompt="", alpha=1.0, seed=0, next_seed=1, noise_alpha=0.0, denoising=0.75,
-        guidance=7.0, seed_loop="house_117", bpm=117.0, paused=False,
-    )  # fmt: skip
+    return now_playing(0, prompts=prompts)
 
 
 def chirp(seconds: float) -> np.ndarray:
@@ -232,6 +323,14 @@ def decode(data: bytes) -> tuple[np.ndarray, int, dict]:
         stream = container.streams.audio[0]
         frames = [frame.to_ndarray() for frame in container.decode(stream)]
         return np.concatenate(frames, axis=1), stream.rate, dict(stream.metadata)
+
+
+def segment_lag(decoded: np.ndarray, reference: np.ndarray, start: int, length: int) -> int:
+    """Where ``reference[start:start + length]`` lies in ``decoded``, as an offset (0..2400)."""
+    segment = reference[start : start + length]
+    window = decoded[start : start + length + 2400]
+    scores = np.correlate(window, segment, mode="valid")
+    return int(np.argmax(scores))
 
 
 def assert_continuous(decoded, rate, published, extra_tail_seconds=0.0):

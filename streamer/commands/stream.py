@@ -43,6 +43,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     network.add_argument("--max-connections", type=int, default=1000, help="most connections at once (default 1000)")
     serve.add_argument("--play", action="store_true", help="also play on the local sound device")
     _add_device_options(serve)
+    _add_icecast_options(serve)
     _add_duration(serve)
     serve.set_defaults(run=run_serve)
 
@@ -54,6 +55,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     add_stream_options(play)
     play.add_argument("--list-devices", action="store_true", help="list output devices and exit")
     _add_device_options(play)
+    _add_icecast_options(play)
     _add_duration(play)
     play.set_defaults(run=run_play)
 
@@ -80,6 +82,68 @@ def _add_device_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--audio-block-size", type=int, default=0, help="samples per device callback (default 0: the host's choice)"
     )
+
+
+def _add_icecast_options(parser: argparse.ArgumentParser) -> None:
+    """Live commands only: Icecast paces its listeners by the source, so a render (faster than
+    real time) would flood it."""
+    group = parser.add_argument_group("Icecast (see docs/ICECAST.md)")
+    group.add_argument(
+        "--icecast",
+        metavar="URL",
+        help="also send the stream to an Icecast mount, e.g. "
+        "icecast://source:PASSWORD@127.0.0.1:8000/stream.ogg (.ogg/.opus: Ogg Opus, .mp3: MP3)",
+    )
+    group.add_argument("--icecast-format", choices=("ogg", "mp3"), help="the format, when the mount's extension does not say")
+    group.add_argument(
+        "--icecast-bitrate", type=int, metavar="KBPS", help="encoder bitrate (default 64 Opus / 128 MP3 per channel)"
+    )
+    group.add_argument("--icecast-name", help="the station's name listeners see (default streamer)")
+    group.add_argument("--icecast-description", help="the station's description")
+
+
+def _icecast_sink(args: argparse.Namespace, sample_rate: int, channels: int):
+    """The Icecast sink the options ask for (not started), or None."""
+    if not args.icecast:
+        return None
+    from streamer.sinks.icecast import IcecastSink
+    from streamer.sinks.icecast_protocol import IcecastConfig
+
+    named = {"name": args.icecast_name, "description": args.icecast_description}
+    try:
+        config = IcecastConfig(
+            args.icecast,
+            format=args.icecast_format,
+            bitrate_kbps=args.icecast_bitrate,
+            **{key: value for key, value in named.items() if value is not None},
+        )
+    except ValueError as error:
+        raise UserError(f"--icecast-bitrate: {error}") from None
+    return IcecastSink(config, sample_rate, channels)
+
+
+@contextmanager
+def _icecast(args: argparse.Namespace, engine) -> Iterator[None]:
+    """Feed the engine's stream to Icecast while the block runs, when asked to."""
+    sink = _icecast_sink(args, engine.sample_rate, engine.channels)
+    if sink is None:
+        yield
+        return
+    sink.start()
+    engine.add_sink(sink)
+    print(f"sending to Icecast: {sink.target.listen_url}", file=sys.stderr, flush=True)
+    try:
+        yield
+    finally:
+        sink.stop()
+
+
+def _check_icecast_options(args: argparse.Namespace) -> None:
+    """Refuse a bad --icecast before the model loads (minutes), not after."""
+    if args.icecast:
+        from streamer.sinks.icecast_protocol import parse_target
+
+        parse_target(args.icecast, args.icecast_format)
 
 
 def _add_duration(parser: argparse.ArgumentParser) -> None:
@@ -160,11 +224,12 @@ def run_serve(args: argparse.Namespace) -> int:
         max_connections=args.max_connections,
     )
     device_config = _device_config(args) if args.play else None
+    _check_icecast_options(args)
     engine = _load_engine(config)
     seed_loops = frozenset(loop.name for loop in list_seed_loops()) | {config.settings.seed_loop}
     server = StreamServer(server_config, EngineControl(engine, seed_loops))
     server_thread = ServerThread(server)
-    with _until_stopped(args.seconds) as stop:
+    with _until_stopped(args.seconds) as stop, _icecast(args, engine):
         server_thread.start()
         engine.add_sink(server)
         engine.start()
@@ -202,8 +267,9 @@ def run_play(args: argparse.Namespace) -> int:
         return 0
     config = stream_config_from_args(args)
     device_config = _device_config(args)
+    _check_icecast_options(args)
     engine = _load_engine(config)
-    with _until_stopped(args.seconds) as stop:
+    with _until_stopped(args.seconds) as stop, _icecast(args, engine):
         engine.start()
         try:
             if not engine.wait_until_playing(FIRST_FRAME_TIMEOUT_SECONDS):

@@ -96,7 +96,8 @@ class IcecastSink:
         self._stop.set()
         with self._changed:
             self._changed.notify()
-        self._thread.join(timeout=ANSWER_TIMEOUT_SECONDS + self.config.send_timeout_seconds)
+        if self._thread.ident is not None:
+            self._thread.join(timeout=ANSWER_TIMEOUT_SECONDS + self.config.send_timeout_seconds)
 
     # -- sender thread ------------------------------------------------------------------------------
     def _run(self) -> None:

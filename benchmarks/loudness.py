@@ -2,7 +2,8 @@
 
 Renders the stream offline (the ``streamer render`` path: the engine core driven without a
 clock) with the model-free stand-in frame maker, moving through prompts and seed loops (each
-loop has its own level, each prompt its own tone) with a change every ``CHANGE_SECONDS``.
+loop has its own level, each prompt its own tone and a level 0 to 15 dB down) with a change
+every ``CHANGE_SECONDS``.
 Renders side by side from the same frames:
 
 * ``off``: ``--loudness off``, frames at the level they are made at (the stream before);
@@ -48,6 +49,9 @@ CHANGE_SECONDS = 20.0
 #: Rendered per call, as the live renderer does (a quarter of its 0.25 s ring).
 CHUNK_SECONDS = 0.0625
 PROMPTS = ["jazz piano", "techno, dark", "rain on a tin roof", "choir", "808 bass", "flute solo"]
+#: Each prompt's frames come out this much quieter, as a model's prompts differ in level (the
+#: stand-in's own frames are all near full scale).
+PROMPT_GAINS_DB = {prompt: gain for prompt, gain in zip(PROMPTS, [0, -12, -3, -9, -6, -15])}
 SEED_LOOPS = ["boom_bap_94", "house_117", "techno_141", "dnb_188", "trap_141", "reggaeton_94"]
 
 
@@ -60,12 +64,15 @@ def render(
         StreamSettings(
             prompts=PromptBlend.single(prompt), seed_loop=loop, transition=Transition(seconds=4.0)
         )
-        for prompt, loop in zip(itertools.cycle(PROMPTS), itertools.cycle(SEED_LOOPS))
+        for prompt, loop in itertools.islice(
+            zip(itertools.cycle(PROMPTS), itertools.cycle(SEED_LOOPS)),
+            math.ceil(seconds / CHANGE_SECONDS) + 1,
+        )
     ]
     config = StreamConfig(settings=changes[0], loudness=loudness)
     config = dataclasses.replace(config, planner=dataclasses.replace(config.planner, endless=False))
     core = build_core(config if limit else dataclasses.replace(config, loudness=None))
-    maker = TimedMaker(levelled(config, StandInFrameMaker(0.0)))
+    maker = TimedMaker(levelled(config, PromptLevels(StandInFrameMaker(0.0))))
     chunk, total, written, parts = round(CHUNK_SECONDS * RATE), round(seconds * RATE), 0, []
     next_change, change = CHANGE_SECONDS, 1
     while written < total:
@@ -78,6 +85,20 @@ def render(
         parts.append(rendered.audio.samples)
         written += rendered.audio.samples.shape[1]
     return np.concatenate(parts, axis=1), maker.cpu_per_frame
+
+
+class PromptLevels:
+    """The stand-in's frames at their prompt's level (``PROMPT_GAINS_DB``)."""
+
+    def __init__(self, maker) -> None:
+        self.maker = maker
+
+    def make(self, planned):
+        made = []
+        for frame in self.maker.make(planned):
+            gain = sum(w * 10 ** (PROMPT_GAINS_DB[t] / 20) for t, w in frame.planned.prompts.weighted)
+            made.append(dataclasses.replace(frame, samples=frame.samples * np.float32(gain)))
+        return made
 
 
 class TimedMaker:

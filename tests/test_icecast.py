@@ -349,3 +349,12 @@ def assert_continuous(decoded, rate, published, extra_tail_seconds=0.0):
         a, b = heard[start : start + window], reference[start : start + window]
         correlation = np.dot(a, b) / np.sqrt(np.dot(a, a) * np.dot(b, b))
         assert correlation > 0.9, f"out of line at {start / rate:.2f} s (correlation {correlation:.2f})"
+
+
+@pytest.mark.parametrize("command", ["serve", "play"])
+def test_a_bad_icecast_url_is_refused_before_the_model_loads(command, capsys):
+    from streamer.cli import main
+
+    missing_model = "/nonexistent/model"  # loading it would fail with another message
+    assert main([command, "--icecast", "icecast://source:pw@host/radio", "--model", missing_model]) == 2
+    assert "--icecast-format" in capsys.readouterr().err

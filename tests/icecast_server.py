@@ -78,16 +78,27 @@ class IcecastServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
+        """Start Icecast and wait until it answers. Restarted on the port a previous Icecast
+        had, it can exit at once while the port is still held by the old connections; it is
+        then started again."""
         self.log_dir.mkdir(exist_ok=True)
         self.log_dir.chmod(0o777)
         self.config_path.write_text(self.config, encoding="utf-8")
         self.config_path.chmod(0o644)
-        self.process = subprocess.Popen(
-            [ICECAST, "-c", str(self.config_path)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        wait_for(lambda: self._answers(), f"Icecast to answer on port {self.port}", self)
+        deadline = time.monotonic() + PATIENCE_SECONDS
+        while True:
+            self.process = subprocess.Popen(
+                [ICECAST, "-c", str(self.config_path)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
+            try:
+                wait_for(lambda: self._answers(), f"Icecast to answer on port {self.port}", self)
+                return
+            except RuntimeError:  # it exited
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -97,7 +108,7 @@ class IcecastServer:
 
     def _answers(self) -> bool:
         if self.process is not None and self.process.poll() is not None:
-            raise RuntimeError(f"icecast2 exited: {self.process.stderr.read().decode()!r}\n{self.errors()}")
+            raise RuntimeError(f"icecast2 exited: {self.process.stdout.read().decode()!r}\n{self.errors()}")
         try:
             self.status()
             return True

@@ -8,8 +8,8 @@ stream (the WebSocket listeners, the sound device) goes on; each new connection 
 encoder, so it begins with the headers a player needs, at the live edge.
 
 Titles: MP3 mounts get each new title through Icecast's admin metadata request. Ogg Opus mounts
-carry the title in the stream's comment header, sent at each connection (Icecast 2.4.4 refuses
-admin title updates for Ogg mounts). See ``streamer.sinks.icecast_protocol`` for the wire.
+carry the title in the stream's comment header, written with a connection's first audio
+(Icecast 2.4.4 refuses admin title updates for Ogg mounts). See ``streamer.sinks.icecast_protocol`` for the wire.
 """
 
 from __future__ import annotations
@@ -103,10 +103,8 @@ class IcecastSink:
     def _run(self) -> None:
         backoff = Backoff(self.config.reconnect_seconds, self.config.max_reconnect_seconds)
         while not self._stop.is_set():
-            with self._changed:
-                title = self._title
             encoder = StreamEncoder(
-                self.target.format, self.sample_rate, self.channels, self.bitrate_kbps, title
+                self.target.format, self.sample_rate, self.channels, self.bitrate_kbps
             )
             try:
                 connection = self._connect(encoder)
@@ -122,7 +120,7 @@ class IcecastSink:
             self.connections += 1
             log.info("sending the stream to Icecast: %s", self.target.listen_url)
             try:
-                self._send(connection, encoder, title)
+                self._send(connection, encoder)
             except OSError as error:
                 log.warning("the connection to Icecast was lost (%s); reconnecting", error)
             finally:
@@ -145,18 +143,25 @@ class IcecastSink:
             self._queued_samples = 0
         return connection
 
-    def _send(self, connection: socket.socket, encoder: StreamEncoder, title: str) -> None:
+    def _send(self, connection: socket.socket, encoder: StreamEncoder) -> None:
         """Encode and send until stopped; an OSError means the connection is gone. An MP3
-        mount gets the title at once and after each change, ahead of the audio that follows."""
-        sent_title = None if self.target.format == "mp3" else title
+        mount gets the title at once and after each change, ahead of the audio that follows;
+        an Ogg stream gets the title of its first audio in its header."""
+        sent_title = None
         while True:
             with self._changed:
                 if not self._queue and self._title == sent_title and not self._stop.is_set():
+                    self._changed.wait(POLL_SECONDS)
+                if self._queue and not encoder.started and not self._title:
+                    # The first frame's now_playing follows its first block within one pass
+                    # of the engine's publisher.
                     self._changed.wait(POLL_SECONDS)
                 blocks = list(self._queue)
                 self._queue.clear()
                 self._queued_samples = 0
                 title = self._title
+            if blocks and not encoder.started:
+                encoder.set_title(title)
             if title and title != sent_title and self.target.format == "mp3":
                 self._update_title(title)
             sent_title = title

@@ -52,7 +52,6 @@ class StreamEncoder:
         sample_rate: int,
         channels: int,
         bitrate_kbps: int,
-        title: str = "",
     ) -> None:
         if channels not in (1, 2):
             raise ValueError(f"Icecast streams are mono or stereo, got {channels} channels")
@@ -76,9 +75,18 @@ class StreamEncoder:
         self._container = av.open(self._file, "w", format=format, options=options)
         self._stream = self._container.add_stream(codec, rate=self.encoded_rate, layout=self._layout)
         self._stream.bit_rate = bitrate_kbps * 1000
-        if title:
-            self._stream.metadata["title"] = title
         self.samples_in = 0
+
+    @property
+    def started(self) -> bool:
+        """Whether audio (and with it the stream header) has gone in."""
+        return self.samples_in > 0
+
+    def set_title(self, title: str) -> None:
+        """The title in the stream's header (Ogg's OpusTags); only before it has ``started``."""
+        if self.started:
+            raise RuntimeError("the stream header is written: its title can no longer change")
+        self._stream.metadata["title"] = title
 
     @property
     def audio_info(self) -> str:

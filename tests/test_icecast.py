@@ -28,10 +28,10 @@ from streamer.sinks.icecast_protocol import (
     source_request,
     title_of,
 )
-from tests.engine_events import now_playing
-from tests.test_engine import Recorder
-from tests.test_reliability import start_engine
-from tests.icecast_server import (
+from engine_events import now_playing
+from test_engine import Recorder
+from test_reliability import start_engine
+from icecast_server import (
     SOURCE_PASSWORD,
     IcecastServer,
     Listener,

@@ -5,6 +5,9 @@ JSON events and replies), ``control`` (client control messages -> typed commands
 (what one connection may do: auth, rate limit), ``packer`` (clock blocks -> network messages)
 and ``pacing`` (when a slow listener is skipped or dropped) are pure; ``broadcast`` (fan-out on
 the event loop) and ``server`` (sockets, HTTP, the per-connection loop) are the thin shell.
+The Icecast source client likewise: ``icecast_protocol`` (URL, request heads, titles, back-off)
+and ``icecast_encoder`` (blocks -> Ogg Opus or MP3 bytes) are pure; ``icecast`` (the sink, its
+sender thread and sockets) is the shell.
 The interface to the engine is the engine's own (``streamer.runtime.ports``): sinks know the
 engine, never the other way round.
 """

@@ -99,6 +99,9 @@ class IcecastServer:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
+            except BaseException:  # it hangs: leave no Icecast behind
+                self.stop()
+                raise
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -12,6 +12,7 @@ system_packages=(
   libasound2           # python-rtmidi (the midi extra): ALSA MIDI
   fluidsynth fluid-soundfont-gm  # scripts/render_seed_loops.py: drums and bass from MIDI
   chromium             # tests/test_client.py: the browser client in headless Chromium (Playwright)
+  icecast2             # tests/test_icecast.py: a real Icecast for `serve --icecast` and its relays
 )
 missing=()
 for package in "${system_packages[@]}"; do

@@ -34,6 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from streamer.audio.loudness import LoudnessConfig
 from streamer.errors import UserError
 from streamer.generate.config import (
     AUTO_MODEL,
@@ -162,6 +163,12 @@ def add_stream_options(parser: argparse.ArgumentParser) -> None:
     engine.add_argument(
         "--batch-frames", type=int, help=f"frames per UNet batch (default {engine_defaults.batch_frames})"
     )
+    engine.add_argument(
+        "--loudness",
+        metavar="LUFS|off",
+        help="integrated loudness the stream is held at, with a -1 dBTP true-peak limiter "
+        f"(default {LoudnessConfig().target_lufs:g}); off keeps each frame's own level",
+    )
     parser.add_argument("--config", metavar="FILE.toml", help="read options from a TOML file")
 
 
@@ -186,7 +193,7 @@ _OPTION_FIELDS = {
     "lookahead_frames": ("engine", "lookahead_frames"),
     "batch_frames": ("engine", "batch_frames"),
 }
-_OTHER_OPTIONS = {"prompt", "transition_seconds", "transition_bars", "playlist", "scenes"}
+_OTHER_OPTIONS = {"prompt", "transition_seconds", "transition_bars", "playlist", "scenes", "loudness"}
 #: The options a scene may set.
 _SCENE_OPTIONS = (
     "prompt", "negative_prompt", "seed", "seed_loop", "denoising", "guidance",
@@ -325,6 +332,7 @@ def stream_config_from_args(
     if "playlist" in options:
         sections["planner"]["playlist"] = tuple(options["playlist"])
     defaults = StreamConfig()
+    loudness = _loudness_config(options["loudness"]) if "loudness" in options else defaults.loudness
     built: dict[str, Any] = {
         section: _section(defaults, section, fields) for section, fields in sections.items()
     }
@@ -335,7 +343,7 @@ def stream_config_from_args(
         given = sections["settings"]
         preset_defaults = {"denoising": preset.denoising, "guidance": preset.guidance}
         built["settings"] = _section(defaults, "settings", {**preset_defaults, **given})
-    config = StreamConfig(**built, scenes=options.get("scenes", ()))
+    config = StreamConfig(**built, scenes=options.get("scenes", ()), loudness=loudness)
     check_scene_seed_loops(config)
     return config
 
@@ -355,6 +363,20 @@ def chosen_model(model: GeneratorConfig) -> GeneratorConfig:
     resolved, announcement = resolve_model(model)
     print(announcement or f"loading {resolved.model} ...", file=sys.stderr, flush=True)
     return resolved
+
+
+def _loudness_config(value: Any) -> LoudnessConfig | None:
+    """``--loudness``: a target in LUFS (a number, or its text) or ``off``."""
+    if isinstance(value, str) and value.strip().lower() == "off":
+        return None
+    try:
+        target = float(value)
+    except (TypeError, ValueError):
+        raise UserError(f"--loudness must be a number of LUFS such as -14, or off; got {value!r}") from None
+    try:
+        return LoudnessConfig(target_lufs=target)
+    except ValueError as error:
+        raise UserError(f"--loudness: {error}") from None
 
 
 def model_config_from_args(args: argparse.Namespace) -> GeneratorConfig:

@@ -130,7 +130,8 @@ class VocodedFrame:
     """One period of a loop, and what the next frame needs to continue it coherently.
 
     ``samples`` are float32 in [-1, 1], shaped (channels, columns * hop); sample ``N - 1`` flows
-    into sample 0 (loud frames are hard-clipped at full scale). ``magnitude`` and ``phase`` are
+    into sample 0 (a frame that would exceed full scale is scaled down whole, never clipped:
+    the stream's loudness is set later, by ``streamer.audio.loudness``). ``magnitude`` and ``phase`` are
     vocoder state at the reconstruction rate (on the vocoder's device): the target magnitudes
     and the unit phases of the audio's own STFT. ``warm`` says whether this frame was
     warm-started with ``warm_iterations``.
@@ -217,7 +218,10 @@ class Vocoder:
         heard_phase = _with_magnitude(plan.forward(waveform), torch.ones_like(magnitude))
         if decimation > 1:
             waveform = _upsample_periodic(waveform, decimation)
-        samples = waveform.clamp_(-1.0, 1.0).cpu().numpy()
+        peak = waveform.abs().max()
+        if peak > 1.0:  # scaled, not clipped: clipping adds harmonics a limiter cannot take out
+            waveform = waveform / peak
+        samples = waveform.cpu().numpy()
         return VocodedFrame(samples=samples, magnitude=magnitude, phase=heard_phase, warm=warm)
 
     def _plan(self, frames: int) -> _CircularStft:

@@ -66,6 +66,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--play", action="store_true", help="also play on the local sound device")
     add_input_options(serve)
     _add_device_options(serve)
+    _add_icecast_options(serve)
     _add_duration(serve)
     serve.set_defaults(run=run_serve)
 
@@ -78,6 +79,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     play.add_argument("--list-devices", action="store_true", help="list output devices and exit")
     add_input_options(play)
     _add_device_options(play)
+    _add_icecast_options(play)
     _add_duration(play)
     play.set_defaults(run=run_play)
 
@@ -108,6 +110,68 @@ def _add_device_options(parser: argparse.ArgumentParser) -> None:
         default=device_defaults.block_samples,
         help="samples per device callback (default %(default)s: the host's choice)",
     )
+
+
+def _add_icecast_options(parser: argparse.ArgumentParser) -> None:
+    """Live commands only: Icecast paces its listeners by the source, so a render (faster than
+    real time) would flood it."""
+    group = parser.add_argument_group("Icecast (see docs/ICECAST.md)")
+    group.add_argument(
+        "--icecast",
+        metavar="URL",
+        help="also send the stream to an Icecast mount, e.g. "
+        "icecast://source:PASSWORD@127.0.0.1:8000/stream.ogg (.ogg/.opus: Ogg Opus, .mp3: MP3)",
+    )
+    group.add_argument("--icecast-format", choices=("ogg", "mp3"), help="the format, when the mount's extension does not say")
+    group.add_argument(
+        "--icecast-bitrate", type=int, metavar="KBPS", help="encoder bitrate (default 64 Opus / 128 MP3 per channel)"
+    )
+    group.add_argument("--icecast-name", help="the station's name listeners see (default streamer)")
+    group.add_argument("--icecast-description", help="the station's description")
+
+
+def _icecast_sink(args: argparse.Namespace, sample_rate: int, channels: int):
+    """The Icecast sink the options ask for (not started), or None."""
+    if not args.icecast:
+        return None
+    from streamer.sinks.icecast import IcecastSink
+    from streamer.sinks.icecast_protocol import IcecastConfig
+
+    named = {"name": args.icecast_name, "description": args.icecast_description}
+    try:
+        config = IcecastConfig(
+            args.icecast,
+            format=args.icecast_format,
+            bitrate_kbps=args.icecast_bitrate,
+            **{key: value for key, value in named.items() if value is not None},
+        )
+    except ValueError as error:
+        raise UserError(f"--icecast-bitrate: {error}") from None
+    return IcecastSink(config, sample_rate, channels)
+
+
+@contextmanager
+def _icecast(args: argparse.Namespace, engine) -> Iterator[None]:
+    """Feed the engine's stream to Icecast while the block runs, when asked to."""
+    sink = _icecast_sink(args, engine.sample_rate, engine.channels)
+    if sink is None:
+        yield
+        return
+    sink.start()
+    engine.add_sink(sink)
+    print(f"sending to Icecast: {sink.target.listen_url}", file=sys.stderr, flush=True)
+    try:
+        yield
+    finally:
+        sink.stop()
+
+
+def _check_icecast_options(args: argparse.Namespace) -> None:
+    """Refuse a bad --icecast before the model loads (minutes), not after."""
+    if args.icecast:
+        from streamer.sinks.icecast_protocol import parse_target
+
+        parse_target(args.icecast, args.icecast_format)
 
 
 def _add_duration(parser: argparse.ArgumentParser) -> None:
@@ -179,11 +243,12 @@ def run_serve(args: argparse.Namespace) -> int:
     )
     device_config = _device_config(args) if args.play else None
     local = local_inputs(args, config)
+    _check_icecast_options(args)
     engine = _load_engine(config)
     control = EngineControl(engine, _seed_loops(config), {s.name: s for s in config.scenes})
     server = StreamServer(server_config, control)
     server_thread = ServerThread(server)
-    with _until_stopped(args.seconds) as stop, ExitStack() as inputs:
+    with _until_stopped(args.seconds) as stop, ExitStack() as inputs, _icecast(args, engine):
         server_thread.start()
         engine.add_sink(server)
         engine.start()
@@ -232,8 +297,9 @@ def run_play(args: argparse.Namespace) -> int:
     config = stream_config_from_args(args, chosen_model)
     device_config = _device_config(args)
     local = local_inputs(args, config)
+    _check_icecast_options(args)
     engine = _load_engine(config)
-    with _until_stopped(args.seconds) as stop, ExitStack() as inputs:
+    with _until_stopped(args.seconds) as stop, ExitStack() as inputs, _icecast(args, engine):
         engine.start()
         try:
             if local is not None:
@@ -257,14 +323,14 @@ def run_play(args: argparse.Namespace) -> int:
 
 
 def run_render(args: argparse.Namespace) -> int:
-    from streamer.runtime.assemble import build_core, load_diffusion_maker
+    from streamer.runtime.assemble import build_core, levelled, load_diffusion_maker
     from streamer.runtime.render import render_to_file
 
     if not args.seconds > 0:
         raise UserError(f"--seconds must be positive, got {args.seconds}")
     config = stream_config_from_args(args, chosen_model)
     core = build_core(config)
-    maker = load_diffusion_maker(config)
+    maker = levelled(config, load_diffusion_maker(config))
     with _until_stopped(None) as stop:
         written = render_to_file(core, maker, args.out, args.seconds, stop)
     rate = core.stitcher.config.sample_rate

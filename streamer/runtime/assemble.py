@@ -10,6 +10,7 @@ from streamer.runtime.core import EngineCore
 from streamer.runtime.engine import Engine
 from streamer.runtime.frames import FrameMaker
 from streamer.runtime.stream_config import StreamConfig
+from streamer.runtime.levelled import LevelledFrameMaker
 from streamer.seeds.library import frame_samples, list_seed_loops
 from streamer.spectrogram.params import SpectrogramParams
 
@@ -32,7 +33,15 @@ def build_core(config: StreamConfig) -> EngineCore:
             max_pending_frames=config.engine.lookahead_frames + config.engine.batch_frames,
         )
     )
-    return EngineCore(planner, stitcher, config.engine, {loop.name: loop.beats for loop in loops})
+    beats = {loop.name: loop.beats for loop in loops}
+    return EngineCore(planner, stitcher, config.engine, beats, config.loudness)
+
+
+def levelled(config: StreamConfig, maker: FrameMaker) -> FrameMaker:
+    """``maker`` with its frames brought to the stream's loudness (itself when that is off)."""
+    if config.loudness is None:
+        return maker
+    return LevelledFrameMaker(maker, config.loudness, SpectrogramParams().sample_rate)
 
 
 def build_engine(config: StreamConfig, maker: FrameMaker) -> Engine:
@@ -40,7 +49,7 @@ def build_engine(config: StreamConfig, maker: FrameMaker) -> Engine:
     core = build_core(config)
     return Engine(
         core,
-        maker,
+        levelled(config, maker),
         sample_rate=core.stitcher.config.sample_rate,
         channels=core.stitcher.config.channels,
         config=config.engine,

@@ -32,6 +32,9 @@ Rules:
 - A frame that cannot be played (not finite, wrong shape or type) counts as a failure and is
   re-planned, with the frames after it in its batch.
 - The stream never stops: while nothing new is ready the current frame loops (``behind``).
+- With a ``LoudnessConfig`` the mix goes through a look-ahead true-peak limiter as it is
+  rendered (frames come already levelled: ``streamer.runtime.levelled``); rendered positions
+  stay the stitcher's (the limiter's delay is filled from the first render's extra samples).
 
 Not thread-safe: the shell calls it under one lock. ``now`` is any monotonic time in seconds.
 """
@@ -45,6 +48,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from streamer.audio.loudness import LoudnessConfig, mix_limiter
 from streamer.audio.stitcher import AudioFrame, StitchedAudio, Stitcher, SwitchEvent
 from streamer.plan.planner import PlannedFrame, Planner
 from streamer.plan.settings import StreamSettings
@@ -156,10 +160,16 @@ class EngineCore:
         stitcher: Stitcher,
         config: EngineConfig,
         seed_loop_beats: Mapping[str, int],
+        loudness: LoudnessConfig | None = None,
     ) -> None:
         self.planner = planner
         self.stitcher = stitcher
         self.config = config
+        self.limiter = (
+            None
+            if loudness is None
+            else mix_limiter(loudness, stitcher.config.sample_rate, stitcher.config.channels)
+        )
         self.seed_loop_beats = seed_loop_beats
         self.metrics = EngineMetrics(batch_frames=config.batch_frames)
         self.paused = False
@@ -202,7 +212,7 @@ class EngineCore:
             if planned.plan_version != self.planner.plan_version:
                 self.metrics.frames_discarded += 1  # a change came while it was being made
                 continue
-            problem = _unplayable(frame)
+            problem = unplayable(frame)
             if problem is None:
                 assert isinstance(frame, MadeFrame)
                 problem = self._queue(frame)
@@ -298,8 +308,8 @@ class EngineCore:
         rendered ahead of the music)."""
         if not self._started and not self.stitcher.pending_count:
             return None
+        audio = self._mix(num_samples)
         self._started = True
-        audio = self.stitcher.render(num_samples)
         for switch in audio.events:
             # A frame whose crossfade began can no longer be re-planned.
             self.planner.forget_before(switch.frame_id)
@@ -316,6 +326,18 @@ class EngineCore:
             )
         self._behind = audio.behind
         return Rendered(audio, log)
+
+    def _mix(self, num_samples: int) -> StitchedAudio:
+        """The stitcher's next samples, through the limiter when there is one."""
+        if self.limiter is None:
+            return self.stitcher.render(num_samples)
+        # The limiter's output lags its input: the first render takes that much more, so that
+        # output sample i is stitcher sample i.
+        extra = 0 if self._started else self.limiter.latency_samples
+        audio = self.stitcher.render(num_samples + extra)
+        limited = self.limiter.process(audio.samples)[:, extra:]
+        start = audio.start_position + audio.samples.shape[1] - self.limiter.latency_samples
+        return dataclasses.replace(audio, samples=limited, start_position=start - num_samples)
 
     def heard(self, switch: SwitchEvent, now: float) -> tuple[NowPlaying, FramePicture] | None:
         """A frame's crossfade reached the clock: what to announce (None for a frame that is
@@ -369,7 +391,7 @@ class EngineCore:
         )
 
 
-def _unplayable(frame: object) -> str | None:
+def unplayable(frame: object) -> str | None:
     """Why this cannot be played, or None."""
     if not isinstance(frame, MadeFrame):
         return f"the frame maker returned {type(frame).__name__}, not a MadeFrame"
@@ -378,6 +400,8 @@ def _unplayable(frame: object) -> str | None:
         return f"samples are {type(samples).__name__}, not an array"
     if samples.ndim != 2 or samples.shape[1] == 0:
         return f"samples are shaped {samples.shape}, not (channels, period)"
+    if samples.dtype != np.float32:
+        return f"samples are {samples.dtype}, not float32"
     if not np.all(np.isfinite(samples)):
         return "samples are not finite (NaN or infinity)"
     return None

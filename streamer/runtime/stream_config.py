@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from streamer.audio.loudness import LoudnessConfig
 from streamer.generate.config import GeneratorConfig
 from streamer.plan.planner import PlannerConfig
 from streamer.plan.scenes import Scene
@@ -24,3 +25,5 @@ class StreamConfig:
     engine: EngineConfig = EngineConfig()
     #: Named states a performer recalls (MIDI notes and programs, OSC ``/streamer/scene``).
     scenes: tuple[Scene, ...] = ()
+    #: None: frames keep the level they are made at and nothing limits the mix.
+    loudness: LoudnessConfig | None = LoudnessConfig()

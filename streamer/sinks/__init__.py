@@ -8,6 +8,9 @@ network messages) and ``pacing`` (when a slow listener is skipped or dropped) ar
 by any output) and ``images`` (the lighter waterfall image for Opus listeners) are codecs
 without I/O; ``broadcast`` (fan-out on the event loop, one lane of listeners per codec) and
 ``server`` (sockets, HTTP, the per-connection loop) are the thin shell.
+The Icecast source client likewise: ``icecast_protocol`` (URL, request heads, titles, back-off)
+and ``icecast_encoder`` (blocks -> Ogg Opus or MP3 bytes) are pure; ``icecast`` (the sink, its
+sender thread and sockets) is the shell.
 The interface to the engine is the engine's own (``streamer.runtime.ports``): sinks know the
 engine, never the other way round.
 """

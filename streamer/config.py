@@ -166,8 +166,9 @@ def add_stream_options(parser: argparse.ArgumentParser) -> None:
     engine.add_argument(
         "--loudness",
         metavar="LUFS|off",
-        help="integrated loudness the stream is held at, with a -1 dBTP true-peak limiter "
-        f"(default {LoudnessConfig().target_lufs:g}); off keeps each frame's own level",
+        help="integrated loudness the stream is held at, in LUFS or off, with a -1 dBTP "
+        f"true-peak limiter (default {LoudnessConfig().target_lufs:g}); off keeps each frame's "
+        "own level",
     )
     parser.add_argument("--config", metavar="FILE.toml", help="read options from a TOML file")
 

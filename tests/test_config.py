@@ -109,7 +109,8 @@ LISTED_CHOICES = re.compile(r"\w[\w:+.-]*(, \w[\w:+.-]*)* (or|/) \w")
 FREE_VALUES = {
     "--prompt", "--to-prompt", "--negative-prompt", "--seed-loop", "--model", "--model-config",
     "--lora", "--config", "--out", "--token", "--listen-token", "--host", "--allowed-origin",
-    "--audio-device", "--midi", "--midi-map", "--osc", "midi-monitor --port",
+    "--audio-device", "--midi", "--midi-map", "--osc", "midi-monitor --port", "--icecast",
+    "--icecast-name", "--icecast-description",
 }  # fmt: skip
 
 

@@ -124,7 +124,7 @@ def _add_icecast_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--icecast-format", choices=("ogg", "mp3"), help="the format, when the mount's extension does not say")
     group.add_argument(
-        "--icecast-bitrate", type=int, metavar="KBPS", help="encoder bitrate (default 64 Opus / 128 MP3 per channel)"
+        "--icecast-bitrate", type=int, metavar="KBPS", help="encoder bitrate in kbit/s per channel (default 64 Opus / 128 MP3)"
     )
     group.add_argument("--icecast-name", help="the station's name listeners see (default streamer)")
     group.add_argument("--icecast-description", help="the station's description")

@@ -45,6 +45,10 @@ class Architecture:
     text_layers: int
     text_heads: int
     norm_groups: int
+    #: Channels of the VAE latent (SD: 4) and whether the VAE's lowest level has self-attention
+    #: (SD: yes; at a 64x64 latent it is a 4096-token attention, costly on a CPU).
+    latent_channels: int = 4
+    vae_mid_attention: bool = True
 
 
 #: Stable Diffusion 1.5 (and so Riffusion): UNet ~860M parameters, VAE ~84M, CLIP ViT-L/14 text
@@ -84,7 +88,9 @@ TINY = Architecture(
 ARCHITECTURES = {"tiny": TINY, "sd15": SD15}
 
 
-def build_tiny_model(directory: str | Path, architecture: str = "tiny", seed: int = 0) -> Path:
+def build_tiny_model(
+    directory: str | Path, architecture: str = "tiny", seed: int = 0
+) -> Path:
     """Write a random-weight model as a diffusers folder (plus its single-file export).
 
     The folder has the layout of ``riffusion/riffusion-model-v1`` (model_index.json, unet/, vae/,
@@ -94,6 +100,24 @@ def build_tiny_model(directory: str | Path, architecture: str = "tiny", seed: in
     weights; its single-file export is skipped.
     """
     import torch
+
+    unet, vae, text_encoder = random_components(ARCHITECTURES[architecture], seed)
+    # The full size is halved to fp16 (about 2 GB); loading casts to the run's type.
+    dtype = torch.float16 if architecture == "sd15" else None
+    pipeline = write_model_folder(directory, unet, vae, text_encoder, dtype)
+    if architecture == "tiny":
+        write_single_file(pipeline, Path(directory) / SINGLE_FILE_NAME)
+    return Path(directory)
+
+
+def write_model_folder(directory: str | Path, unet, vae, text_encoder, dtype=None):
+    """Save the three parts, CLIP's tokenizer and SD 1.x's scheduler as a diffusers folder.
+
+    The layout is ``riffusion/riffusion-model-v1``'s (model_index.json, unet/, vae/,
+    text_encoder/, tokenizer/, scheduler/), in safetensors. ``dtype`` (e.g. torch.float16)
+    casts the parts in place before saving; None keeps theirs. Returns the pipeline object.
+    """
+    import torch
     from diffusers import StableDiffusionPipeline
     from transformers import CLIPTokenizer
 
@@ -101,7 +125,10 @@ def build_tiny_model(directory: str | Path, architecture: str = "tiny", seed: in
     directory.mkdir(parents=True, exist_ok=True)
     tokenizer_dir = directory / "tokenizer"
     write_clip_tokenizer(tokenizer_dir)
-    unet, vae, text_encoder = random_components(ARCHITECTURES[architecture], seed)
+    if dtype is not None:
+        for part in (unet, vae, text_encoder):
+            # torch's own cast: diffusers' override warns about fp32-only modules these lack.
+            torch.nn.Module.to(part, dtype=dtype)
     pipeline = StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
@@ -112,13 +139,8 @@ def build_tiny_model(directory: str | Path, architecture: str = "tiny", seed: in
         feature_extractor=None,
         requires_safety_checker=False,
     )
-    if architecture == "sd15":
-        for part in (unet, vae, text_encoder):  # halves the 4 GB; loading casts to the run's type
-            part.to(dtype=torch.float16)
     pipeline.save_pretrained(directory, safe_serialization=True)
-    if architecture == "tiny":
-        write_single_file(pipeline, directory / SINGLE_FILE_NAME)
-    return directory
+    return pipeline
 
 
 def random_components(
@@ -147,8 +169,8 @@ def _unet(a: Architecture):
 
     return UNet2DConditionModel(
         sample_size=64,
-        in_channels=4,
-        out_channels=4,
+        in_channels=a.latent_channels,
+        out_channels=a.latent_channels,
         block_out_channels=a.unet_channels,
         layers_per_block=a.unet_layers_per_block,
         down_block_types=a.unet_down_blocks,
@@ -165,12 +187,13 @@ def _vae(a: Architecture):
     return AutoencoderKL(
         in_channels=3,
         out_channels=3,
-        latent_channels=4,
+        latent_channels=a.latent_channels,
         block_out_channels=a.vae_channels,
         down_block_types=("DownEncoderBlock2D",) * len(a.vae_channels),
         up_block_types=("UpDecoderBlock2D",) * len(a.vae_channels),
         layers_per_block=a.vae_layers_per_block,
         norm_num_groups=a.norm_groups,
+        mid_block_add_attention=a.vae_mid_attention,
         sample_size=512,
         scaling_factor=0.18215,
     )
@@ -239,7 +262,9 @@ def _byte_symbols() -> list[str]:
     printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1)]
     printable += range(ord("®"), ord("ÿ") + 1)
     others = [byte for byte in range(256) if byte not in set(printable)]
-    return [chr(byte) for byte in printable] + [chr(256 + n) for n in range(len(others))]
+    return [chr(byte) for byte in printable] + [
+        chr(256 + n) for n in range(len(others))
+    ]
 
 
 def write_clip_tokenizer(directory: str | Path) -> Path:
@@ -256,11 +281,18 @@ def write_clip_tokenizer(directory: str | Path) -> Path:
     merges = lines[1 : CLIP_VOCAB_SIZE - 256 * 2 - 2 + 1]
     symbols = _byte_symbols()
     tokens = symbols + [symbol + "</w>" for symbol in symbols]
-    tokens += ["".join(merge.split()) for merge in merges] + [START_OF_TEXT, END_OF_TEXT]
+    tokens += ["".join(merge.split()) for merge in merges] + [
+        START_OF_TEXT,
+        END_OF_TEXT,
+    ]
     if len(tokens) != CLIP_VOCAB_SIZE or len(set(tokens)) != CLIP_VOCAB_SIZE:
-        raise ValueError(f"the CLIP vocabulary has {len(set(tokens))} distinct tokens, not 49408")
+        raise ValueError(
+            f"the CLIP vocabulary has {len(set(tokens))} distinct tokens, not 49408"
+        )
     (directory / "vocab.json").write_text(
-        json.dumps({token: index for index, token in enumerate(tokens)}, ensure_ascii=False),
+        json.dumps(
+            {token: index for index, token in enumerate(tokens)}, ensure_ascii=False
+        ),
         encoding="utf-8",
     )
     (directory / "merges.txt").write_text(
@@ -306,7 +338,9 @@ def write_single_file(pipeline, path: str | Path) -> Path:
     for name, tensor in pipeline.vae.state_dict().items():
         original = _original_vae_key(name, len(pipeline.vae.config.block_out_channels))
         if re.search(r"mid\.attn_1\.(q|k|v|proj_out)\.weight$", original):
-            tensor = tensor[:, :, None, None]  # the original stores these as 1x1 convolutions
+            tensor = tensor[
+                :, :, None, None
+            ]  # the original stores these as 1x1 convolutions
         state["first_stage_model." + original] = tensor
     for name, tensor in pipeline.text_encoder.state_dict().items():
         # transformers 5 flattened CLIPTextModel; original checkpoints keep the ``text_model``.
@@ -334,7 +368,9 @@ def _original_resnet(rest: str) -> str:
 
 def _original_unet_key(name: str, config) -> str:
     """The original (CompVis ``openaimodel``) name of a diffusers UNet parameter."""
-    per_level = config.layers_per_block + 1  # resnets per down level, plus its downsampler
+    per_level = (
+        config.layers_per_block + 1
+    )  # resnets per down level, plus its downsampler
     fixed = {
         "time_embedding.linear_1": "time_embed.0",
         "time_embedding.linear_2": "time_embed.2",
@@ -345,7 +381,9 @@ def _original_unet_key(name: str, config) -> str:
     for prefix, original in fixed.items():
         if name.startswith(prefix + "."):
             return original + name[len(prefix) :]
-    match = re.match(r"down_blocks\.(\d+)\.(resnets|attentions|downsamplers)\.(\d+)\.(.*)", name)
+    match = re.match(
+        r"down_blocks\.(\d+)\.(resnets|attentions|downsamplers)\.(\d+)\.(.*)", name
+    )
     if match:
         level, kind, index, rest = int(match[1]), match[2], int(match[3]), match[4]
         if kind == "downsamplers":
@@ -360,11 +398,15 @@ def _original_unet_key(name: str, config) -> str:
         if kind == "attentions":
             return f"middle_block.1.{rest}"
         return f"middle_block.{2 * index}.{_original_resnet(rest)}"
-    match = re.match(r"up_blocks\.(\d+)\.(resnets|attentions|upsamplers)\.(\d+)\.(.*)", name)
+    match = re.match(
+        r"up_blocks\.(\d+)\.(resnets|attentions|upsamplers)\.(\d+)\.(.*)", name
+    )
     if match:
         level, kind, index, rest = int(match[1]), match[2], int(match[3]), match[4]
         if kind == "resnets":
-            return f"output_blocks.{level * per_level + index}.0.{_original_resnet(rest)}"
+            return (
+                f"output_blocks.{level * per_level + index}.0.{_original_resnet(rest)}"
+            )
         if kind == "attentions":
             return f"output_blocks.{level * per_level + index}.1.{rest}"
         has_attention = "CrossAttn" in config.up_block_types[level]
@@ -385,7 +427,13 @@ def _original_vae_key(name: str, levels: int) -> str:
         r"(down|up)_blocks\.(\d+)\.(resnets|downsamplers|upsamplers)\.(\d+)\.(.*)", rest
     )
     if match:
-        direction, level, kind, index, tail = match[1], int(match[2]), match[3], match[4], match[5]
+        direction, level, kind, index, tail = (
+            match[1],
+            int(match[2]),
+            match[3],
+            match[4],
+            match[5],
+        )
         # The decoder's levels are numbered from the bottom in the original layout.
         original_level = level if direction == "down" else levels - 1 - level
         if kind == "resnets":

@@ -43,17 +43,13 @@ class ClipRecord:
     labels: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> str:
-        return json.dumps(
-            {"file_name": self.file_name, "caption": self.caption, **self.labels}
-        )
+        return json.dumps({"file_name": self.file_name, "caption": self.caption, **self.labels})
 
     @classmethod
     def from_json(cls, line: str) -> ClipRecord:
         fields = json.loads(line)
         return cls(
-            file_name=fields.pop("file_name"),
-            caption=fields.pop("caption"),
-            labels=fields,
+            file_name=fields.pop("file_name"), caption=fields.pop("caption"), labels=fields
         )
 
 
@@ -78,9 +74,7 @@ def write_metadata(folder: Path, records: list[ClipRecord]) -> None:
     """Write a split's metadata.jsonl (records sorted by file name, so reruns are identical)."""
     folder.mkdir(parents=True, exist_ok=True)
     lines = [record.to_json() for record in sorted(records, key=lambda r: r.file_name)]
-    (folder / METADATA_FILE).write_text(
-        "".join(line + "\n" for line in lines), encoding="utf-8"
-    )
+    (folder / METADATA_FILE).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
 
 
 def write_info(directory: Path, info: dict[str, Any]) -> None:
@@ -120,7 +114,5 @@ def read_split(directory: str | Path, split: str) -> DatasetSplit:
         try:
             records.append(ClipRecord.from_json(line))
         except (json.JSONDecodeError, KeyError) as error:
-            raise UserError(
-                f"{path}, line {number}: not a clip record ({error})"
-            ) from None
+            raise UserError(f"{path}, line {number}: not a clip record ({error})") from None
     return DatasetSplit(folder=folder, records=tuple(records))

@@ -7,6 +7,7 @@ running stream), then vocoded cold by ``streamer.audio.vocoder.Vocoder`` (the st
 per-frame cost). Candidates alternate frame by frame, so a load change on the shared CPU hits
 all of them alike; medians are reported. The stream keeps up at a real-time factor >= 1 and
 has headroom at >= 2 (5.12 s of audio per frame / seconds per frame, vocoder included).
+Sampling: ``architecture.RECOMMENDED_PRESET`` at each ``--steps`` schedule length.
 
 Usage: python benchmarks/builtin_model_speed.py [--frames N] [--threads N] [--steps 8,12]
 """
@@ -14,6 +15,7 @@ Usage: python benchmarks/builtin_model_speed.py [--frames N] [--threads N] [--st
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import statistics
 import tempfile
@@ -27,7 +29,6 @@ from transformers import CLIPTokenizer
 from streamer.audio.vocoder import Vocoder
 from streamer.generate.generator import FrameGenerator
 from streamer.generate.loading import StableDiffusionModel
-from streamer.generate.presets import GeneratorPreset
 from streamer.generate.request import FrameRequest, PromptBlend
 from streamer.generate.tiny_model import (
     random_components,
@@ -36,20 +37,16 @@ from streamer.generate.tiny_model import (
 )
 from streamer.seeds.library import load_seed_loop
 from streamer.spectrogram import SpectrogramParams
-from streamer.training.architecture import CANDIDATES, parameter_counts
+from streamer.training.architecture import CANDIDATES, RECOMMENDED_PRESET, parameter_counts
 
 FRAME_SECONDS = 512 * 441 / 44100
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--frames", type=int, default=3, help="timed frames per candidate"
-    )
+    parser.add_argument("--frames", type=int, default=3, help="timed frames per candidate")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
-    parser.add_argument(
-        "--steps", default="12", help="comma-separated num_inference_steps"
-    )
+    parser.add_argument("--steps", default="12", help="comma-separated num_inference_steps")
     parser.add_argument("--candidates", default=",".join(CANDIDATES))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -62,10 +59,7 @@ def main() -> None:
     for name in names:
         unet, vae, text = random_components(CANDIDATES[name], seed=0)
         model = StableDiffusionModel(
-            *(
-                part.to(torch.bfloat16).eval().requires_grad_(False)
-                for part in (unet, vae, text)
-            ),
+            *(part.to(torch.bfloat16).eval().requires_grad_(False) for part in (unet, vae, text)),
             tokenizer,
             dict(sd1_scheduler().config),
             torch.device("cpu"),
@@ -73,14 +67,10 @@ def main() -> None:
             name,
         )
         for count in steps:
-            preset = GeneratorPreset(
-                f"{name}", "dpm++", count, denoising=0.75, guidance=5.0
-            )
+            preset = dataclasses.replace(RECOMMENDED_PRESET, num_inference_steps=count)
             generators[(name, count)] = FrameGenerator(model, preset, {"seed": seed})
     vocoder = Vocoder(SpectrogramParams())
-    request = FrameRequest(
-        PromptBlend.single("house beat, piano chords"), "seed", seed_a=1
-    )
+    request = FrameRequest(PromptBlend.single("house beat, piano chords"), "seed", seed_a=1)
     for generator in generators.values():  # warm the caches and the allocator
         generator.generate([request])
     frame_s = {key: [] for key in generators}
@@ -97,9 +87,7 @@ def main() -> None:
         vocoder.vocode(frame.mel)
         vocoder_s.append(time.perf_counter() - start)
     vocode = statistics.median(vocoder_s)
-    print(
-        f"load average {os.getloadavg()}; threads {args.threads}; vocoder {vocode:.2f} s cold"
-    )
+    print(f"load average {os.getloadavg()}; threads {args.threads}; vocoder {vocode:.2f} s cold")
     print(
         "| candidate | steps (evals) | params UNet/VAE/text (M) | fp16 MB | UNet s | "
         "decode s | frame s | + vocoder s | stream RTF |"

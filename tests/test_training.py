@@ -49,9 +49,7 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
         )
         name = f"{index:06d}.png"
         save_image(image_from_mel(np.asarray(mel), params), root / "train" / name)
-        records.append(
-            ClipRecord(name, CAPTIONS[index % 2], {"style": CAPTIONS[index % 2][:5]})
-        )
+        records.append(ClipRecord(name, CAPTIONS[index % 2], {"style": CAPTIONS[index % 2][:5]}))
     write_metadata(root / "train", records)
     write_info(root, {"clips": 4})
     return root
@@ -76,18 +74,14 @@ def tiny_config(**changes) -> TrainConfig:
 
 def losses(run: Path, stage: str) -> list[float]:
     lines = (run / "log.jsonl").read_text().splitlines()
-    return [
-        entry["loss"] for entry in map(json.loads, lines) if entry["stage"] == stage
-    ]
+    return [entry["loss"] for entry in map(json.loads, lines) if entry["stage"] == stage]
 
 
-def test_training_reduces_both_losses_and_exports_a_model_the_generator_plays(
-    dataset, tmp_path
-):
+def test_training_reduces_both_losses_and_exports_a_model_the_generator_plays(dataset, tmp_path):
     run = tmp_path / "run"
     config = tiny_config(
-        vae_steps=30,
-        unet_steps=30,
+        vae_steps=20,
+        unet_steps=20,
         vae_learning_rate=3e-3,
         unet_learning_rate=2e-3,
         checkpoint_every_steps=100,
@@ -96,26 +90,18 @@ def test_training_reduces_both_losses_and_exports_a_model_the_generator_plays(
 
     for stage in ("vae", "unet"):
         curve = losses(run, stage)
-        assert len(curve) == 30
+        assert len(curve) == 20
         assert np.mean(curve[-5:]) < 0.8 * np.mean(curve[:5]), (stage, curve)
     assert sorted(p.name for p in (run / "checkpoint").iterdir()) == [
         "unet.pt",
         "vae.pt",
     ]
 
-    model = load_model(
-        GeneratorConfig(model=str(model_dir), device="cpu", dtype="fp32")
-    )
-    assert model.vae.config.scaling_factor != pytest.approx(
-        0.18215
-    )  # fitted to the latents
+    model = load_model(GeneratorConfig(model=str(model_dir), device="cpu", dtype="fp32"))
+    assert model.vae.config.scaling_factor != pytest.approx(0.18215)  # fitted to the latents
     seed = open_image(dataset / "train" / "000000.png")
-    generator = FrameGenerator(
-        model, GeneratorPreset("t", "dpm++", 4, 0.75, 3.0), {"s": seed}
-    )
-    (frame,) = generator.generate(
-        [FrameRequest(PromptBlend.single(CAPTIONS[0]), "s", seed_a=1)]
-    )
+    generator = FrameGenerator(model, GeneratorPreset("t", "dpm++", 4, 0.75, 3.0), {"s": seed})
+    (frame,) = generator.generate([FrameRequest(PromptBlend.single(CAPTIONS[0]), "s", seed_a=1)])
     assert frame.mel.shape == (1, 512, 512) and np.isfinite(frame.mel).all()
 
 
@@ -141,9 +127,7 @@ def test_resume_continues_exactly_where_the_run_stopped(dataset, tmp_path):
         report=lambda line: None,
     )
 
-    assert losses(resumed, "vae")[:4] + losses(resumed, "vae")[4:] == losses(
-        straight, "vae"
-    )
+    assert losses(resumed, "vae")[:4] + losses(resumed, "vae")[4:] == losses(straight, "vae")
     assert losses(resumed, "unet") == losses(straight, "unet")
     for name in ("vae.pt", "unet.pt"):
         a = torch.load(straight / "checkpoint" / name, weights_only=False)

@@ -22,9 +22,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         "music, first turn the audio folder into a data set folder (`streamer prepare-audio`), "
         "then run this command on it with --init builtin --stage unet (fine-tuning).",
     )
-    parser.add_argument(
-        "data", type=Path, help="data set folder (holds train/ and dataset.json)"
-    )
+    parser.add_argument("data", type=Path, help="data set folder (holds train/ and dataset.json)")
     parser.add_argument("--out", type=Path, required=True, help="run folder (created)")
     parser.add_argument(
         "--stage",
@@ -56,9 +54,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         help=f"peak learning rate (default: vae {defaults.vae_learning_rate:g}, "
         f"unet {defaults.unet_learning_rate:g})",
     )
-    parser.add_argument(
-        "--resume", action="store_true", help="continue RUN_DIR's checkpoint"
-    )
+    parser.add_argument("--resume", action="store_true", help="continue RUN_DIR's checkpoint")
     parser.add_argument(
         "--init",
         default="none",
@@ -85,12 +81,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         default=defaults.precision,
         help="bf16 autocasts the forward pass (default: %(default)s)",
     )
-    parser.add_argument(
-        "--threads", type=int, help="torch CPU threads (default: torch's)"
-    )
-    parser.add_argument(
-        "--seed", type=int, default=defaults.seed, help="(default: %(default)s)"
-    )
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="(default: %(default)s)")
     parser.set_defaults(run=run)
 
 
@@ -124,9 +116,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         model = train(args.data, args.out, config, resume=args.resume)
     except KeyboardInterrupt:
-        print(
-            f"stopped; continue with: streamer train {args.data} --out {args.out} --resume ..."
-        )
+        print(f"stopped; continue with: streamer train {args.data} --out {args.out} --resume ...")
         return 130
     print(f"done: play it with `streamer serve --model {model}`")
     return 0

@@ -88,9 +88,7 @@ TINY = Architecture(
 ARCHITECTURES = {"tiny": TINY, "sd15": SD15}
 
 
-def build_tiny_model(
-    directory: str | Path, architecture: str = "tiny", seed: int = 0
-) -> Path:
+def build_tiny_model(directory: str | Path, architecture: str = "tiny", seed: int = 0) -> Path:
     """Write a random-weight model as a diffusers folder (plus its single-file export).
 
     The folder has the layout of ``riffusion/riffusion-model-v1`` (model_index.json, unet/, vae/,
@@ -262,9 +260,7 @@ def _byte_symbols() -> list[str]:
     printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1)]
     printable += range(ord("®"), ord("ÿ") + 1)
     others = [byte for byte in range(256) if byte not in set(printable)]
-    return [chr(byte) for byte in printable] + [
-        chr(256 + n) for n in range(len(others))
-    ]
+    return [chr(byte) for byte in printable] + [chr(256 + n) for n in range(len(others))]
 
 
 def write_clip_tokenizer(directory: str | Path) -> Path:
@@ -281,18 +277,11 @@ def write_clip_tokenizer(directory: str | Path) -> Path:
     merges = lines[1 : CLIP_VOCAB_SIZE - 256 * 2 - 2 + 1]
     symbols = _byte_symbols()
     tokens = symbols + [symbol + "</w>" for symbol in symbols]
-    tokens += ["".join(merge.split()) for merge in merges] + [
-        START_OF_TEXT,
-        END_OF_TEXT,
-    ]
+    tokens += ["".join(merge.split()) for merge in merges] + [START_OF_TEXT, END_OF_TEXT]
     if len(tokens) != CLIP_VOCAB_SIZE or len(set(tokens)) != CLIP_VOCAB_SIZE:
-        raise ValueError(
-            f"the CLIP vocabulary has {len(set(tokens))} distinct tokens, not 49408"
-        )
+        raise ValueError(f"the CLIP vocabulary has {len(set(tokens))} distinct tokens, not 49408")
     (directory / "vocab.json").write_text(
-        json.dumps(
-            {token: index for index, token in enumerate(tokens)}, ensure_ascii=False
-        ),
+        json.dumps({token: index for index, token in enumerate(tokens)}, ensure_ascii=False),
         encoding="utf-8",
     )
     (directory / "merges.txt").write_text(
@@ -338,9 +327,7 @@ def write_single_file(pipeline, path: str | Path) -> Path:
     for name, tensor in pipeline.vae.state_dict().items():
         original = _original_vae_key(name, len(pipeline.vae.config.block_out_channels))
         if re.search(r"mid\.attn_1\.(q|k|v|proj_out)\.weight$", original):
-            tensor = tensor[
-                :, :, None, None
-            ]  # the original stores these as 1x1 convolutions
+            tensor = tensor[:, :, None, None]  # the original stores these as 1x1 convolutions
         state["first_stage_model." + original] = tensor
     for name, tensor in pipeline.text_encoder.state_dict().items():
         # transformers 5 flattened CLIPTextModel; original checkpoints keep the ``text_model``.
@@ -368,9 +355,7 @@ def _original_resnet(rest: str) -> str:
 
 def _original_unet_key(name: str, config) -> str:
     """The original (CompVis ``openaimodel``) name of a diffusers UNet parameter."""
-    per_level = (
-        config.layers_per_block + 1
-    )  # resnets per down level, plus its downsampler
+    per_level = config.layers_per_block + 1  # resnets per down level, plus its downsampler
     fixed = {
         "time_embedding.linear_1": "time_embed.0",
         "time_embedding.linear_2": "time_embed.2",
@@ -381,9 +366,7 @@ def _original_unet_key(name: str, config) -> str:
     for prefix, original in fixed.items():
         if name.startswith(prefix + "."):
             return original + name[len(prefix) :]
-    match = re.match(
-        r"down_blocks\.(\d+)\.(resnets|attentions|downsamplers)\.(\d+)\.(.*)", name
-    )
+    match = re.match(r"down_blocks\.(\d+)\.(resnets|attentions|downsamplers)\.(\d+)\.(.*)", name)
     if match:
         level, kind, index, rest = int(match[1]), match[2], int(match[3]), match[4]
         if kind == "downsamplers":
@@ -398,15 +381,11 @@ def _original_unet_key(name: str, config) -> str:
         if kind == "attentions":
             return f"middle_block.1.{rest}"
         return f"middle_block.{2 * index}.{_original_resnet(rest)}"
-    match = re.match(
-        r"up_blocks\.(\d+)\.(resnets|attentions|upsamplers)\.(\d+)\.(.*)", name
-    )
+    match = re.match(r"up_blocks\.(\d+)\.(resnets|attentions|upsamplers)\.(\d+)\.(.*)", name)
     if match:
         level, kind, index, rest = int(match[1]), match[2], int(match[3]), match[4]
         if kind == "resnets":
-            return (
-                f"output_blocks.{level * per_level + index}.0.{_original_resnet(rest)}"
-            )
+            return f"output_blocks.{level * per_level + index}.0.{_original_resnet(rest)}"
         if kind == "attentions":
             return f"output_blocks.{level * per_level + index}.1.{rest}"
         has_attention = "CrossAttn" in config.up_block_types[level]
@@ -427,13 +406,7 @@ def _original_vae_key(name: str, levels: int) -> str:
         r"(down|up)_blocks\.(\d+)\.(resnets|downsamplers|upsamplers)\.(\d+)\.(.*)", rest
     )
     if match:
-        direction, level, kind, index, tail = (
-            match[1],
-            int(match[2]),
-            match[3],
-            match[4],
-            match[5],
-        )
+        direction, level, kind, index, tail = match[1], int(match[2]), match[3], match[4], match[5]
         # The decoder's levels are numbered from the bottom in the original layout.
         original_level = level if direction == "down" else levels - 1 - level
         if kind == "resnets":

@@ -16,7 +16,7 @@ latents' standard deviation, so the UNet sees unit-variance latents, as SD's 0.1
 The run folder::
 
     RUN/checkpoint/vae.pt, unet.pt   weights, optimizer, step, RNG states (atomic writes)
-    RUN/latents-vae<step>.pt         the cached latents of the VAE at that step
+    RUN/latents-vae<step>-<clips>.pt the cached latents of the VAE at that step, of those clips
     RUN/log.jsonl                    {"stage", "step", "loss", "lr", "seconds"} per logged step
     RUN/model/                       a diffusers folder in fp16: `streamer serve --model RUN/model`
 
@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -106,9 +107,7 @@ def learning_rate(step: int, peak: float, warmup_steps: int) -> float:
     return peak * min(1.0, (step + 1) / max(1, warmup_steps))
 
 
-def min_snr_weights(
-    alphas_cumprod: torch.Tensor, timesteps: torch.Tensor, gamma: float
-):
+def min_snr_weights(alphas_cumprod: torch.Tensor, timesteps: torch.Tensor, gamma: float):
     """Per-row loss weights min(SNR, gamma) / SNR for epsilon prediction (Hang et al., 2023)."""
     alpha = alphas_cumprod[timesteps]
     snr = alpha / (1 - alpha)
@@ -120,9 +119,7 @@ def ema_decay(step: int, decay: float) -> float:
     return min(decay, (1 + step) / (10 + step))
 
 
-def random_crops(
-    images: list[np.ndarray], side: int, rng: np.random.Generator
-) -> np.ndarray:
+def random_crops(images: list[np.ndarray], side: int, rng: np.random.Generator) -> np.ndarray:
     """A ``side`` x ``side`` crop at a random position of each (H, W) image, stacked."""
     crops = []
     for image in images:
@@ -165,9 +162,7 @@ class _Run:
             unet, vae, text_encoder = _load_folder_parts(self.config.init)
         else:
             architecture: Architecture = ARCHITECTURES[self.config.architecture]
-            unet, vae, text_encoder = random_components(
-                architecture, seed=self.config.seed
-            )
+            unet, vae, text_encoder = random_components(architecture, seed=self.config.seed)
         for stage, parts in (
             ("vae", {"vae": vae}),
             ("unet", {"unet": unet, "text_encoder": text_encoder}),
@@ -190,10 +185,7 @@ class _Run:
 
     def _export(self) -> None:
         """RUN/model/ in fp16, replaced atomically (a reader sees the old or the new folder)."""
-        parts = [
-            copy.deepcopy(part).cpu()
-            for part in (self.unet, self.vae, self.text_encoder)
-        ]
+        parts = [copy.deepcopy(part).cpu() for part in (self.unet, self.vae, self.text_encoder)]
         staging = self.dir / "model.tmp"
         shutil.rmtree(staging, ignore_errors=True)
         write_model_folder(staging, *parts, dtype=torch.float16)
@@ -217,9 +209,7 @@ class _Run:
         }
         with open(self.dir / "log.jsonl", "a", encoding="utf-8") as log:
             log.write(json.dumps(entry) + "\n")
-        self.report(
-            f"{stage} step {step}/{total}  loss {loss:.4f}  lr {lr:.2e}  {seconds:.0f} s"
-        )
+        self.report(f"{stage} step {step}/{total}  loss {loss:.4f}  lr {lr:.2e}  {seconds:.0f} s")
 
     def _autocast(self):
         if self.config.precision == "fp32":
@@ -275,15 +265,14 @@ class _Run:
         latents, tokens, empty = self._latents_and_tokens()
         unet = self.unet.to(self.device).train().requires_grad_(True)
         text_encoder = self.text_encoder.to(self.device).train().requires_grad_(True)
+        # CLIP's token table (49408 rows, most of the encoder) stays as initialised: captions use
+        # a few hundred tokens, a fixed random code per token serves as well, and Adam and the
+        # EMA then skip 12.6M parameters that would barely move.
+        text_encoder.get_input_embeddings().requires_grad_(False)
         trained = {"unet": unet, "text_encoder": text_encoder}
-        parameters = [p for part in trained.values() for p in part.parameters()]
-        optimizer = torch.optim.AdamW(
-            parameters, lr=config.unet_learning_rate, weight_decay=0.0
-        )
-        ema = {
-            name: copy.deepcopy(part).requires_grad_(False)
-            for name, part in trained.items()
-        }
+        parameters = [p for part in trained.values() for p in part.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(parameters, lr=config.unet_learning_rate, weight_decay=0.0)
+        ema = {name: copy.deepcopy(part).requires_grad_(False) for name, part in trained.items()}
         rng = np.random.default_rng([config.seed, 2])
         step = self._resume_state("unet", resume, trained, optimizer, rng, ema)
         noise_schedule = DDPMScheduler.from_config(sd1_scheduler().config)
@@ -295,9 +284,7 @@ class _Run:
             rows = rng.integers(0, len(latents), config.unet_batch_size)
             clean = latents[torch.from_numpy(rows)].to(self.device, torch.float32)
             text = tokens[torch.from_numpy(rows).to(self.device)].clone()
-            dropped = torch.from_numpy(
-                rng.random(len(rows)) < config.caption_drop_fraction
-            )
+            dropped = torch.from_numpy(rng.random(len(rows)) < config.caption_drop_fraction)
             text[dropped.to(self.device)] = empty
             noise = torch.randn_like(clean)
             timesteps = torch.randint(0, steps_total, (len(rows),), device=self.device)
@@ -306,19 +293,17 @@ class _Run:
                 hidden = text_encoder(text)[0]
                 prediction = unet(noisy, timesteps, encoder_hidden_states=hidden).sample
             errors = ((prediction.float() - noise) ** 2).mean(dim=(1, 2, 3))
-            return (
-                errors * min_snr_weights(alphas, timesteps, config.min_snr_gamma)
-            ).mean()
+            return (errors * min_snr_weights(alphas, timesteps, config.min_snr_gamma)).mean()
 
         def after_step(step: int) -> None:
             decay = ema_decay(step, config.ema_decay)
             with torch.no_grad():
                 for name, part in trained.items():
                     for average, live in zip(ema[name].parameters(), part.parameters()):
-                        average.lerp_(live, 1 - decay)
+                        if live.requires_grad:
+                            average.lerp_(live, 1 - decay)
 
-        def export_state():
-            # The model folder gets the averaged weights: swap them in while exporting.
+        def export_state():  # the averaged weights: what the model folder gets
             return {name: part.state_dict() for name, part in ema.items()}
 
         def live_state():
@@ -348,7 +333,13 @@ class _Run:
         if not len(split):
             raise UserError(f"{self.data}/train has no clips to train on")
         vae_step = _checkpoint_step(self.checkpoint_dir / "vae.pt")
-        cache = self.dir / f"latents-vae{vae_step}.pt"
+        # Named by the VAE's step and the clips: a data set that grew, or a VAE trained further,
+        # gets its latents encoded again; old caches are removed.
+        clips = hashlib.sha1("\n".join(r.file_name for r in split).encode()).hexdigest()[:10]
+        cache = self.dir / f"latents-vae{vae_step}-{clips}.pt"
+        for stale in self.dir.glob("latents-*.pt"):
+            if stale != cache:
+                stale.unlink()
         if cache.is_file():
             stored = torch.load(cache, weights_only=False)
             latents, scaling = stored["latents"], stored["scaling_factor"]
@@ -359,9 +350,7 @@ class _Run:
             # Fine-tuning on an unchanged VAE: the UNet learnt its latents at the init's scale.
             scaling = float(self.vae.config.scaling_factor)
         self.vae.register_to_config(scaling_factor=scaling)
-        tokenizer = CLIPTokenizer.from_pretrained(
-            write_clip_tokenizer(self.dir / "tokenizer")
-        )
+        tokenizer = CLIPTokenizer.from_pretrained(write_clip_tokenizer(self.dir / "tokenizer"))
 
         def tokenize(texts: list[str]) -> torch.Tensor:
             return tokenizer(
@@ -385,15 +374,11 @@ class _Run:
             for index, record in enumerate(split):
                 gray = _read_gray(split.image_path(record))
                 with self._autocast():
-                    mean = vae.encode(
-                        to_pixels(gray[None]).to(self.device)
-                    ).latent_dist.mean
+                    mean = vae.encode(to_pixels(gray[None]).to(self.device)).latent_dist.mean
                 means.append(mean.float().cpu().half())
                 if (index + 1) % 250 == 0 or index + 1 == len(split):
                     elapsed = time.monotonic() - started
-                    self.report(
-                        f"encoding latents {index + 1}/{len(split)}  {elapsed:.0f} s"
-                    )
+                    self.report(f"encoding latents {index + 1}/{len(split)}  {elapsed:.0f} s")
         latents = torch.cat(means)
         return latents, float(1.0 / latents.float().std())
 
@@ -452,9 +437,7 @@ class _Run:
                     "optimizer": optimizer.state_dict(),
                     "numpy_rng": rng.bit_generator.state,
                     "torch_rng": torch.get_rng_state(),
-                    "cuda_rng": torch.cuda.get_rng_state()
-                    if self.device.type == "cuda"
-                    else None,
+                    "cuda_rng": torch.cuda.get_rng_state() if self.device.type == "cuda" else None,
                     "config": dataclasses.asdict(config),
                 },
             )
@@ -510,9 +493,7 @@ class _ImagePool:
             )
         return paths
 
-    def sample(
-        self, size: int, rng: np.random.Generator, step: int
-    ) -> list[np.ndarray]:
+    def sample(self, size: int, rng: np.random.Generator, step: int) -> list[np.ndarray]:
         """``size`` images drawn at random (with replacement: a batch depends only on the random
         state, so a resumed run draws what an uninterrupted one would). The folder is listed
         again every ``RESCAN_STEPS`` steps."""
@@ -550,9 +531,7 @@ def _load_folder_parts(folder: str):
     from streamer.generate.config import GeneratorConfig
     from streamer.generate.loading import load_model
 
-    model = load_model(
-        GeneratorConfig(model=folder, device="cpu", dtype="fp32", offline=True)
-    )
+    model = load_model(GeneratorConfig(model=folder, device="cpu", dtype="fp32", offline=True))
     return model.unet, model.vae, model.text_encoder
 
 
@@ -573,9 +552,7 @@ def _stop_requests():
     if threading.current_thread() is not threading.main_thread():
         yield stop  # signals reach only the main thread; a caller elsewhere stops it its own way
         return
-    previous = {
-        sig: signal.signal(sig, request) for sig in (signal.SIGINT, signal.SIGTERM)
-    }
+    previous = {sig: signal.signal(sig, request) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield stop
     finally:

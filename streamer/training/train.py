@@ -184,7 +184,8 @@ class _Run:
         self._export()
 
     def _export(self) -> None:
-        """RUN/model/ in fp16, replaced atomically (a reader sees the old or the new folder)."""
+        """RUN/model/ in fp16, written aside then swapped in by renames: a reader never finds a
+        half-written folder (at worst, for an instant, none)."""
         parts = [copy.deepcopy(part).cpu() for part in (self.unet, self.vae, self.text_encoder)]
         staging = self.dir / "model.tmp"
         shutil.rmtree(staging, ignore_errors=True)

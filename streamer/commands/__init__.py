@@ -7,10 +7,11 @@ import argparse
 
 
 def register_all(subparsers: argparse._SubParsersAction) -> None:
-    from streamer.commands import generate, live_inputs, prepare_audio, seeds, stream
+    from streamer.commands import generate, live_inputs, prepare_audio, seeds, stream, train
 
     seeds.add_parsers(subparsers)
     generate.add_parsers(subparsers)
     stream.add_parsers(subparsers)
     live_inputs.add_parsers(subparsers)
     prepare_audio.add_parsers(subparsers)
+    train.add_parsers(subparsers)

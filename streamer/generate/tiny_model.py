@@ -45,6 +45,10 @@ class Architecture:
     text_layers: int
     text_heads: int
     norm_groups: int
+    #: Channels of the VAE latent (SD: 4) and whether the VAE's lowest level has self-attention
+    #: (SD: yes; at a 64x64 latent it is a 4096-token attention, costly on a CPU).
+    latent_channels: int = 4
+    vae_mid_attention: bool = True
 
 
 #: Stable Diffusion 1.5 (and so Riffusion): UNet ~860M parameters, VAE ~84M, CLIP ViT-L/14 text
@@ -94,6 +98,24 @@ def build_tiny_model(directory: str | Path, architecture: str = "tiny", seed: in
     weights; its single-file export is skipped.
     """
     import torch
+
+    unet, vae, text_encoder = random_components(ARCHITECTURES[architecture], seed)
+    # The full size is halved to fp16 (about 2 GB); loading casts to the run's type.
+    dtype = torch.float16 if architecture == "sd15" else None
+    pipeline = write_model_folder(directory, unet, vae, text_encoder, dtype)
+    if architecture == "tiny":
+        write_single_file(pipeline, Path(directory) / SINGLE_FILE_NAME)
+    return Path(directory)
+
+
+def write_model_folder(directory: str | Path, unet, vae, text_encoder, dtype=None):
+    """Save the three parts, CLIP's tokenizer and SD 1.x's scheduler as a diffusers folder.
+
+    The layout is ``riffusion/riffusion-model-v1``'s (model_index.json, unet/, vae/,
+    text_encoder/, tokenizer/, scheduler/), in safetensors. ``dtype`` (e.g. torch.float16)
+    casts the parts in place before saving; None keeps theirs. Returns the pipeline object.
+    """
+    import torch
     from diffusers import StableDiffusionPipeline
     from transformers import CLIPTokenizer
 
@@ -101,7 +123,10 @@ def build_tiny_model(directory: str | Path, architecture: str = "tiny", seed: in
     directory.mkdir(parents=True, exist_ok=True)
     tokenizer_dir = directory / "tokenizer"
     write_clip_tokenizer(tokenizer_dir)
-    unet, vae, text_encoder = random_components(ARCHITECTURES[architecture], seed)
+    if dtype is not None:
+        for part in (unet, vae, text_encoder):
+            # torch's own cast: diffusers' override warns about fp32-only modules these lack.
+            torch.nn.Module.to(part, dtype=dtype)
     pipeline = StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
@@ -112,13 +137,8 @@ def build_tiny_model(directory: str | Path, architecture: str = "tiny", seed: in
         feature_extractor=None,
         requires_safety_checker=False,
     )
-    if architecture == "sd15":
-        for part in (unet, vae, text_encoder):  # halves the 4 GB; loading casts to the run's type
-            part.to(dtype=torch.float16)
     pipeline.save_pretrained(directory, safe_serialization=True)
-    if architecture == "tiny":
-        write_single_file(pipeline, directory / SINGLE_FILE_NAME)
-    return directory
+    return pipeline
 
 
 def random_components(
@@ -147,8 +167,8 @@ def _unet(a: Architecture):
 
     return UNet2DConditionModel(
         sample_size=64,
-        in_channels=4,
-        out_channels=4,
+        in_channels=a.latent_channels,
+        out_channels=a.latent_channels,
         block_out_channels=a.unet_channels,
         layers_per_block=a.unet_layers_per_block,
         down_block_types=a.unet_down_blocks,
@@ -165,12 +185,13 @@ def _vae(a: Architecture):
     return AutoencoderKL(
         in_channels=3,
         out_channels=3,
-        latent_channels=4,
+        latent_channels=a.latent_channels,
         block_out_channels=a.vae_channels,
         down_block_types=("DownEncoderBlock2D",) * len(a.vae_channels),
         up_block_types=("UpDecoderBlock2D",) * len(a.vae_channels),
         layers_per_block=a.vae_layers_per_block,
         norm_num_groups=a.norm_groups,
+        mid_block_add_attention=a.vae_mid_attention,
         sample_size=512,
         scaling_factor=0.18215,
     )

@@ -1,0 +1,561 @@
+"""Training the built-in model from a data set folder, in two stages, resumable at any step.
+
+Stage ``vae``: the KL autoencoder alone, on random square crops of the spectrogram images (it is
+fully convolutional, so a crop teaches it what a whole image does, at a fraction of the cost).
+Loss: L1 on pixels plus a small KL term that keeps the latent a near-Gaussian the UNet can model.
+
+Stage ``unet``: the UNet and the text encoder together (from scratch is fine: the captions are
+templated plain words), on latents the frozen VAE encoded once and cached in the run folder
+(a UNet step then never touches a 512x512 image). Epsilon prediction on SD 1.x's noise schedule,
+weighted by min-SNR (gamma 5; Hang et al., 2023: the same quality in about a third of the steps),
+the caption dropped to "" for a tenth of the rows so classifier-free guidance works (the stream's
+negative prompt defaults to ""), and an exponential moving average of the trained weights, which
+is what gets exported. Before caching, the VAE's ``scaling_factor`` is set to one over the
+latents' standard deviation, so the UNet sees unit-variance latents, as SD's 0.18215 does for SD.
+
+The run folder::
+
+    RUN/checkpoint/vae.pt, unet.pt   weights, optimizer, step, RNG states (atomic writes)
+    RUN/latents-vae<step>-<clips>.pt the cached latents of the VAE at that step, of those clips
+    RUN/log.jsonl                    {"stage", "step", "loss", "lr", "seconds"} per logged step
+    RUN/model/                       a diffusers folder in fp16: `streamer serve --model RUN/model`
+
+A checkpoint is written every ``checkpoint_every_steps``, at a stage's end and on Ctrl-C or
+SIGTERM; ``resume`` continues from it exactly (same batches, same noise). Every checkpoint also
+exports RUN/model/.
+
+User audio is not read here: a folder of audio is first converted into a data set folder (the
+same layout as `streamer make-dataset`'s, see streamer/training/dataset.py), then trained on
+with ``init`` set to the built-in model: that is fine-tuning.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Callable
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from streamer.errors import UserError
+from streamer.generate.tiny_model import (
+    Architecture,
+    random_components,
+    write_model_folder,
+)
+from streamer.training.architecture import ARCHITECTURES
+from streamer.training.config import STAGES, TrainConfig
+from streamer.training.dataset import METADATA_FILE, read_split
+
+
+def train(
+    data: str | Path,
+    run_dir: str | Path,
+    config: TrainConfig,
+    resume: bool = False,
+    report: Callable[[str], None] = print,
+) -> Path:
+    """Train ``config.stages`` in order on the data set at ``data``; returns RUN/model."""
+    run = _Run(Path(data), Path(run_dir), config, report)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    with _stop_requests() as stop:
+        run.stop = stop
+        for stage in config.stages:
+            if stage == "vae":
+                run.train_vae(resume)
+            else:
+                run.train_unet(resume)
+    return run.model_dir
+
+
+def resolve_init(init: str) -> str | None:
+    """The folder ``--init`` names: None for "none", the package's built-in model folder for
+    "builtin" (streamer/generate/builtin/), else the given exported model folder."""
+    if init == "none":
+        return None
+    if init == "builtin":
+        from streamer.generate.loading import builtin_model_folder
+
+        folder = builtin_model_folder()
+    else:
+        folder = Path(init).expanduser()
+    if not (folder / "model_index.json").is_file():
+        raise UserError(
+            f"--init {init}: {folder} is not an exported model folder (no model_index.json); "
+            "give a run's RUN_DIR/model, builtin, or none"
+        )
+    return str(folder)
+
+
+# --- pure pieces -------------------------------------------------------------------------------
+
+
+def learning_rate(step: int, peak: float, warmup_steps: int) -> float:
+    """Linear warm-up to ``peak`` over ``warmup_steps``, then constant."""
+    return peak * min(1.0, (step + 1) / max(1, warmup_steps))
+
+
+def min_snr_weights(alphas_cumprod: torch.Tensor, timesteps: torch.Tensor, gamma: float):
+    """Per-row loss weights min(SNR, gamma) / SNR for epsilon prediction (Hang et al., 2023)."""
+    alpha = alphas_cumprod[timesteps]
+    snr = alpha / (1 - alpha)
+    return torch.clamp(snr, max=gamma) / snr
+
+
+def ema_decay(step: int, decay: float) -> float:
+    """The EMA's decay at ``step``: short memory early on, so the average is not mostly noise."""
+    return min(decay, (1 + step) / (10 + step))
+
+
+def random_crops(images: list[np.ndarray], side: int, rng: np.random.Generator) -> np.ndarray:
+    """A ``side`` x ``side`` crop at a random position of each (H, W) image, stacked."""
+    crops = []
+    for image in images:
+        top = int(rng.integers(0, image.shape[0] - side + 1))
+        left = int(rng.integers(0, image.shape[1] - side + 1))
+        crops.append(image[top : top + side, left : left + side])
+    return np.stack(crops)
+
+
+def to_pixels(gray: np.ndarray) -> torch.Tensor:
+    """(N, H, W) uint8 spectrogram images as (N, 3, H, W) floats in [-1, 1], the VAE's input
+    (the images are grey: R = G = B, as the generator's seed images are)."""
+    pixels = torch.from_numpy(gray.astype(np.float32) / 127.5 - 1.0)
+    return pixels[:, None].expand(-1, 3, -1, -1).contiguous()
+
+
+# --- the run -------------------------------------------------------------------------------------
+
+
+class _Run:
+    """One training run's state on disk and in memory: the shell around the pure pieces."""
+
+    def __init__(self, data: Path, run_dir: Path, config: TrainConfig, report) -> None:
+        self.data, self.dir, self.config, self.report = data, run_dir, config, report
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.checkpoint_dir = self.dir / "checkpoint"
+        self.model_dir = self.dir / "model"
+        self.device = torch.device(config.device)
+        self.stop = _StopRequest()
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise UserError("--device cuda was asked for but torch sees no CUDA device")
+        self.unet, self.vae, self.text_encoder = self._initial_parts()
+
+    # --- parts, checkpoints and exports ----------------------------------------------------
+
+    def _initial_parts(self):
+        """Parts from ``init`` (an exported folder), else random; each stage's checkpoint, if
+        any, then overrides its parts, so later stages build on earlier ones."""
+        if self.config.init:
+            unet, vae, text_encoder = _load_folder_parts(self.config.init)
+        else:
+            architecture: Architecture = ARCHITECTURES[self.config.architecture]
+            unet, vae, text_encoder = random_components(architecture, seed=self.config.seed)
+        for stage, parts in (
+            ("vae", {"vae": vae}),
+            ("unet", {"unet": unet, "text_encoder": text_encoder}),
+        ):
+            path = self.checkpoint_dir / f"{stage}.pt"
+            if path.is_file():
+                state = torch.load(path, map_location="cpu", weights_only=False)
+                for name, part in parts.items():
+                    part.load_state_dict(state["export"][name])
+        return unet.float(), vae.float(), text_encoder.float()
+
+    def _save(self, stage: str, state: dict) -> None:
+        """Write a stage's checkpoint atomically, then export the model folder."""
+        self.checkpoint_dir.mkdir(exist_ok=True)
+        path = self.checkpoint_dir / f"{stage}.pt"
+        temporary = path.with_suffix(".pt.tmp")
+        torch.save(state, temporary)
+        os.replace(temporary, path)
+        self._export()
+
+    def _export(self) -> None:
+        """RUN/model/ in fp16, written aside then swapped in by renames: a reader never finds a
+        half-written folder (at worst, for an instant, none)."""
+        parts = [copy.deepcopy(part).cpu() for part in (self.unet, self.vae, self.text_encoder)]
+        staging = self.dir / "model.tmp"
+        shutil.rmtree(staging, ignore_errors=True)
+        write_model_folder(staging, *parts, dtype=torch.float16)
+        old = self.dir / "model.old"
+        shutil.rmtree(old, ignore_errors=True)
+        if self.model_dir.exists():
+            os.replace(self.model_dir, old)
+        os.replace(staging, self.model_dir)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def _log(
+        self, stage: str, step: int, total: int, loss: float, lr: float, started: float
+    ) -> None:
+        seconds = time.monotonic() - started
+        entry = {
+            "stage": stage,
+            "step": step,
+            "loss": round(loss, 6),
+            "lr": lr,
+            "seconds": round(seconds, 1),
+        }
+        with open(self.dir / "log.jsonl", "a", encoding="utf-8") as log:
+            log.write(json.dumps(entry) + "\n")
+        self.report(f"{stage} step {step}/{total}  loss {loss:.4f}  lr {lr:.2e}  {seconds:.0f} s")
+
+    def _autocast(self):
+        if self.config.precision == "fp32":
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
+    # --- stage 1: the VAE --------------------------------------------------------------------
+
+    def train_vae(self, resume: bool) -> None:
+        config = self.config
+        vae = self.vae.to(self.device).train().requires_grad_(True)
+        optimizer = torch.optim.AdamW(
+            vae.parameters(), lr=config.vae_learning_rate, weight_decay=0.0
+        )
+        rng = np.random.default_rng([config.seed, 1])
+        step = self._resume_state("vae", resume, {"vae": vae}, optimizer, rng)
+        pool = _ImagePool(self.data)
+
+        def one_step(step: int) -> torch.Tensor:
+            images = random_crops(
+                pool.sample(config.vae_batch_size, rng, step),
+                config.vae_crop_pixels,
+                rng,
+            )
+            pixels = to_pixels(images).to(self.device)
+            with self._autocast():
+                posterior = vae.encode(pixels).latent_dist
+                reconstruction = vae.decode(posterior.sample()).sample
+            l1 = (reconstruction.float() - pixels).abs().mean()
+            kl = posterior.kl().mean() / pixels[0].numel()
+            return l1 + config.vae_kl_weight * kl
+
+        self._loop(
+            "vae",
+            step,
+            config.vae_steps,
+            config.vae_learning_rate,
+            optimizer,
+            one_step,
+            lambda: {"vae": vae.state_dict()},
+            rng,
+        )
+        self.vae = vae.eval().requires_grad_(False)
+
+    # --- stage 2: UNet and text encoder --------------------------------------------------------
+
+    def train_unet(self, resume: bool) -> None:
+        from diffusers import DDPMScheduler
+
+        from streamer.generate.tiny_model import sd1_scheduler
+
+        config = self.config
+        latents, tokens, empty = self._latents_and_tokens()
+        unet = self.unet.to(self.device).train().requires_grad_(True)
+        text_encoder = self.text_encoder.to(self.device).train().requires_grad_(True)
+        # CLIP's token table (49408 rows, most of the encoder) stays as initialised: captions use
+        # a few hundred tokens, a fixed random code per token serves as well, and Adam and the
+        # EMA then skip 12.6M parameters that would barely move.
+        text_encoder.get_input_embeddings().requires_grad_(False)
+        trained = {"unet": unet, "text_encoder": text_encoder}
+        parameters = [p for part in trained.values() for p in part.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(parameters, lr=config.unet_learning_rate, weight_decay=0.0)
+        ema = {name: copy.deepcopy(part).requires_grad_(False) for name, part in trained.items()}
+        rng = np.random.default_rng([config.seed, 2])
+        step = self._resume_state("unet", resume, trained, optimizer, rng, ema)
+        noise_schedule = DDPMScheduler.from_config(sd1_scheduler().config)
+        alphas = noise_schedule.alphas_cumprod.to(self.device)
+        steps_total = noise_schedule.config.num_train_timesteps
+        tokens, empty = tokens.to(self.device), empty.to(self.device)
+
+        def one_step(step: int) -> torch.Tensor:
+            rows = rng.integers(0, len(latents), config.unet_batch_size)
+            clean = latents[torch.from_numpy(rows)].to(self.device, torch.float32)
+            text = tokens[torch.from_numpy(rows).to(self.device)].clone()
+            dropped = torch.from_numpy(rng.random(len(rows)) < config.caption_drop_fraction)
+            text[dropped.to(self.device)] = empty
+            noise = torch.randn_like(clean)
+            timesteps = torch.randint(0, steps_total, (len(rows),), device=self.device)
+            noisy = noise_schedule.add_noise(clean, noise, timesteps)
+            with self._autocast():
+                hidden = text_encoder(text)[0]
+                prediction = unet(noisy, timesteps, encoder_hidden_states=hidden).sample
+            errors = ((prediction.float() - noise) ** 2).mean(dim=(1, 2, 3))
+            return (errors * min_snr_weights(alphas, timesteps, config.min_snr_gamma)).mean()
+
+        def after_step(step: int) -> None:
+            decay = ema_decay(step, config.ema_decay)
+            with torch.no_grad():
+                for name, part in trained.items():
+                    for average, live in zip(ema[name].parameters(), part.parameters()):
+                        if live.requires_grad:
+                            average.lerp_(live, 1 - decay)
+
+        def export_state():  # the averaged weights: what the model folder gets
+            return {name: part.state_dict() for name, part in ema.items()}
+
+        def live_state():
+            return {name: part.state_dict() for name, part in trained.items()}
+
+        self.unet, self.text_encoder = ema["unet"], ema["text_encoder"]
+        self._loop(
+            "unet",
+            step,
+            config.unet_steps,
+            config.unet_learning_rate,
+            optimizer,
+            one_step,
+            export_state,
+            rng,
+            after_step=after_step,
+            live_state=live_state,
+        )
+
+    def _latents_and_tokens(self):
+        """The training split's VAE latents (cached per VAE step) and caption tokens."""
+        from transformers import CLIPTokenizer
+
+        from streamer.generate.tiny_model import write_clip_tokenizer
+
+        split = read_split(self.data, "train")
+        if not len(split):
+            raise UserError(f"{self.data}/train has no clips to train on")
+        vae_step = _checkpoint_step(self.checkpoint_dir / "vae.pt")
+        # Named by the VAE's step and the clips: a data set that grew, or a VAE trained further,
+        # gets its latents encoded again; old caches are removed.
+        clips = hashlib.sha1("\n".join(r.file_name for r in split).encode()).hexdigest()[:10]
+        cache = self.dir / f"latents-vae{vae_step}-{clips}.pt"
+        for stale in self.dir.glob("latents-*.pt"):
+            if stale != cache:
+                stale.unlink()
+        if cache.is_file():
+            stored = torch.load(cache, weights_only=False)
+            latents, scaling = stored["latents"], stored["scaling_factor"]
+        else:
+            latents, scaling = self._encode(split)
+            torch.save({"latents": latents, "scaling_factor": scaling}, cache)
+        if vae_step == 0 and self.config.init:
+            # Fine-tuning on an unchanged VAE: the UNet learnt its latents at the init's scale.
+            scaling = float(self.vae.config.scaling_factor)
+        self.vae.register_to_config(scaling_factor=scaling)
+        tokenizer = CLIPTokenizer.from_pretrained(write_clip_tokenizer(self.dir / "tokenizer"))
+
+        def tokenize(texts: list[str]) -> torch.Tensor:
+            return tokenizer(
+                texts,
+                padding="max_length",
+                max_length=tokenizer.model_max_length,
+                truncation=True,
+                return_tensors="pt",
+            ).input_ids
+
+        tokens = tokenize([record.caption for record in split])
+        return latents * scaling, tokens, tokenize([""])[0]
+
+    def _encode(self, split) -> tuple[torch.Tensor, float]:
+        """Latent means of every training image (fp16, unscaled) and the scaling factor that
+        gives them unit variance."""
+        vae = self.vae.to(self.device).eval()
+        means = []
+        started = time.monotonic()
+        with torch.no_grad():
+            for index, record in enumerate(split):
+                gray = _read_gray(split.image_path(record))
+                with self._autocast():
+                    mean = vae.encode(to_pixels(gray[None]).to(self.device)).latent_dist.mean
+                means.append(mean.float().cpu().half())
+                if (index + 1) % 250 == 0 or index + 1 == len(split):
+                    elapsed = time.monotonic() - started
+                    self.report(f"encoding latents {index + 1}/{len(split)}  {elapsed:.0f} s")
+        latents = torch.cat(means)
+        return latents, float(1.0 / latents.float().std())
+
+    # --- the shared loop -----------------------------------------------------------------------
+
+    def _resume_state(self, stage, resume, parts, optimizer, rng, ema=None) -> int:
+        path = self.checkpoint_dir / f"{stage}.pt"
+        if not resume or not path.is_file():
+            if path.is_file() and not resume:
+                raise UserError(
+                    f"{path} exists: pass --resume to continue that run, or choose a new --out"
+                )
+            # Each stage's randomness starts from the seed alone, so a stage resumed in a later
+            # process draws what it would have drawn had the run never stopped.
+            torch.manual_seed(self.config.seed * len(STAGES) + STAGES.index(stage))
+            return 0
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        for name, part in parts.items():
+            part.load_state_dict(state["live"][name])
+        if ema is not None:
+            for name, part in ema.items():
+                part.load_state_dict(state["export"][name])
+        optimizer.load_state_dict(state["optimizer"])
+        rng.bit_generator.state = state["numpy_rng"]
+        torch.set_rng_state(state["torch_rng"])
+        if self.device.type == "cuda" and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"])
+        self.report(f"{stage}: resumed at step {state['step']} from {path}")
+        return state["step"]
+
+    def _loop(
+        self,
+        stage,
+        step,
+        total,
+        peak_lr,
+        optimizer,
+        one_step,
+        export_state,
+        rng,
+        after_step=None,
+        live_state=None,
+    ) -> None:
+        config = self.config
+        live_state = live_state or export_state
+        started = time.monotonic()
+        losses: list[float] = []
+
+        def save() -> None:
+            self._save(
+                stage,
+                {
+                    "step": step,
+                    "live": live_state(),
+                    "export": export_state(),
+                    "optimizer": optimizer.state_dict(),
+                    "numpy_rng": rng.bit_generator.state,
+                    "torch_rng": torch.get_rng_state(),
+                    "cuda_rng": torch.cuda.get_rng_state() if self.device.type == "cuda" else None,
+                    "config": dataclasses.asdict(config),
+                },
+            )
+
+        while step < total:
+            lr = learning_rate(step, peak_lr, config.warmup_steps)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            loss = one_step(step)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            if after_step:
+                after_step(step)
+            losses.append(float(loss.detach()))
+            if step % config.log_every_steps == 0 or step == total:
+                self._log(stage, step, total, float(np.mean(losses)), lr, started)
+                losses.clear()
+            if self.stop.requested:
+                self.report(f"{stage}: stopped at step {step}; saving a checkpoint")
+                save()
+                raise KeyboardInterrupt
+            if step % config.checkpoint_every_steps == 0 and step < total:
+                save()
+        save()
+
+
+class _ImagePool:
+    """The training split's images for the VAE stage, decoded once and kept (grey, uint8).
+
+    While the data set is still being rendered it has no metadata yet: then every PNG already
+    in DIR/train/ is used, and the folder is listed again now and then, so new renders join.
+    """
+
+    RESCAN_STEPS = 100
+
+    def __init__(self, data: Path) -> None:
+        self.data = data
+        self._cache: dict[Path, np.ndarray] = {}
+        self._paths: list[Path] | None = None
+
+    def paths(self) -> list[Path]:
+        folder = self.data / "train"
+        if (folder / METADATA_FILE).is_file():
+            split = read_split(self.data, "train")
+            return [split.image_path(record) for record in split]
+        paths = sorted(folder.glob("*.png"))
+        if not paths:
+            raise UserError(
+                f"{self.data} has no training images ({folder}/*.png): make a data set with "
+                "`streamer make-dataset DIR`"
+            )
+        return paths
+
+    def sample(self, size: int, rng: np.random.Generator, step: int) -> list[np.ndarray]:
+        """``size`` images drawn at random (with replacement: a batch depends only on the random
+        state, so a resumed run draws what an uninterrupted one would). The folder is listed
+        again every ``RESCAN_STEPS`` steps."""
+        if step % self.RESCAN_STEPS == 0 or self._paths is None:
+            self._paths = self.paths()
+        batch = []
+        while len(batch) < size:
+            image = self._image(self._paths[int(rng.integers(len(self._paths)))])
+            if image is not None:
+                batch.append(image)
+        return batch
+
+    def _image(self, path: Path) -> np.ndarray | None:
+        if path not in self._cache:
+            try:
+                self._cache[path] = _read_gray(path)
+            except (OSError, ValueError):
+                return None  # being written right now: it joins at a later pass
+        return self._cache[path]
+
+
+def _read_gray(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("L"), dtype=np.uint8)
+
+
+def _checkpoint_step(path: Path) -> int:
+    if not path.is_file():
+        return 0
+    return int(torch.load(path, map_location="cpu", weights_only=False)["step"])
+
+
+def _load_folder_parts(folder: str):
+    """UNet, VAE and text encoder of an exported model folder, in fp32 for training."""
+    from streamer.generate.config import GeneratorConfig
+    from streamer.generate.loading import load_model
+
+    model = load_model(GeneratorConfig(model=folder, device="cpu", dtype="fp32", offline=True))
+    return model.unet, model.vae, model.text_encoder
+
+
+class _StopRequest:
+    """Set by Ctrl-C or SIGTERM (a session ending, `kill`); the loop stops between two steps,
+    so the checkpoint it then writes resumes exactly."""
+
+    requested = False
+
+
+@contextmanager
+def _stop_requests():
+    stop = _StopRequest()
+
+    def request(signum, frame):
+        stop.requested = True
+
+    if threading.current_thread() is not threading.main_thread():
+        yield stop  # signals reach only the main thread; a caller elsewhere stops it its own way
+        return
+    previous = {sig: signal.signal(sig, request) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

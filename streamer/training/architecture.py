@@ -20,7 +20,7 @@ Choices, and why:
 
 from __future__ import annotations
 
-from streamer.generate.presets import GeneratorPreset
+from streamer.generate.presets import preset_named
 from streamer.generate.tiny_model import TINY, Architecture
 
 _TEXT = {
@@ -55,13 +55,9 @@ CANDIDATES: dict[str, Architecture] = {
 ARCHITECTURES: dict[str, Architecture] = {"builtin": CANDIDATES["small"], "tiny": TINY}
 
 
-#: The sampling this size was measured at, proposed as the built-in model's preset: DPM-Solver++
-#: on a 12-step schedule, the last 9 steps at denoising 0.75 (img2img keeps the seed loop's beat),
-#: each a 2-row UNet batch for guidance (a from-scratch model on templated captions needs less
-#: than SD's 7). 1.5 s per frame + 0.25 s of vocoder on 2 loaded cores: 2.9x real time.
-RECOMMENDED_PRESET = GeneratorPreset(
-    "builtin", "dpm++", num_inference_steps=12, denoising=0.75, guidance=4.0
-)
+#: The sampling this size was measured at: the built-in model's preset (its one home is
+#: ``streamer.generate.presets``).
+RECOMMENDED_PRESET = preset_named("builtin")
 
 
 def parameter_counts(architecture: Architecture) -> dict[str, int]:

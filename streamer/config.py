@@ -22,6 +22,7 @@ from typing import Any
 
 from streamer.errors import UserError
 from streamer.generate.config import DEFAULT_MODEL, GeneratorConfig
+from streamer.audio.stitcher import QUANTIZE_CHOICES
 from streamer.generate.presets import PRESETS, SCHEDULER_NAMES
 from streamer.plan.settings import PromptBlend, Transition
 from streamer.runtime.assemble import StreamConfig
@@ -114,6 +115,12 @@ def add_stream_options(parser: argparse.ArgumentParser) -> None:
         "--lookahead-frames", type=int, help="finished frames kept ready ahead of playback (default 2)"
     )
     engine.add_argument("--batch-frames", type=int, help="frames per UNet batch (default 1)")
+    engine.add_argument(
+        "--quantize",
+        choices=QUANTIZE_CHOICES,
+        help="where a change is heard: the next bar (4 beats of the seed loop), the next beat "
+        "(default), or off: as soon as its first frame is ready and the crossfade can run",
+    )
     parser.add_argument("--config", metavar="FILE.toml", help="read options from a TOML file")
 
 
@@ -137,13 +144,14 @@ _OPTION_FIELDS = {
     "endless": ("planner", "endless"),
     "lookahead_frames": ("engine", "lookahead_frames"),
     "batch_frames": ("engine", "batch_frames"),
+    "quantize": ("stitcher", "quantize"),
 }
 _OTHER_OPTIONS = {"prompt", "transition_seconds", "transition_bars", "playlist"}
 _TYPES: dict[str, type] = {
     "model": str, "model_config": str, "compile": str, "scheduler": str, "steps": int,
     "lora": str, "device": str, "dtype": str, "offline": bool, "preset": str,
     "negative_prompt": str, "seed": int, "seed_loop": str, "denoising": float, "guidance": float,
-    "endless": bool, "lookahead_frames": int, "batch_frames": int,
+    "endless": bool, "lookahead_frames": int, "batch_frames": int, "quantize": str,
     "transition_seconds": float, "transition_bars": float,
 }  # fmt: skip
 
@@ -187,7 +195,9 @@ def stream_config_from_args(args: argparse.Namespace) -> StreamConfig:
         value = getattr(args, name, None)
         if value is not None:
             options[name] = value
-    sections: dict[str, dict[str, Any]] = {"model": {}, "settings": {}, "planner": {}, "engine": {}}
+    sections: dict[str, dict[str, Any]] = {
+        "model": {}, "settings": {}, "planner": {}, "engine": {}, "stitcher": {}
+    }  # fmt: skip
     for name, value in options.items():
         if name in _OPTION_FIELDS:
             section, field = _OPTION_FIELDS[name]

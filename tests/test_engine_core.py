@@ -9,6 +9,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from streamer.audio.stitcher import StitcherConfig
 from streamer.runtime.assemble import StreamConfig
 from streamer.runtime.core import EngineConfig
 from streamer.plan.planner import PlannedFrame
@@ -28,8 +29,9 @@ def settings(prompt: str = "jazz", **changes) -> StreamSettings:
     return dataclasses.replace(base, **changes)
 
 
-def core(*, endless: bool = False, **engine) -> EngineCore:
+def core(*, endless: bool = False, quantize: str = "beat", **engine) -> EngineCore:
     config = StreamConfig(settings=settings(), engine=EngineConfig(**engine))
+    config = dataclasses.replace(config, stitcher=StitcherConfig(quantize=quantize))
     planner = dataclasses.replace(config.planner, endless=endless)
     return build_core(dataclasses.replace(config, planner=planner))
 
@@ -167,6 +169,18 @@ def test_a_change_discards_waiting_frames_and_its_first_frame_enters_at_the_next
     assert playing[0].sample_position + crossfade - ready_at <= beat  # at the next beat
     assert playing[0].prompts[0].text == "rock"
     assert list(engine.metrics.control_latencies_seconds) == [1.0]
+
+
+def test_quantized_to_the_bar_a_change_is_heard_at_the_next_bar_line_after_it_is_ready():
+    engine = core(quantize="bar")
+    make(engine)
+    play(engine, 1.0)
+    engine.change(settings("rock"), now=1.0)
+    make(engine, 1.5)  # ready 1.0 s into the stream: bar two (4 beats, 2.05 s) is next
+    (playing,) = play(engine, 3.0, now=1.5)
+    bar = 4 * SECOND * 60 / 117.1875
+    end = playing.sample_position + engine.stitcher.config.crossfade_samples
+    assert end == round(bar)
 
 
 def test_a_batch_made_for_an_older_plan_is_discarded():

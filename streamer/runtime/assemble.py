@@ -25,6 +25,9 @@ class StreamConfig:
     settings: StreamSettings = StreamSettings()
     planner: PlannerConfig = PlannerConfig()
     engine: EngineConfig = EngineConfig()
+    #: Where frames join (``quantize``, the crossfade); the sample rate, channels and pending
+    #: limit are set from the spectrogram and the engine by ``build_core``.
+    stitcher: StitcherConfig = StitcherConfig()
 
 
 def frame_seconds(params: SpectrogramParams) -> float:
@@ -39,7 +42,8 @@ def build_core(config: StreamConfig) -> EngineCore:
     planner_config = dataclasses.replace(config.planner, frame_seconds=frame_seconds(params))
     planner = Planner(config.settings, planner_config, {loop.name: loop.bpm for loop in loops})
     stitcher = Stitcher(
-        StitcherConfig(
+        dataclasses.replace(
+            config.stitcher,
             sample_rate=params.sample_rate,
             channels=params.channels,
             max_pending_frames=config.engine.lookahead_frames + config.engine.batch_frames,

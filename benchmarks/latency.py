@@ -4,12 +4,14 @@ A control change discards the frames waiting to be heard and re-plans, and the f
 the new plan enters at the next switch point (the next beat). So the latency from a control
 message to the first changed sample heard is
 
-    latency ~= (rest of the batch in flight) + t_make + wait for the next beat + render-ahead
+    latency ~= (one step of the stale batch) + t_make + wait for the next beat + render-ahead
 
-where t_make is the time to generate and vocode one batch. On average that is about
-1.5 x t_make + beat / 2 + render_ahead_seconds, at worst 2 x t_make + beat + render_ahead. The
-lookahead (frames kept ready) does not add to it, because those frames are discarded; it only
-buys safety against a slow frame. Sustained real-time factor = frame period (5.12 s) / t_make.
+where t_make is the time to generate and vocode one batch: the batch in flight when the change
+comes is stale and stops at its next UNet step (the stand-in makes a frame in 10 simulated
+steps). On average that is about t_make + beat / 2 + render_ahead_seconds, at worst
+1.1 x t_make + beat (two around the loop's wrap) + render_ahead. The lookahead (frames kept
+ready) does not add to it, because those frames are discarded; it only buys safety against a
+slow frame. Sustained real-time factor = frame period (5.12 s) / t_make.
 
 Runs the real engine (producer, renderer, software clock) with a stand-in frame maker of chosen
 speeds and with the tiny model (or ``--model PATH``), changes the prompt at random moments and
@@ -17,6 +19,7 @@ reads the engine's own measurement (control message -> its first frame reaching 
 
     python benchmarks/latency.py            # stand-ins + tiny model, about 3 minutes
     python benchmarks/latency.py --quick    # fewer changes, under a minute
+    python benchmarks/latency.py --speeds 0.25 --changes 40 --no-model   # the 20x tail alone
     python benchmarks/latency.py --model PATH --device cuda   # the real checkpoint on a GPU
 """
 
@@ -86,6 +89,10 @@ def main() -> int:
     parser.add_argument("--model", help="model folder (default: a tiny model built in a temp dir)")
     parser.add_argument("--device", default="cpu", help="device for the model (default cpu)")
     parser.add_argument("--changes", type=int, help="control changes per row")
+    parser.add_argument(
+        "--speeds", help="stand-in seconds per frame, comma-separated (default 0.1,0.25,1.0)"
+    )
+    parser.add_argument("--no-model", action="store_true", help="stand-ins only, no model row")
     args = parser.parse_args()
     changes = args.changes or (3 if args.quick else 8)
     base = StreamConfig(
@@ -95,9 +102,14 @@ def main() -> int:
     base = dataclasses.replace(base, planner=dataclasses.replace(base.planner, endless=False))
     rows = []
     speeds = (0.25,) if args.quick else (0.1, 0.25, 1.0)
+    if args.speeds:
+        speeds = tuple(float(text) for text in args.speeds.split(","))
     for seconds in speeds:
         rows.append(measure(f"stand-in {seconds:.2f} s/frame", base, StandInFrameMaker(seconds), changes, 1))
     with tempfile.TemporaryDirectory() as scratch:
+        if args.no_model:
+            report(rows)
+            return 0
         model = args.model
         if model is None:
             from streamer.generate.tiny_model import build_tiny_model
@@ -106,14 +118,7 @@ def main() -> int:
         config = dataclasses.replace(base, model=GeneratorConfig(model=model, device=args.device))
         label = "tiny model" if args.model is None else f"{Path(model).name}"
         rows.append(measure(f"{label} ({args.device})", config, load_diffusion_maker(config), changes, 2))
-
-    print(f"{'maker':28} {'t_make s':>9} {'RTF':>6} {'median s':>9} {'p90 s':>7} {'max s':>7} {'underruns':>9}")
-    for row in rows:
-        print(
-            f"{row['name']:28} {row['t_make']:9.3f} {row['rtf']:6.2f} {row['median']:9.3f} "
-            f"{row['p90']:7.3f} {row['max']:7.3f} {row['underruns']:9d}"
-        )
-    print("formula: latency ~= 1.5 x t_make + beat / 2 + render-ahead (0.25 s); beat = 0.512 s here")
+    report(rows)
     model_row = rows[-1]
     print(
         f"RESULT latency_median_s={model_row['median']:.3f} latency_p90_s={model_row['p90']:.3f} "
@@ -121,6 +126,16 @@ def main() -> int:
         f"{next(r['median'] for r in rows if r['name'].startswith('stand-in 0.25')):.3f}"
     )
     return 0
+
+
+def report(rows: list[dict]) -> None:
+    print(f"{'maker':28} {'t_make s':>9} {'RTF':>6} {'median s':>9} {'p90 s':>7} {'max s':>7} {'underruns':>9}")
+    for row in rows:
+        print(
+            f"{row['name']:28} {row['t_make']:9.3f} {row['rtf']:6.2f} {row['median']:9.3f} "
+            f"{row['p90']:7.3f} {row['max']:7.3f} {row['underruns']:9d}"
+        )
+    print("formula: latency ~= t_make + beat / 2 + render-ahead (0.25 s); beat = 0.512 s here")
 
 
 if __name__ == "__main__":

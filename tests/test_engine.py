@@ -15,6 +15,7 @@ from streamer.plan.settings import PromptBlend, StreamSettings, Transition
 from streamer.runtime.assemble import build_engine
 from streamer.runtime.clocks import SoftwareClock
 from streamer.runtime.engine import Engine
+from streamer.generate.cancellation import never_stale
 from streamer.runtime.standin import StandInFrameMaker, prompt_tone_hz
 
 RATE = 44100
@@ -149,11 +150,11 @@ class FlakyMaker:
         self.failures = failures
         self.calls = 0
 
-    def make(self, planned):
+    def make(self, planned, is_stale=never_stale):
         self.calls += 1
         if 1 < self.calls <= 1 + self.failures:
             raise RuntimeError("CUDA error: an illegal memory access was encountered")
-        made = self.inner.make(planned)
+        made = self.inner.make(planned, is_stale)
         if self.calls == 2 + self.failures:
             bad = made[0]
             made[0] = dataclasses.replace(bad, samples=np.full_like(bad.samples, np.nan))

@@ -194,6 +194,31 @@ def test_a_batch_made_for_an_older_plan_is_discarded():
     assert engine.next_work(1.0).frames[0].prompts == PromptBlend.single("rock")
 
 
+def test_a_change_makes_the_batch_in_flight_stale_and_its_cancel_costs_no_back_off():
+    engine = core()
+    make(engine)
+    play(engine, 0.1)
+    work = engine.next_work(0.0)
+    assert not engine.batch_is_stale
+    engine.change(settings("rock"), now=0.5)
+    assert engine.batch_is_stale  # the shell tells the maker to stop
+    engine.frames_cancelled(0.6)
+    assert not engine.batch_is_stale
+    again = engine.next_work(0.6)  # at once: no failure, no back-off
+    assert isinstance(again, MakeFrames)
+    assert again.frames[0].index == work.frames[0].index
+    assert again.frames[0].prompts == PromptBlend.single("rock")
+    assert engine.metrics.batches_cancelled == 1 and engine.metrics.frames_failed == 0
+    assert engine.state == "ok"
+
+
+def test_a_change_with_nothing_in_flight_cancels_nothing():
+    engine = core()
+    make(engine)
+    engine.change(settings("rock"), now=0.5)
+    assert not engine.batch_is_stale
+
+
 def test_an_overtaken_change_reports_only_the_latest_latency():
     engine = core()
     make(engine)

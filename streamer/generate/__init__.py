@@ -6,6 +6,7 @@
 - ``loading``: checkpoints from the hub, a folder or one file; device and dtype; clear errors;
 - ``schedulers``: samplers built on the checkpoint's noise schedule;
 - ``generator``: ``FrameGenerator.generate(requests) -> frames``, the algorithm in one place;
+- ``cancellation``: ``FrameCancelled`` and the ``IsStale`` check that stops a stale batch;
 - ``tiny_model``: a random-weight model for tests and smoke runs.
 
 Only the pure modules are imported here, so that planning code and ``streamer --help`` do not

@@ -12,7 +12,9 @@ event                                  decision
                                        plan) discarded; an unplayable one dropped and re-planned
 ``frames_failed(planned, oom, now)``   ``Retry``: when to try again, whether the batch shrank
 ``change(settings, now)``              pending frames discarded, the plan rewound to the first
-                                       unheard frame; the new plan's first frame interrupts
+                                       unheard frame; the new plan's first frame interrupts;
+                                       ``batch_is_stale``: the batch in flight should stop
+``frames_cancelled(now)``              the stale batch stopped: nothing failed, no back-off
 ``set_paused(paused)``                 nothing new is made; the current frame loops
 ``render(n, now)``                     the next ``n`` samples and the switches they hold
 ``heard(switch, now)``                 ``NowPlaying`` and ``FramePicture`` to publish; the
@@ -101,6 +103,7 @@ class EngineMetrics:
     seconds_per_frame: float = 0.0  # moving average of the maker's time per frame
     underrun_samples: int = 0  # samples the clock found missing (heard as silence)
     behind_episodes: int = 0  # times a frame had to loop on because its successor was late
+    batches_cancelled: int = 0  # batches stopped part-way because a change made them stale
     batch_frames: int = 0  # frames per batch now: halved after the accelerator ran out of memory
     #: Control change -> first sample of its plan heard, for the latest 1000 changes.
     control_latencies_seconds: collections.deque[float] = dataclasses.field(
@@ -233,6 +236,19 @@ class EngineCore:
             f"looping, retry in {delay:.1f} s"
         )
         return Retry(now + delay, False, LogLine(logging.ERROR, message))
+
+    @property
+    def batch_is_stale(self) -> bool:
+        """The batch in flight was planned before the latest change: every frame of it would be
+        discarded, so the maker should stop it now rather than finish it."""
+        version = self.planner.plan_version
+        return any(planned.plan_version != version for planned in self._in_flight)
+
+    def frames_cancelled(self, now: float) -> None:
+        """The maker stopped the stale batch. Its frames were already re-planned by the change;
+        the next work can start at once."""
+        self._in_flight, self._making_since = (), None
+        self.metrics.batches_cancelled += 1
 
     def _queue(self, frame: MadeFrame) -> str | None:
         planned = frame.planned

@@ -5,9 +5,10 @@
     clock:             sample ring -> the sound device or the software clock's tick -> played tap
     publisher thread:  played tap -> core.heard / core.status -> sinks (audio, events, pictures)
 
-Every decision (what to make, retries, discards, status, latency) is the core's
-(``streamer.runtime.core``); the threads only wait, call it under one lock, and carry its
-answers out. The clock (``streamer.runtime.clocks``) copies twice per block and signals, nothing
+Every decision (what to make, retries, discards, cancelling a stale batch, status, latency) is
+the core's (``streamer.runtime.core``); the threads only wait, call it under one lock, and carry
+its answers out. A change that makes the batch in flight stale sets an event the maker polls
+between UNet steps (``streamer.generate.cancellation``). The clock (``streamer.runtime.clocks``) copies twice per block and signals, nothing
 else: encoding, events and listeners are the publisher's, on its own thread.
 """
 
@@ -23,6 +24,7 @@ import numpy as np
 
 from streamer.audio.blocks import AudioBlock
 from streamer.audio.stitcher import SwitchEvent
+from streamer.generate.cancellation import FrameCancelled
 from streamer.plan.settings import StreamSettings
 from streamer.runtime.core import EngineConfig, EngineCore, EngineMetrics, LogLine, Wait
 from streamer.runtime.frames import FrameMaker
@@ -62,6 +64,8 @@ class Engine:
         #: Switches rendered into the ring and not yet played, oldest first.
         self._switches: collections.deque[SwitchEvent] = collections.deque()
         self._sinks: list[StreamSink] = []
+        #: Set when the core finds the batch in flight stale; cleared when a batch starts.
+        self._stale = threading.Event()
         self._playing = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -112,6 +116,8 @@ class Engine:
         """Head for new settings (see ``EngineCore.change``); returns the new plan version."""
         with self._lock:
             version = self.core.change(settings, time.monotonic())
+            if self.core.batch_is_stale:
+                self._stale.set()
             self._lock.notify_all()
         return version
 
@@ -136,8 +142,13 @@ class Engine:
                     timeout = POLL_SECONDS if work.until is None else work.until - time.monotonic()
                     self._lock.wait(timeout=min(POLL_SECONDS, max(0.0, timeout)))
                     continue
+                self._stale.clear()
             try:
-                made = list(self.maker.make(list(work.frames)))
+                made = list(self.maker.make(list(work.frames), self._stale.is_set))
+            except FrameCancelled:
+                with self._lock:
+                    self.core.frames_cancelled(time.monotonic())
+                continue
             except Exception as error:
                 with self._lock:
                     retry = self.core.frames_failed(

@@ -47,7 +47,13 @@ from streamer.runtime.standin import StandInFrameMaker  # noqa: E402
 PROMPTS = ["deep house", "jazz trio", "ambient drone", "funk bass", "techno", "dub reggae"]
 
 
-def measure(name: str, config: StreamConfig, maker, changes: int, seed: int) -> dict:
+#: Seconds between the changes of a fader sweep (``--sweep``).
+SWEEP_STEP_SECONDS = 0.1
+
+
+def measure(
+    name: str, config: StreamConfig, maker, changes: int, seed: int, sweep: int = 1
+) -> dict:
     engine = build_engine(config, maker)
     clock = SoftwareClock(engine)
     rng = random.Random(seed)
@@ -58,10 +64,11 @@ def measure(name: str, config: StreamConfig, maker, changes: int, seed: int) -> 
         time.sleep(1.0)
         for k in range(changes):
             heard = len(engine.metrics.control_latencies_seconds)
-            settings = dataclasses.replace(
-                engine.settings, prompts=PromptBlend.single(PROMPTS[k % len(PROMPTS)])
-            )
-            engine.change(settings)
+            for step in range(sweep):  # the last change of a sweep is the one measured
+                if step:
+                    time.sleep(SWEEP_STEP_SECONDS)
+                text = PROMPTS[(k * sweep + step) % len(PROMPTS)]
+                engine.change(dataclasses.replace(engine.settings, prompts=PromptBlend.single(text)))
             deadline = time.monotonic() + 120
             while len(engine.metrics.control_latencies_seconds) == heard:
                 assert time.monotonic() < deadline, f"{name}: a change was never heard"
@@ -80,6 +87,7 @@ def measure(name: str, config: StreamConfig, maker, changes: int, seed: int) -> 
         "max": latencies[-1],
         "underruns": engine.metrics.underrun_samples,
         "changes": len(latencies),
+        "cancelled": engine.metrics.batches_cancelled,
     }
 
 
@@ -93,6 +101,13 @@ def main() -> int:
         "--speeds", help="stand-in seconds per frame, comma-separated (default 0.1,0.25,1.0)"
     )
     parser.add_argument("--no-model", action="store_true", help="stand-ins only, no model row")
+    parser.add_argument(
+        "--sweep",
+        type=int,
+        default=1,
+        help="changes per measured change, 0.1 s apart, like a fader moved (default 1): the "
+        "last one finds a batch in flight",
+    )
     args = parser.parse_args()
     changes = args.changes or (3 if args.quick else 8)
     base = StreamConfig(
@@ -105,7 +120,7 @@ def main() -> int:
     if args.speeds:
         speeds = tuple(float(text) for text in args.speeds.split(","))
     for seconds in speeds:
-        rows.append(measure(f"stand-in {seconds:.2f} s/frame", base, StandInFrameMaker(seconds), changes, 1))
+        rows.append(measure(f"stand-in {seconds:.2f} s/frame", base, StandInFrameMaker(seconds), changes, 1, args.sweep))
     with tempfile.TemporaryDirectory() as scratch:
         if args.no_model:
             report(rows)
@@ -117,7 +132,7 @@ def main() -> int:
             model = str(build_tiny_model(Path(scratch) / "tiny"))
         config = dataclasses.replace(base, model=GeneratorConfig(model=model, device=args.device))
         label = "tiny model" if args.model is None else f"{Path(model).name}"
-        rows.append(measure(f"{label} ({args.device})", config, load_diffusion_maker(config), changes, 2))
+        rows.append(measure(f"{label} ({args.device})", config, load_diffusion_maker(config), changes, 2, args.sweep))
     report(rows)
     model_row = rows[-1]
     print(
@@ -129,11 +144,14 @@ def main() -> int:
 
 
 def report(rows: list[dict]) -> None:
-    print(f"{'maker':28} {'t_make s':>9} {'RTF':>6} {'median s':>9} {'p90 s':>7} {'max s':>7} {'underruns':>9}")
+    print(
+        f"{'maker':28} {'t_make s':>9} {'RTF':>6} {'median s':>9} {'p90 s':>7} {'max s':>7} "
+        f"{'underruns':>9} {'cancelled':>9}"
+    )
     for row in rows:
         print(
             f"{row['name']:28} {row['t_make']:9.3f} {row['rtf']:6.2f} {row['median']:9.3f} "
-            f"{row['p90']:7.3f} {row['max']:7.3f} {row['underruns']:9d}"
+            f"{row['p90']:7.3f} {row['max']:7.3f} {row['underruns']:9d} {row['cancelled']:9d}"
         )
     print("formula: latency ~= t_make + beat / 2 + render-ahead (0.25 s); beat = 0.512 s here")
 

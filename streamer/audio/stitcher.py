@@ -211,6 +211,14 @@ class Stitcher:
         """The frame playing now (the incoming one once its crossfade is over)."""
         return None if self._current is None else self._current.frame_id
 
+    def beat_position(self, position: int) -> float | None:
+        """Beats from bar one at a stream position, by the beat grid of the frame playing (or,
+        before the first, of the first pushed); None when that frame does not know its beats."""
+        frame = self._current or (self._pending[0].frame if self._pending else None)
+        if frame is None or not frame.beats:
+            return None
+        return (position - self._origin) * frame.beats / frame.period
+
     def push(self, frame: AudioFrame, *, interrupt: bool = False) -> None:
         """Queue a frame behind those pending (FIFO). With ``interrupt`` it enters at the first
         switch point after it reaches the head of the queue, instead of after the current frame's

@@ -21,6 +21,9 @@ event                                  decision
                                        control latency, if the switch is a change's first frame
 ``status(now)``                        a ``Status`` to publish when the state changed or a
                                        while passed
+``follow(config)``, ``session(...)``   from now on play at a Link session's tempo and phase
+                                       (``streamer.runtime.follow``); ``render`` then needs
+                                       ``heard_at``, when the block's first sample is heard
 =====================================  =========================================================
 
 Rules:
@@ -48,8 +51,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from streamer.audio.stitcher import AudioFrame, StitchedAudio, Stitcher, SwitchEvent
+from streamer.audio.stretch import StreamStretcher
 from streamer.plan.planner import PlannedFrame, Planner
 from streamer.plan.settings import StreamSettings
+from streamer.runtime.follow import LinkConfig, SessionTimeline, TempoFollower
 from streamer.runtime.frames import MadeFrame
 from streamer.runtime.ports import FramePicture, NowPlaying, PromptWeight, Status, StreamState
 
@@ -179,6 +184,11 @@ class EngineCore:
         #: before it was heard has no latency to report.
         self._change_asked: tuple[int, float] | None = None
         self._last_status: tuple[StreamState, float] | None = None
+        #: Following a Link session: the follower, the stretch between the stitcher and the
+        #: output, and switches pulled from the stitcher but not yet reached by the output.
+        self._follower: TempoFollower | None = None
+        self._stretcher: StreamStretcher | None = None
+        self._held: list[SwitchEvent] = []
 
     # -- what to make -----------------------------------------------------------------------------
     def next_work(self, now: float) -> MakeFrames | Wait:
@@ -308,14 +318,76 @@ class EngineCore:
         made; resumed, the walk goes on from there."""
         self.paused = paused
 
+    # -- following a Link session ---------------------------------------------------------------
+    def follow(self, config: LinkConfig) -> None:
+        """From now on play at the tempo and phase of the sessions ``session`` reports (at the
+        seed loop's own until the first)."""
+        stitcher = self.stitcher.config
+        self._follower = TempoFollower(config)
+        self._stretcher = StreamStretcher(stitcher.channels, stitcher.sample_rate)
+
+    def session(self, timeline: SessionTimeline, now: float) -> tuple[LogLine, ...]:
+        """A new reading of the session's tempo and beat."""
+        seed_bpm = self._seed_bpm()
+        if self._follower is None or seed_bpm is None:
+            return ()
+        refused = self._follower.update(timeline, seed_bpm)
+        return () if refused is None else (LogLine(*refused),)
+
+    def _seed_bpm(self) -> float | None:
+        beats = self.seed_loop_beats.get(self.planner.settings.seed_loop)
+        return None if not beats else beats * 60.0 / self.planner.config.frame_seconds
+
+    def _render_following(self, num_samples: int, heard_at: float) -> StitchedAudio:
+        """The stitcher's stream read through the stretch, steered onto the session's beat."""
+        stretcher, follower = self._stretcher, self._follower
+        start = stretcher.taken
+        seed_bpm = self._seed_bpm()
+        beat = self.stitcher.beat_position(round(stretcher.source_position(start)))
+        steer = (
+            follower.steer(beat, heard_at, seed_bpm)
+            if beat is not None and seed_bpm is not None
+            else None
+        )
+        ratio = 1.0 if steer is None else steer.ratio
+        if steer is not None and steer.jump_beats:
+            stretcher.jump(steer.jump_beats * self.stitcher.config.sample_rate * 60.0 / seed_bpm)
+        behind, repeats = False, 0
+        while stretcher.ready < num_samples:
+            need = stretcher.source_needed()
+            if need:
+                source = self.stitcher.render(need)
+                for switch in source.events:  # its crossfade began: no longer re-planned
+                    self.planner.forget_before(switch.frame_id)
+                self._held.extend(source.events)
+                behind |= source.behind
+                repeats = source.repeats
+                stretcher.feed(source.samples)
+            stretcher.step(ratio)
+        samples = stretcher.take(num_samples)
+        events, held = [], []
+        for switch in self._held:
+            begins = stretcher.output_position(switch.start_position)
+            if begins < start + num_samples:
+                length = round((switch.end_position - switch.start_position) / ratio)
+                events.append(SwitchEvent(switch.frame_id, begins, begins + length))
+            else:
+                held.append(switch)
+        self._held = held
+        return StitchedAudio(samples, start, tuple(events), behind, repeats)
+
     # -- playback -------------------------------------------------------------------------------
-    def render(self, num_samples: int, now: float) -> Rendered | None:
+    def render(self, num_samples: int, now: float, heard_at: float | None = None) -> Rendered | None:
         """The next samples of the stream, or None before the first frame (no silence is
-        rendered ahead of the music)."""
+        rendered ahead of the music). Following a Link session, ``heard_at`` is when the first
+        of them will be heard (monotonic seconds, as ``now``)."""
         if not self._started and not self.stitcher.pending_count:
             return None
         self._started = True
-        audio = self.stitcher.render(num_samples)
+        if self._follower is not None and heard_at is not None:
+            audio = self._render_following(num_samples, heard_at)
+        else:
+            audio = self.stitcher.render(num_samples)
         for switch in audio.events:
             # A frame whose crossfade began can no longer be re-planned.
             self.planner.forget_before(switch.frame_id)
@@ -346,6 +418,9 @@ class EngineCore:
             self.metrics.control_latencies_seconds.append(now - asked[1])
         beats = self.seed_loop_beats.get(planned.seed_loop)
         bpm = beats * 60.0 / self.planner.config.frame_seconds if beats else None
+        follower = self._follower
+        if bpm is not None and follower is not None and follower.session is not None:
+            bpm = follower.session.tempo_bpm  # what is heard: the stretch plays the session's
         playing = now_playing(planned, switch.start_position, self.paused, bpm)
         return playing, FramePicture(planned.index, switch.start_position, made.png)
 

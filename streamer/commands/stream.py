@@ -42,6 +42,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     )
     network.add_argument("--max-connections", type=int, default=1000, help="most connections at once (default 1000)")
     serve.add_argument("--play", action="store_true", help="also play on the local sound device")
+    _add_link_option(serve)
     _add_device_options(serve)
     _add_duration(serve)
     serve.set_defaults(run=run_serve)
@@ -53,6 +54,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     )
     add_stream_options(play)
     play.add_argument("--list-devices", action="store_true", help="list output devices and exit")
+    _add_link_option(play)
     _add_device_options(play)
     _add_duration(play)
     play.set_defaults(run=run_play)
@@ -80,6 +82,34 @@ def _add_device_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--audio-block-size", type=int, default=0, help="samples per device callback (default 0: the host's choice)"
     )
+
+
+def _add_link_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--link",
+        action="store_true",
+        help="join the Ableton Link session on the local network and play at its tempo, bar "
+        "one on its bar (quantum 4); needs pip install 'streamer[link]' (GPL-3)",
+    )
+
+
+@contextmanager
+def _linked(engine, follow: bool) -> Iterator[None]:
+    """With ``follow``, the engine plays at the Link session's tempo and phase while inside."""
+    if not follow:
+        yield
+        return
+    from streamer.runtime.follow import LinkConfig
+    from streamer.runtime.link import LinkSession
+
+    config = LinkConfig()
+    session = LinkSession(engine, engine.core.seed_bpm() or 120.0, config)
+    engine.follow(config)
+    session.start()
+    try:
+        yield
+    finally:
+        session.stop()
 
 
 def _add_duration(parser: argparse.ArgumentParser) -> None:
@@ -164,7 +194,7 @@ def run_serve(args: argparse.Namespace) -> int:
     seed_loops = frozenset(loop.name for loop in list_seed_loops()) | {config.settings.seed_loop}
     server = StreamServer(server_config, EngineControl(engine, seed_loops))
     server_thread = ServerThread(server)
-    with _until_stopped(args.seconds) as stop:
+    with _until_stopped(args.seconds) as stop, _linked(engine, args.link):
         server_thread.start()
         engine.add_sink(server)
         engine.start()
@@ -203,7 +233,7 @@ def run_play(args: argparse.Namespace) -> int:
     config = stream_config_from_args(args)
     device_config = _device_config(args)
     engine = _load_engine(config)
-    with _until_stopped(args.seconds) as stop:
+    with _until_stopped(args.seconds) as stop, _linked(engine, args.link):
         engine.start()
         try:
             if not engine.wait_until_playing(FIRST_FRAME_TIMEOUT_SECONDS):

@@ -328,13 +328,14 @@ class EngineCore:
 
     def session(self, timeline: SessionTimeline, now: float) -> tuple[LogLine, ...]:
         """A new reading of the session's tempo and beat."""
-        seed_bpm = self._seed_bpm()
+        seed_bpm = self.seed_bpm()
         if self._follower is None or seed_bpm is None:
             return ()
         refused = self._follower.update(timeline, seed_bpm)
         return () if refused is None else (LogLine(*refused),)
 
-    def _seed_bpm(self) -> float | None:
+    def seed_bpm(self) -> float | None:
+        """The tempo frames are made at: the seed loop's (None if it does not know its beats)."""
         beats = self.seed_loop_beats.get(self.planner.settings.seed_loop)
         return None if not beats else beats * 60.0 / self.planner.config.frame_seconds
 
@@ -342,7 +343,7 @@ class EngineCore:
         """The stitcher's stream read through the stretch, steered onto the session's beat."""
         stretcher, follower = self._stretcher, self._follower
         start = stretcher.taken
-        seed_bpm = self._seed_bpm()
+        seed_bpm = self.seed_bpm()
         beat = self.stitcher.beat_position(round(stretcher.source_position(start)))
         steer = (
             follower.steer(beat, heard_at, seed_bpm)

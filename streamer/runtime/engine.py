@@ -27,6 +27,7 @@ from streamer.audio.stitcher import SwitchEvent
 from streamer.generate.cancellation import FrameCancelled
 from streamer.plan.settings import StreamSettings
 from streamer.runtime.core import EngineConfig, EngineCore, EngineMetrics, LogLine, Wait
+from streamer.runtime.follow import LinkConfig, SessionTimeline
 from streamer.runtime.frames import FrameMaker
 from streamer.runtime.ports import StreamSink
 from streamer.runtime.ring import PlayedTap, SampleRing
@@ -121,6 +122,17 @@ class Engine:
             self._lock.notify_all()
         return version
 
+    def follow(self, config: LinkConfig) -> None:
+        """Play at the tempo and phase of the sessions ``session`` reports from now on."""
+        with self._lock:
+            self.core.follow(config)
+
+    def session(self, timeline: SessionTimeline) -> None:
+        """A new reading of a Link session (from ``streamer.runtime.link``, never the clock)."""
+        with self._lock:
+            lines = self.core.session(timeline, time.monotonic())
+        _write(lines)
+
     def set_paused(self, paused: bool) -> None:
         with self._lock:
             self.core.set_paused(paused)
@@ -168,8 +180,12 @@ class Engine:
         while not self._stop.is_set():
             if not self.ring.wait_for_room(chunk, timeout=POLL_SECONDS):
                 continue
+            now = time.monotonic()
+            # Its first sample is heard once the clock has played what the ring holds (a sound
+            # device's own output latency comes on top; not measured here).
+            heard_at = now + self.ring.buffered / self.sample_rate
             with self._lock:
-                rendered = self.core.render(chunk, time.monotonic())
+                rendered = self.core.render(chunk, now, heard_at)
                 if rendered is None:  # nothing to play yet: render no silence
                     self._lock.wait(timeout=POLL_SECONDS)
                     continue

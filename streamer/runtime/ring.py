@@ -33,6 +33,12 @@ class SampleRing:
     def capacity(self) -> int:
         return self._capacity
 
+    @property
+    def buffered(self) -> int:
+        """Samples written and not yet read: how long the next one written waits to be heard."""
+        with self._lock:
+            return self._written - self._read
+
     def wait_for_room(self, samples: int, timeout: float) -> bool:
         """Block the renderer until ``samples`` fit, or the timeout passes."""
         with self._room:

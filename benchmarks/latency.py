@@ -36,6 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from streamer.audio.stitcher import QUANTIZE_CHOICES, StitcherConfig  # noqa: E402
 from streamer.runtime.assemble import StreamConfig  # noqa: E402
 from streamer.runtime.core import EngineConfig  # noqa: E402
 from streamer.generate.config import GeneratorConfig  # noqa: E402
@@ -108,11 +109,15 @@ def main() -> int:
         help="changes per measured change, 0.1 s apart, like a fader moved (default 1): the "
         "last one finds a batch in flight",
     )
+    parser.add_argument(
+        "--quantize", choices=QUANTIZE_CHOICES, default="beat", help="as the stream option"
+    )
     args = parser.parse_args()
     changes = args.changes or (3 if args.quick else 8)
     base = StreamConfig(
         settings=StreamSettings(seed_loop="house_117", transition=Transition(seconds=0)),
         engine=EngineConfig(lookahead_frames=2),
+        stitcher=StitcherConfig(quantize=args.quantize),
     )
     base = dataclasses.replace(base, planner=dataclasses.replace(base.planner, endless=False))
     rows = []

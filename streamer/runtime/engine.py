@@ -65,6 +65,9 @@ class Engine:
         #: Switches rendered into the ring and not yet played, oldest first.
         self._switches: collections.deque[SwitchEvent] = collections.deque()
         self._sinks: list[StreamSink] = []
+        #: From a sample leaving the ring to it being heard: a sound device's output latency
+        #: (set by ``DeviceClock``), 0 for the software clock.
+        self.output_latency_seconds = 0.0
         #: Set when the core finds the batch in flight stale; cleared when a batch starts.
         self._stale = threading.Event()
         self._playing = threading.Event()
@@ -181,9 +184,9 @@ class Engine:
             if not self.ring.wait_for_room(chunk, timeout=POLL_SECONDS):
                 continue
             now = time.monotonic()
-            # Its first sample is heard once the clock has played what the ring holds (a sound
-            # device's own output latency comes on top; not measured here).
-            heard_at = now + self.ring.buffered / self.sample_rate
+            # Its first sample is heard once the clock has played what the ring holds, and the
+            # sound device has played what it holds.
+            heard_at = now + self.ring.buffered / self.sample_rate + self.output_latency_seconds
             with self._lock:
                 rendered = self.core.render(chunk, now, heard_at)
                 if rendered is None:  # nothing to play yet: render no silence

@@ -30,9 +30,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from material import groove  # noqa: E402
-from streamer.audio.measures import onset_positions  # noqa: E402
-from streamer.audio.stretch import StreamStretcher  # noqa: E402
+from material import groove
+
+from streamer.audio.measures import onset_positions
+from streamer.audio.stretch import StreamStretcher
 
 RATE = 44100
 SEED_BPM = 117.1875
@@ -59,12 +60,16 @@ def rubberband(source: np.ndarray, ratio: float, count: int) -> np.ndarray:
 
 def resample(source: np.ndarray, ratio: float, count: int) -> np.ndarray:
     positions = np.arange(count) * ratio
-    return np.interp(positions, np.arange(source.shape[1]), source[0])[None].astype(np.float32)
+    return np.interp(positions, np.arange(source.shape[1]), source[0])[None].astype(
+        np.float32
+    )
 
 
 def magnitudes(samples: np.ndarray) -> np.ndarray:
     window, hop = 2048, 512
-    frames = np.lib.stride_tricks.sliding_window_view(samples[0], window)[::hop] * np.hanning(window)
+    frames = np.lib.stride_tricks.sliding_window_view(samples[0], window)[
+        ::hop
+    ] * np.hanning(window)
     spectrum = np.abs(np.fft.rfft(frames, axis=1))
     return spectrum[:, : int(10_000 * window / RATE)]
 
@@ -87,12 +92,19 @@ def measure(method, target_bpm: float, seed: int) -> tuple[float, float, float, 
     errors_ms = np.array([np.abs(found - e).min() for e in expected]) / RATE * 1000
     s, r = magnitudes(out[:, skip:]), magnitudes(reference[:, skip:])
     convergence = float(np.linalg.norm(s - r) / np.linalg.norm(r))
-    return float(np.median(errors_ms)), float(np.percentile(errors_ms, 90)), convergence, count / RATE / max(cpu, 1e-9)
+    return (
+        float(np.median(errors_ms)),
+        float(np.percentile(errors_ms, 90)),
+        convergence,
+        count / RATE / max(cpu, 1e-9),
+    )
 
 
 def main() -> int:
     methods = {"wsola": wsola, "rubberband": rubberband, "resample": resample}
-    print(f"{'target BPM':>10} {'ratio':>6} {'method':>10} {'onset med ms':>12} {'p90 ms':>7} {'spec conv':>9} {'x real time':>11}")
+    print(
+        f"{'target BPM':>10} {'ratio':>6} {'method':>10} {'onset med ms':>12} {'p90 ms':>7} {'spec conv':>9} {'x real time':>11}"
+    )
     for target in TARGETS_BPM:
         for name, method in methods.items():
             rows = np.array([measure(method, target, seed) for seed in range(3)])

@@ -18,12 +18,12 @@ import pytest
 
 aalink = pytest.importorskip("aalink")
 
-from streamer.runtime.assemble import StreamConfig, build_engine  # noqa: E402
-from streamer.runtime.follow import LinkConfig, SessionTimeline  # noqa: E402
-from streamer.runtime.link import LinkSession  # noqa: E402
-from streamer.runtime.standin import StandInFrameMaker  # noqa: E402
+from test_follow import following_core, play, session_beats
 
-from test_follow import following_core, play, session_beats  # noqa: E402
+from streamer.runtime.assemble import StreamConfig, build_engine
+from streamer.runtime.follow import LinkConfig, SessionTimeline
+from streamer.runtime.link import LinkSession
+from streamer.runtime.standin import StandInFrameMaker
 
 #: Longest wait for the peers to find each other and agree (they take about 0.5 s).
 JOIN_TIMEOUT = 20.0
@@ -51,7 +51,9 @@ class Peer:
 
     def timeline(self) -> SessionTimeline:
         return self.call(
-            lambda: SessionTimeline(float(self.link.tempo), float(self.link.beat), time.monotonic())
+            lambda: SessionTimeline(
+                float(self.link.tempo), float(self.link.beat), time.monotonic()
+            )
         )
 
     def close(self) -> None:
@@ -76,8 +78,17 @@ class Readings:
     def wait_for(self, wanted) -> SessionTimeline:
         self.found.clear()
         self.wanted = wanted
-        assert self.found.wait(JOIN_TIMEOUT), "no such reading of the Link session came"
+        last = self.readings[-1] if self.readings else None
+        assert self.found.wait(JOIN_TIMEOUT), f"no such reading came; the last: {last}"
         return self.readings[-1]
+
+
+def joined(readings: Readings, session: LinkSession, peer: Peer) -> None:
+    """Wait until our session has found the peer and both play the peer's 120 BPM (which of
+    two sessions a joining peer adopts is Link's choice, so the peer sets its tempo again)."""
+    readings.wait_for(lambda r: session.peers >= 1)
+    peer.set_tempo(120.0)
+    readings.wait_for(lambda r: r.tempo_bpm == 120.0)
 
 
 @pytest.fixture
@@ -92,8 +103,8 @@ def test_the_stream_joins_the_session_and_follows_its_tempo_and_bar(peer):
     session = LinkSession(readings, 117.1875, LinkConfig())
     session.start()
     try:
-        # The peer was there first: the session keeps its 120 BPM, ours joins it.
-        reading = readings.wait_for(lambda r: r.tempo_bpm == 120.0 and session.peers >= 1)
+        joined(readings, session, peer)
+        reading = readings.wait_for(lambda r: True)
         theirs = peer.timeline()
     finally:
         session.stop()
@@ -107,7 +118,9 @@ def test_the_stream_joins_the_session_and_follows_its_tempo_and_bar(peer):
     assert np.allclose(np.diff(np.round(at)), 1)
 
 
-def test_a_session_tempo_of_999_gets_a_clear_log_line_and_the_stream_goes_on(peer, caplog):
+def test_a_session_tempo_of_999_gets_a_clear_log_line_and_the_stream_goes_on(
+    peer, caplog
+):
     caplog.set_level(logging.WARNING)
     engine = build_engine(StreamConfig(), StandInFrameMaker(0.01))
     engine.follow(LinkConfig())
@@ -121,7 +134,7 @@ def test_a_session_tempo_of_999_gets_a_clear_log_line_and_the_stream_goes_on(pee
     session = LinkSession(Both(), 117.1875, LinkConfig())
     session.start()
     try:
-        readings.wait_for(lambda r: r.tempo_bpm == 120.0)
+        joined(readings, session, peer)
         peer.set_tempo(999.0)
         readings.wait_for(lambda r: r.tempo_bpm == 999.0)
         readings.wait_for(lambda r: True)  # one more reading after it: still running

@@ -37,7 +37,9 @@ class StretchConfig:
 
     def __post_init__(self) -> None:
         if not 0.005 <= self.window_seconds <= 0.2:
-            raise ValueError(f"window_seconds must be 0.005..0.2, got {self.window_seconds}")
+            raise ValueError(
+                f"window_seconds must be 0.005..0.2, got {self.window_seconds}"
+            )
         if not 0 <= self.tolerance_seconds <= self.window_seconds / 2:
             raise ValueError("tolerance_seconds must be 0..window_seconds / 2")
 
@@ -45,23 +47,29 @@ class StretchConfig:
 class StreamStretcher:
     """Feed source samples, take stretched ones; see the module docstring."""
 
-    def __init__(self, channels: int, sample_rate: int, config: StretchConfig | None = None):
+    def __init__(
+        self, channels: int, sample_rate: int, config: StretchConfig | None = None
+    ):
         config = config or StretchConfig()
         self.channels = channels
         self.hop = max(1, round(config.window_seconds * sample_rate / 2))
         self.window = 2 * self.hop
         self.tolerance = round(config.tolerance_seconds * sample_rate)
         # Periodic Hann: copies spaced by ``hop`` sum to exactly one.
-        self._hann = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(self.window) / self.window)).astype(
-            np.float32
-        )
+        self._hann = (
+            0.5 - 0.5 * np.cos(2 * np.pi * np.arange(self.window) / self.window)
+        ).astype(np.float32)
         self._source = np.zeros((channels, 0), dtype=np.float32)
         self._source_start = 0  # absolute source position of self._source[:, 0]
         self._fed = 0  # source samples fed so far
         self._read = 0.0  # ideal source position of the next segment
         self._last: int | None = None  # source position of the last segment used
-        self._carry = np.zeros((channels, self.hop), dtype=np.float32)  # its second half
-        self._ready = np.zeros((channels, 0), dtype=np.float32)  # finished, not yet taken
+        self._carry = np.zeros(
+            (channels, self.hop), dtype=np.float32
+        )  # its second half
+        self._ready = np.zeros(
+            (channels, 0), dtype=np.float32
+        )  # finished, not yet taken
         self._emitted = 0  # output samples finished (taken or ready)
         #: (output position, source position, ratio) of the last segment: the map between them.
         self._anchor: tuple[int, float, float] = (0, 0.0, 1.0)
@@ -139,7 +147,9 @@ class StreamStretcher:
         low = ideal - self.tolerance
         region = self._slice(low, 2 * self.tolerance + self.hop).sum(axis=0)
         scores = np.correlate(region, natural, mode="valid")
-        energy = np.convolve(region * region, np.ones(self.hop, dtype=np.float32), mode="valid")
+        energy = np.convolve(
+            region * region, np.ones(self.hop, dtype=np.float32), mode="valid"
+        )
         scores = scores / np.sqrt(np.maximum(energy, 1e-12))
         distance = np.abs(np.arange(scores.size) - self.tolerance) / self.tolerance
         scores = scores - 1e-3 * float(np.abs(scores).max()) * distance

@@ -102,8 +102,14 @@ def _linked(engine, follow: bool) -> Iterator[None]:
     from streamer.runtime.follow import LinkConfig
     from streamer.runtime.link import LinkSession
 
+    seed_bpm = engine.core.seed_bpm()
+    if seed_bpm is None:
+        raise UserError(
+            "--link needs a seed loop whose tempo is known: pick one of `streamer seeds` "
+            "with --seed-loop"
+        )
     config = LinkConfig()
-    session = LinkSession(engine, engine.core.seed_bpm() or 120.0, config)
+    session = LinkSession(engine, seed_bpm, config)
     engine.follow(config)
     session.start()
     try:

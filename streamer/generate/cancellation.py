@@ -27,4 +27,6 @@ class FrameCancelled(Exception):
 def check(is_stale: IsStale) -> None:
     """Raise ``FrameCancelled`` if the batch became stale."""
     if is_stale():
-        raise FrameCancelled("the batch became stale (a control change) and was stopped")
+        raise FrameCancelled(
+            "the batch became stale (a control change) and was stopped"
+        )

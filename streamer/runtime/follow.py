@@ -48,7 +48,9 @@ class LinkConfig:
         if not 0 < self.jump_beats < self.quantum_beats / 2:
             raise ValueError("jump_beats must be above 0 and under half the quantum")
         if self.correction_seconds <= 0 or not 0 < self.max_correction < 0.5:
-            raise ValueError("correction_seconds must be > 0 and max_correction in (0, 0.5)")
+            raise ValueError(
+                "correction_seconds must be > 0 and max_correction in (0, 0.5)"
+            )
         if self.poll_seconds <= 0:
             raise ValueError(f"poll_seconds must be positive, got {self.poll_seconds}")
 
@@ -82,7 +84,9 @@ class TempoFollower:
         self.session: SessionTimeline | None = None
         self._refused: float | None = None  # the last out-of-range tempo reported
 
-    def update(self, session: SessionTimeline, seed_bpm: float) -> tuple[int, str] | None:
+    def update(
+        self, session: SessionTimeline, seed_bpm: float
+    ) -> tuple[int, str] | None:
         """A new reading of the session. A tempo the stretch cannot play is refused with a log
         line (once per tempo), and the stream keeps following the last good one."""
         ratio = session.tempo_bpm / seed_bpm
@@ -93,13 +97,17 @@ class TempoFollower:
         if self._refused == session.tempo_bpm:
             return None
         self._refused = session.tempo_bpm
-        keeps = "its own tempo" if self.session is None else f"{self.session.tempo_bpm:.2f} BPM"
-        return (
-            logging.WARNING,
+        keeps = (
+            "its own tempo"
+            if self.session is None
+            else f"{self.session.tempo_bpm:.2f} BPM"
+        )
+        message = (
             f"the Link session's tempo {session.tempo_bpm:.2f} BPM is outside what this seed "
             f"loop ({seed_bpm:.2f} BPM) can follow ({seed_bpm * config.min_ratio:.2f}-"
-            f"{seed_bpm * config.max_ratio:.2f} BPM); the stream keeps {keeps}",
+            f"{seed_bpm * config.max_ratio:.2f} BPM); the stream keeps {keeps}"
         )
+        return logging.WARNING, message
 
     def steer(self, stream_beat: float, heard_at: float, seed_bpm: float) -> Steer:
         """How to read on so that the stream's beat ``stream_beat`` (at the next block's first
@@ -108,7 +116,9 @@ class TempoFollower:
         if session is None:
             return Steer(1.0, 0.0)
         quantum = self.config.quantum_beats
-        ahead = (session.beat_at(heard_at) - stream_beat) % quantum  # session ahead, in beats
+        ahead = (
+            session.beat_at(heard_at) - stream_beat
+        ) % quantum  # session ahead, in beats
         error = ahead if ahead < quantum / 2 else ahead - quantum
         base = session.tempo_bpm / seed_bpm
         if abs(error) > self.config.jump_beats:

@@ -33,7 +33,9 @@ class LinkSession:
     """Joins a Link session at ``start`` (at ``tempo_bpm`` if it is the first peer) and reports
     it to ``listener`` until ``stop``."""
 
-    def __init__(self, listener: SessionListener, tempo_bpm: float, config: LinkConfig) -> None:
+    def __init__(
+        self, listener: SessionListener, tempo_bpm: float, config: LinkConfig
+    ) -> None:
         try:
             import aalink
         except ImportError:
@@ -48,7 +50,9 @@ class LinkSession:
         self.peers = 0
         self._joined = threading.Event()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="streamer-link", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name="streamer-link", daemon=True
+        )
 
     def start(self, timeout: float = 10.0) -> None:
         self._thread.start()
@@ -62,7 +66,7 @@ class LinkSession:
     def _run(self) -> None:
         try:
             asyncio.run(self._follow())
-        except Exception:  # noqa: BLE001 - a broken session must not take the stream down
+        except Exception:
             log.exception("Ableton Link stopped; the stream keeps its last tempo")
 
     async def _follow(self) -> None:
@@ -70,14 +74,22 @@ class LinkSession:
         link.quantum = self.config.quantum_beats
         link.enabled = True
         self._joined.set()
-        log.info("joined Ableton Link at %.2f BPM (quantum %d)", link.tempo, link.quantum)
+        log.info(
+            "joined Ableton Link at %.2f BPM (quantum %d)", link.tempo, link.quantum
+        )
         try:
             while not self._stop.is_set():
                 at = time.monotonic()
-                reading = SessionTimeline(tempo_bpm=float(link.tempo), beat=float(link.beat), at=at)
+                reading = SessionTimeline(
+                    tempo_bpm=float(link.tempo), beat=float(link.beat), at=at
+                )
                 if link.num_peers != self.peers:
                     self.peers = link.num_peers
-                    log.info("Ableton Link: %d other peer(s), %.2f BPM", self.peers, link.tempo)
+                    log.info(
+                        "Ableton Link: %d other peer(s), %.2f BPM",
+                        self.peers,
+                        link.tempo,
+                    )
                 self.listener.session(reading)
                 await asyncio.sleep(self.config.poll_seconds)
         finally:

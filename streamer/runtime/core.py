@@ -326,6 +326,11 @@ class EngineCore:
         self._follower = TempoFollower(config)
         self._stretcher = StreamStretcher(stitcher.channels, stitcher.sample_rate)
 
+    @property
+    def following(self) -> bool:
+        """Whether ``follow`` was called: ``render`` then wants ``heard_at``."""
+        return self._follower is not None
+
     def session(self, timeline: SessionTimeline, now: float) -> tuple[LogLine, ...]:
         """A new reading of the session's tempo and beat."""
         seed_bpm = self.seed_bpm()

@@ -184,9 +184,11 @@ class Engine:
             if not self.ring.wait_for_room(chunk, timeout=POLL_SECONDS):
                 continue
             now = time.monotonic()
-            # Its first sample is heard once the clock has played what the ring holds, and the
-            # sound device has played what it holds.
-            heard_at = now + self.ring.buffered / self.sample_rate + self.output_latency_seconds
+            heard_at = None
+            if self.core.following:
+                # Its first sample is heard once the clock has played what the ring holds, and
+                # the sound device has played what it holds.
+                heard_at = now + self.ring.buffered / self.sample_rate + self.output_latency_seconds
             with self._lock:
                 rendered = self.core.render(chunk, now, heard_at)
                 if rendered is None:  # nothing to play yet: render no silence

@@ -27,5 +27,6 @@ fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e ".[dev,midi]"
+# The link extra (Ableton Link, GPL-3) is installed too so that its tests run; see the README.
+.venv/bin/python -m pip install --quiet -e ".[dev,midi,link]"
 echo "streamer is installed in .venv: run .venv/bin/streamer --help"

@@ -4,12 +4,14 @@ A control change discards the frames waiting to be heard and re-plans, and the f
 the new plan enters at the next switch point (the next beat). So the latency from a control
 message to the first changed sample heard is
 
-    latency ~= (rest of the batch in flight) + t_make + wait for the next beat + render-ahead
+    latency ~= (one step of the stale batch) + t_make + wait for the next beat + render-ahead
 
-where t_make is the time to generate and vocode one batch. On average that is about
-1.5 x t_make + beat / 2 + render_ahead_seconds, at worst 2 x t_make + beat + render_ahead. The
-lookahead (frames kept ready) does not add to it, because those frames are discarded; it only
-buys safety against a slow frame. Sustained real-time factor = frame period (5.12 s) / t_make.
+where t_make is the time to generate and vocode one batch: the batch in flight when the change
+comes is stale and stops at its next UNet step (the stand-in makes a frame in 10 simulated
+steps). On average that is about t_make + beat / 2 + render_ahead_seconds, at worst
+1.1 x t_make + beat (two around the loop's wrap) + render_ahead. The lookahead (frames kept
+ready) does not add to it, because those frames are discarded; it only buys safety against a
+slow frame. Sustained real-time factor = frame period (5.12 s) / t_make.
 
 Runs the real engine (producer, renderer, software clock) with a stand-in frame maker of chosen
 speeds and with the tiny model (or ``--model PATH``), changes the prompt at random moments and
@@ -17,6 +19,7 @@ reads the engine's own measurement (control message -> its first frame reaching 
 
     python benchmarks/latency.py            # stand-ins + tiny model, about 3 minutes
     python benchmarks/latency.py --quick    # fewer changes, under a minute
+    python benchmarks/latency.py --speeds 0.25 --changes 40 --no-model   # the 20x tail alone
     python benchmarks/latency.py --model PATH --device cuda   # the real checkpoint on a GPU
 """
 
@@ -33,6 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from streamer.audio.stitcher import QUANTIZE_CHOICES, StitcherConfig  # noqa: E402
 from streamer.runtime.stream_config import StreamConfig  # noqa: E402
 from streamer.runtime.core import EngineConfig  # noqa: E402
 from streamer.generate.config import GeneratorConfig  # noqa: E402
@@ -44,7 +48,13 @@ from streamer.runtime.standin import StandInFrameMaker  # noqa: E402
 PROMPTS = ["deep house", "jazz trio", "ambient drone", "funk bass", "techno", "dub reggae"]
 
 
-def measure(name: str, config: StreamConfig, maker, changes: int, seed: int) -> dict:
+#: Seconds between the changes of a fader sweep (``--sweep``).
+SWEEP_STEP_SECONDS = 0.1
+
+
+def measure(
+    name: str, config: StreamConfig, maker, changes: int, seed: int, sweep: int = 1
+) -> dict:
     engine = build_engine(config, maker)
     clock = SoftwareClock(engine)
     rng = random.Random(seed)
@@ -55,10 +65,11 @@ def measure(name: str, config: StreamConfig, maker, changes: int, seed: int) -> 
         time.sleep(1.0)
         for k in range(changes):
             heard = len(engine.metrics.control_latencies_seconds)
-            settings = dataclasses.replace(
-                engine.settings, prompts=PromptBlend.single(PROMPTS[k % len(PROMPTS)])
-            )
-            engine.change(settings)
+            for step in range(sweep):  # the last change of a sweep is the one measured
+                if step:
+                    time.sleep(SWEEP_STEP_SECONDS)
+                text = PROMPTS[(k * sweep + step) % len(PROMPTS)]
+                engine.change(dataclasses.replace(engine.settings, prompts=PromptBlend.single(text)))
             deadline = time.monotonic() + 120
             while len(engine.metrics.control_latencies_seconds) == heard:
                 assert time.monotonic() < deadline, f"{name}: a change was never heard"
@@ -77,6 +88,7 @@ def measure(name: str, config: StreamConfig, maker, changes: int, seed: int) -> 
         "max": latencies[-1],
         "underruns": engine.metrics.underrun_samples,
         "changes": len(latencies),
+        "cancelled": engine.metrics.batches_cancelled,
     }
 
 
@@ -86,18 +98,38 @@ def main() -> int:
     parser.add_argument("--model", help="model folder (default: a tiny model built in a temp dir)")
     parser.add_argument("--device", default="cpu", help="device for the model (default cpu)")
     parser.add_argument("--changes", type=int, help="control changes per row")
+    parser.add_argument(
+        "--speeds", help="stand-in seconds per frame, comma-separated (default 0.1,0.25,1.0)"
+    )
+    parser.add_argument("--no-model", action="store_true", help="stand-ins only, no model row")
+    parser.add_argument(
+        "--sweep",
+        type=int,
+        default=1,
+        help="changes per measured change, 0.1 s apart, like a fader moved (default 1): the "
+        "last one finds a batch in flight",
+    )
+    parser.add_argument(
+        "--quantize", choices=QUANTIZE_CHOICES, default="beat", help="as the stream option"
+    )
     args = parser.parse_args()
     changes = args.changes or (3 if args.quick else 8)
     base = StreamConfig(
         settings=StreamSettings(seed_loop="house_117", transition=Transition(seconds=0)),
         engine=EngineConfig(lookahead_frames=2),
+        stitcher=StitcherConfig(quantize=args.quantize),
     )
     base = dataclasses.replace(base, planner=dataclasses.replace(base.planner, endless=False))
     rows = []
     speeds = (0.25,) if args.quick else (0.1, 0.25, 1.0)
+    if args.speeds:
+        speeds = tuple(float(text) for text in args.speeds.split(","))
     for seconds in speeds:
-        rows.append(measure(f"stand-in {seconds:.2f} s/frame", base, StandInFrameMaker(seconds), changes, 1))
+        rows.append(measure(f"stand-in {seconds:.2f} s/frame", base, StandInFrameMaker(seconds), changes, 1, args.sweep))
     with tempfile.TemporaryDirectory() as scratch:
+        if args.no_model:
+            report(rows)
+            return 0
         model = args.model
         if model is None:
             from streamer.generate.tiny_model import build_tiny_model
@@ -105,15 +137,8 @@ def main() -> int:
             model = str(build_tiny_model(Path(scratch) / "tiny"))
         config = dataclasses.replace(base, model=GeneratorConfig(model=model, device=args.device))
         label = "tiny model" if args.model is None else f"{Path(model).name}"
-        rows.append(measure(f"{label} ({args.device})", config, load_diffusion_maker(config), changes, 2))
-
-    print(f"{'maker':28} {'t_make s':>9} {'RTF':>6} {'median s':>9} {'p90 s':>7} {'max s':>7} {'underruns':>9}")
-    for row in rows:
-        print(
-            f"{row['name']:28} {row['t_make']:9.3f} {row['rtf']:6.2f} {row['median']:9.3f} "
-            f"{row['p90']:7.3f} {row['max']:7.3f} {row['underruns']:9d}"
-        )
-    print("formula: latency ~= 1.5 x t_make + beat / 2 + render-ahead (0.25 s); beat = 0.512 s here")
+        rows.append(measure(f"{label} ({args.device})", config, load_diffusion_maker(config), changes, 2, args.sweep))
+    report(rows)
     model_row = rows[-1]
     print(
         f"RESULT latency_median_s={model_row['median']:.3f} latency_p90_s={model_row['p90']:.3f} "
@@ -121,6 +146,19 @@ def main() -> int:
         f"{next(r['median'] for r in rows if r['name'].startswith('stand-in 0.25')):.3f}"
     )
     return 0
+
+
+def report(rows: list[dict]) -> None:
+    print(
+        f"{'maker':28} {'t_make s':>9} {'RTF':>6} {'median s':>9} {'p90 s':>7} {'max s':>7} "
+        f"{'underruns':>9} {'cancelled':>9}"
+    )
+    for row in rows:
+        print(
+            f"{row['name']:28} {row['t_make']:9.3f} {row['rtf']:6.2f} {row['median']:9.3f} "
+            f"{row['p90']:7.3f} {row['max']:7.3f} {row['underruns']:9d} {row['cancelled']:9d}"
+        )
+    print("formula: latency ~= t_make + beat / 2 + render-ahead (0.25 s); beat = 0.512 s here")
 
 
 if __name__ == "__main__":

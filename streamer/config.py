@@ -43,6 +43,7 @@ from streamer.generate.config import (
     MODEL_PRESETS,
     GeneratorConfig,
 )
+from streamer.audio.stitcher import QUANTIZE_CHOICES
 from streamer.generate.presets import PRESETS, SCHEDULER_NAMES
 from streamer.plan.scenes import Scene
 from streamer.plan.settings import PromptBlend, Transition
@@ -170,6 +171,12 @@ def add_stream_options(parser: argparse.ArgumentParser) -> None:
         f"true-peak limiter (default {LoudnessConfig().target_lufs:g}); off keeps each frame's "
         "own level",
     )
+    engine.add_argument(
+        "--quantize",
+        choices=QUANTIZE_CHOICES,
+        help="where a change is heard: the next bar (4 beats of the seed loop), the next beat "
+        "(default), or off: as soon as its first frame is ready and the crossfade can run",
+    )
     parser.add_argument("--config", metavar="FILE.toml", help="read options from a TOML file")
 
 
@@ -193,6 +200,7 @@ _OPTION_FIELDS = {
     "endless": ("planner", "endless"),
     "lookahead_frames": ("engine", "lookahead_frames"),
     "batch_frames": ("engine", "batch_frames"),
+    "quantize": ("stitcher", "quantize"),
 }
 _OTHER_OPTIONS = {"prompt", "transition_seconds", "transition_bars", "playlist", "scenes", "loudness"}
 #: The options a scene may set.
@@ -204,7 +212,7 @@ _TYPES: dict[str, type] = {
     "model": str, "model_config": str, "compile": str, "scheduler": str, "steps": int,
     "lora": str, "device": str, "dtype": str, "offline": bool, "preset": str,
     "negative_prompt": str, "seed": int, "seed_loop": str, "denoising": float, "guidance": float,
-    "endless": bool, "lookahead_frames": int, "batch_frames": int,
+    "endless": bool, "lookahead_frames": int, "batch_frames": int, "quantize": str,
     "transition_seconds": float, "transition_bars": float,
 }  # fmt: skip
 
@@ -311,7 +319,9 @@ def stream_config_from_args(
         value = getattr(args, name, None)
         if value is not None:
             options[name] = value
-    sections: dict[str, dict[str, Any]] = {"model": {}, "settings": {}, "planner": {}, "engine": {}}
+    sections: dict[str, dict[str, Any]] = {
+        "model": {}, "settings": {}, "planner": {}, "engine": {}, "stitcher": {}
+    }  # fmt: skip
     for name, value in options.items():
         if name in _OPTION_FIELDS:
             section, field = _OPTION_FIELDS[name]

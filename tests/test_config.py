@@ -44,6 +44,17 @@ def test_a_toml_file_fills_in_and_flags_win(tmp_path):
     assert config.engine.lookahead_frames == 3
 
 
+def test_quantize_comes_from_a_flag_or_the_file_and_is_checked(tmp_path):
+    assert parse().stitcher.quantize == "beat"
+    assert parse("--quantize", "bar").stitcher.quantize == "bar"
+    path = tmp_path / "stream.toml"
+    path.write_text('quantize = "off"\n')
+    assert parse("--config", str(path)).stitcher.quantize == "off"
+    path.write_text('quantize = "phrase"\n')
+    with pytest.raises(UserError, match="--quantize: .*quantize must be one of bar, beat, off"):
+        parse("--config", str(path))
+
+
 def test_defaults_hold_without_options():
     config = parse()
     assert config.settings.seed == 0 and config.planner.endless is True

@@ -15,6 +15,7 @@ from streamer.plan.settings import PromptBlend, StreamSettings, Transition
 from streamer.runtime.assemble import build_engine
 from streamer.runtime.clocks import SoftwareClock
 from streamer.runtime.engine import Engine
+from streamer.generate.cancellation import check, never_stale
 from streamer.runtime.standin import StandInFrameMaker, prompt_tone_hz
 
 RATE = 44100
@@ -149,11 +150,11 @@ class FlakyMaker:
         self.failures = failures
         self.calls = 0
 
-    def make(self, planned):
+    def make(self, planned, is_stale=never_stale):
         self.calls += 1
         if 1 < self.calls <= 1 + self.failures:
             raise RuntimeError("CUDA error: an illegal memory access was encountered")
-        made = self.inner.make(planned)
+        made = self.inner.make(planned, is_stale)
         if self.calls == 2 + self.failures:
             bad = made[0]
             made[0] = dataclasses.replace(bad, samples=np.full_like(bad.samples, np.nan))
@@ -200,3 +201,47 @@ def test_the_clock_only_copies_so_a_stuck_sink_never_holds_it_up():
     finally:
         engine.stop()
     assert engine.metrics.underrun_samples == 0
+
+
+class StaleAwareMaker:
+    """Makes the first batch at once; holds the second until the engine says it is stale (as a
+    long UNet run would), then stops it the way the generator does; records the third."""
+
+    def __init__(self) -> None:
+        self.inner = StandInFrameMaker(0.0)
+        self.calls = 0
+        self.second_started = threading.Event()
+        self.third: list = []
+        self.third_made = threading.Event()
+
+    def make(self, planned, is_stale=never_stale):
+        self.calls += 1
+        if self.calls == 2:
+            self.second_started.set()
+            deadline = time.monotonic() + 30
+            while not is_stale() and time.monotonic() < deadline:
+                time.sleep(0.005)
+            check(is_stale)
+            raise AssertionError("the batch was never found stale")
+        made = self.inner.make(planned, is_stale)
+        if self.calls == 3:
+            self.third = list(planned)
+            self.third_made.set()
+        return made
+
+
+def test_a_change_stops_the_stale_batch_in_flight_and_the_next_work_follows_at_once():
+    maker = StaleAwareMaker()
+    config = StreamConfig(settings=settings(), engine=EngineConfig(lookahead_frames=2))
+    engine = build_engine(config, maker)
+    engine.start()
+    try:
+        assert maker.second_started.wait(60)
+        engine.change(settings("rock"))
+        assert maker.third_made.wait(60)
+    finally:
+        engine.stop()
+    assert maker.third[0].prompts == PromptBlend.single("rock")
+    assert engine.metrics.batches_cancelled == 1
+    assert engine.metrics.frames_failed == 0, "a cancelled batch is no failure"
+    assert engine.core.state == "ok"

@@ -9,6 +9,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from streamer.audio.stitcher import StitcherConfig
 from streamer.runtime.stream_config import StreamConfig
 from streamer.runtime.core import EngineConfig
 from streamer.plan.planner import PlannedFrame
@@ -28,8 +29,9 @@ def settings(prompt: str = "jazz", **changes) -> StreamSettings:
     return dataclasses.replace(base, **changes)
 
 
-def core(*, endless: bool = False, **engine) -> EngineCore:
+def core(*, endless: bool = False, quantize: str = "beat", **engine) -> EngineCore:
     config = StreamConfig(settings=settings(), engine=EngineConfig(**engine))
+    config = dataclasses.replace(config, stitcher=StitcherConfig(quantize=quantize))
     planner = dataclasses.replace(config.planner, endless=endless)
     return build_core(dataclasses.replace(config, planner=planner))
 
@@ -169,6 +171,18 @@ def test_a_change_discards_waiting_frames_and_its_first_frame_enters_at_the_next
     assert list(engine.metrics.control_latencies_seconds) == [1.0]
 
 
+def test_quantized_to_the_bar_a_change_is_heard_at_the_next_bar_line_after_it_is_ready():
+    engine = core(quantize="bar")
+    make(engine)
+    play(engine, 1.0)
+    engine.change(settings("rock"), now=1.0)
+    make(engine, 1.5)  # ready 1.0 s into the stream: bar two (4 beats, 2.05 s) is next
+    (playing,) = play(engine, 3.0, now=1.5)
+    bar = 4 * SECOND * 60 / 117.1875
+    end = playing.sample_position + engine.stitcher.config.crossfade_samples
+    assert end == round(bar)
+
+
 def test_a_batch_made_for_an_older_plan_is_discarded():
     engine = core()
     make(engine)
@@ -178,6 +192,31 @@ def test_a_batch_made_for_an_older_plan_is_discarded():
     assert engine.frames_made([made(p) for p in work.frames], 1.0) == ()
     assert engine.metrics.frames_discarded == 1 and engine.stitcher.pending_count == 0
     assert engine.next_work(1.0).frames[0].prompts == PromptBlend.single("rock")
+
+
+def test_a_change_makes_the_batch_in_flight_stale_and_its_cancel_costs_no_back_off():
+    engine = core()
+    make(engine)
+    play(engine, 0.1)
+    work = engine.next_work(0.0)
+    assert not engine.batch_is_stale
+    engine.change(settings("rock"), now=0.5)
+    assert engine.batch_is_stale  # the shell tells the maker to stop
+    engine.frames_cancelled(0.6)
+    assert not engine.batch_is_stale
+    again = engine.next_work(0.6)  # at once: no failure, no back-off
+    assert isinstance(again, MakeFrames)
+    assert again.frames[0].index == work.frames[0].index
+    assert again.frames[0].prompts == PromptBlend.single("rock")
+    assert engine.metrics.batches_cancelled == 1 and engine.metrics.frames_failed == 0
+    assert engine.state == "ok"
+
+
+def test_a_change_with_nothing_in_flight_cancels_nothing():
+    engine = core()
+    make(engine)
+    engine.change(settings("rock"), now=0.5)
+    assert not engine.batch_is_stale
 
 
 def test_an_overtaken_change_reports_only_the_latest_latency():

@@ -210,3 +210,25 @@ def test_a_missing_lora_in_offline_mode_is_a_clear_error(tiny_model_dir, seed_im
             tiny_model_dir, seed_images, preset="lcm", offline=True, cache_dir=str(tmp_path)
         )
     assert "--lora PATH" in str(error.value) and "--preset default" in str(error.value)
+
+
+def test_a_stale_batch_stops_within_one_unet_step_and_leaves_nothing_behind(
+    tiny_model_dir, seed_images
+):
+    """A change arriving during the first UNet step stops the batch before the second."""
+    from streamer.generate.cancellation import FrameCancelled
+
+    generator = make_generator(tiny_model_dir, seed_images, num_inference_steps=8)
+    unet, calls = generator._unet, []
+
+    def counting_unet(*args, **kwargs):
+        calls.append(len(calls))
+        return unet(*args, **kwargs)
+
+    generator._unet = counting_unet
+    requests = [request(denoising=1.0), request(seed=2, denoising=1.0)]
+    with pytest.raises(FrameCancelled):
+        generator.generate(requests, is_stale=lambda: bool(calls))
+    assert len(calls) == 1, "the UNet ran on after the batch became stale"
+    generator._unet = unet
+    assert distance(generator.generate(requests)[0], generator.generate(requests[:1])[0]) < 1

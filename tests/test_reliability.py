@@ -50,6 +50,7 @@ from streamer.runtime.core import EngineConfig
 from streamer.runtime.assemble import build_engine
 from streamer.runtime.control import EngineControl
 from streamer.runtime.clocks import SoftwareClock
+from streamer.generate.cancellation import never_stale
 from streamer.runtime.standin import StandInFrameMaker
 from streamer.sinks.config import ServerConfig
 from streamer.sinks.protocol import audio_messages_contiguous
@@ -143,11 +144,11 @@ class FailingMaker:
         self.failures = failures
         self.calls: list[float] = []
 
-    def make(self, planned):
+    def make(self, planned, is_stale=never_stale):
         self.calls.append(time.monotonic())
         if 1 < len(self.calls) <= 1 + self.failures:
             raise RuntimeError("CUDA error: device-side assert triggered")
-        return self.inner.make(planned)
+        return self.inner.make(planned, is_stale)
 
 
 def test_failures_in_a_row_report_error_back_off_and_recover(caplog) -> None:
@@ -171,11 +172,11 @@ class HangingMaker:
         self.release = threading.Event()
         self.calls = 0
 
-    def make(self, planned):
+    def make(self, planned, is_stale=never_stale):
         self.calls += 1
         if self.calls == 2:
             self.release.wait(30)
-        return self.inner.make(planned)
+        return self.inner.make(planned, is_stale)
 
 
 def test_a_generator_hung_longer_than_the_lookahead_leaves_the_frame_looping(caplog) -> None:
@@ -225,9 +226,9 @@ class GarbageMaker:
         self.inner = StandInFrameMaker(0.02)
         self.calls = 0
 
-    def make(self, planned):
+    def make(self, planned, is_stale=never_stale):
         self.calls += 1
-        made = self.inner.make(planned)
+        made = self.inner.make(planned, is_stale)
         if 2 <= self.calls < 2 + len(GARBAGE):
             kind = GARBAGE[self.calls - 2]
             made[0] = dataclasses.replace(made[0], samples=garbage(kind, made[0].samples))
@@ -252,13 +253,13 @@ class SmallMemoryMaker:
         self.inner = StandInFrameMaker(0.02)
         self.batches: list[int] = []
 
-    def make(self, planned):
+    def make(self, planned, is_stale=never_stale):
         import torch
 
         self.batches.append(len(planned))
         if len(planned) > 1:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return self.inner.make(planned)
+        return self.inner.make(planned, is_stale)
 
 
 def test_cuda_out_of_memory_halves_the_batch_and_the_stream_goes_on(caplog) -> None:

@@ -180,6 +180,42 @@ def test_an_interrupting_frame_enters_at_the_next_switch_point(loops):
     assert stitcher.current_frame_id == 3
 
 
+def interrupted_at(loops, config: StitcherConfig, pushed_at: int) -> int:
+    """Where the crossfade of a frame pushed with interrupt at ``pushed_at`` ends."""
+    stitcher = Stitcher(config)
+    stitcher.push(frame(0, loops[0]))
+    stitcher.render(pushed_at)
+    stitcher.push(frame(1, loops[1]), interrupt=True)
+    (event,) = stitcher.render(2 * LOOP).events
+    return event.end_position
+
+
+@pytest.mark.parametrize("pushed_at", [LOOP // 3, LOOP + LOOP // 5, 2 * LOOP - LOOP // 10])
+def test_quantized_to_the_bar_a_change_lands_on_the_next_safe_bar_line(loops, pushed_at):
+    """Bars of 4 beats from bar one: with a 10-beat loop a bar line moves through the loop."""
+    end = interrupted_at(loops, StitcherConfig(quantize="bar"), pushed_at)
+    bar = 4 * BEAT
+    assert abs(end / bar - round(end / bar)) * bar <= 1  # on a bar line of the stream
+    guard = CONFIG.wrap_guard_samples
+    assert guard + FADE <= end % LOOP <= LOOP - guard  # never crossfading over the wrap
+    first_bar = np.ceil((pushed_at + FADE) / bar) * bar
+    # The next bar line, or the one after it when the next is at the wrap.
+    assert min(abs(end - first_bar), abs(end - first_bar - bar)) <= 1
+
+
+def test_unquantized_a_change_enters_as_soon_as_the_crossfade_can_run(loops):
+    pushed_at = LOOP // 3
+    assert interrupted_at(loops, StitcherConfig(quantize="off"), pushed_at) == pushed_at + FADE
+    near_wrap = LOOP - CONFIG.wrap_guard_samples // 2  # inside the guard: just after it
+    end = interrupted_at(loops, StitcherConfig(quantize="off"), near_wrap)
+    assert end == LOOP + CONFIG.wrap_guard_samples + FADE
+
+
+def test_a_bar_grid_without_a_safe_bar_line_is_refused(loops):
+    with pytest.raises(ValueError, match="no switch point"):
+        Stitcher(StitcherConfig(quantize="bar")).push(frame(0, loops[0], beats=4))
+
+
 def test_without_beats_switch_points_are_evenly_spaced_fractions_of_the_loop(loops):
     config = StitcherConfig(switch_points_without_beats=4)
     block = stitched([frame(0, loops[0], None), frame(1, loops[1], None)], 2 * LOOP, config)

@@ -13,8 +13,15 @@ When a frame is switched in:
   frame keeps looping and the stitcher reports ``behind`` (never silence), and the successor
   enters at the next switch point after it arrives.
 * A frame pushed with ``interrupt=True`` does not wait for the current frame's period: it enters
-  at the next switch point (the engine uses this after a control change, together with
+  on the ``quantize`` grid (the engine uses this after a control change, together with
   :meth:`Stitcher.discard_pending`, so that frames of the old plan never play).
+* The ``quantize`` grid of an interrupting frame: ``beat``, the next beat; ``bar``, the next bar
+  line, bars of ``beats_per_bar`` beats counted from where the first frame started (bar one), so
+  with a 10-beat loop a bar line falls on a different loop position each loop; ``off``, the
+  earliest crossfade-safe point: as soon as the crossfade can run, unless its end would fall
+  within ``wrap_guard_seconds`` of the loop's wrap (then just past the guard). A grid point within
+  that guard is skipped for the next one. A frame without beats knows no bars: ``bar`` and
+  ``beat`` then use its evenly spaced switch points.
 * Switch points are beats when the frame says how many beats its loop holds (every
   ``switch_every_beats`` beats), otherwise ``switch_points_without_beats`` evenly spaced points,
   minus those whose crossfade would come within ``wrap_guard_seconds`` of the loop's wrap: a
@@ -34,7 +41,9 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import math
 from collections.abc import Callable
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -58,6 +67,11 @@ class AudioFrame:
         return int(self.samples.shape[1])
 
 
+#: Where a control change's first frame enters: the next bar line, beat, or crossfade-safe point.
+Quantize = Literal["bar", "beat", "off"]
+QUANTIZE_CHOICES: tuple[str, ...] = get_args(Quantize)
+
+
 @dataclasses.dataclass(frozen=True)
 class StitcherConfig:
     """Where and how frames are joined. Times in seconds at ``sample_rate``.
@@ -76,6 +90,10 @@ class StitcherConfig:
     crossfade_seconds: float = 0.1
     switch_every_beats: int = 1
     switch_points_without_beats: int = 8
+    #: Where an interrupting frame (a control change's first) enters; see the module docstring.
+    quantize: Quantize = "beat"
+    #: Beats of the seed loop in one bar, for ``quantize="bar"``.
+    beats_per_bar: int = 4
     wrap_guard_seconds: float = 0.25
     max_pending_frames: int = 16
 
@@ -93,6 +111,12 @@ class StitcherConfig:
             problems.append(
                 "switch_every_beats and switch_points_without_beats must be at least 1"
             )
+        if self.quantize not in QUANTIZE_CHOICES:
+            problems.append(
+                f"quantize must be one of {', '.join(QUANTIZE_CHOICES)}, got {self.quantize!r}"
+            )
+        if not 1 <= self.beats_per_bar <= 64:
+            problems.append(f"beats_per_bar must be 1..64, got {self.beats_per_bar}")
         if self.wrap_guard_seconds < 0:
             problems.append(f"wrap_guard_seconds must be >= 0, got {self.wrap_guard_seconds}")
         if self.max_pending_frames < 1:
@@ -134,6 +158,14 @@ class StitchedAudio:
     events: tuple[SwitchEvent, ...]
     behind: bool
     repeats: int
+
+
+@dataclasses.dataclass(frozen=True)
+class GridPoints:
+    """Switch points: offsets (sorted) within a cycle of ``cycle`` samples from bar one."""
+
+    points: np.ndarray
+    cycle: int
 
 
 @dataclasses.dataclass
@@ -179,6 +211,14 @@ class Stitcher:
         """The frame playing now (the incoming one once its crossfade is over)."""
         return None if self._current is None else self._current.frame_id
 
+    def beat_position(self, position: int) -> float | None:
+        """Beats from bar one at a stream position, by the beat grid of the frame playing (or,
+        before the first, of the first pushed); None when that frame does not know its beats."""
+        frame = self._current or (self._pending[0].frame if self._pending else None)
+        if frame is None or not frame.beats:
+            return None
+        return (position - self._origin) * frame.beats / frame.period
+
     def push(self, frame: AudioFrame, *, interrupt: bool = False) -> None:
         """Queue a frame behind those pending (FIFO). With ``interrupt`` it enters at the first
         switch point after it reaches the head of the queue, instead of after the current frame's
@@ -205,6 +245,8 @@ class Stitcher:
                 "push fewer frames ahead or raise the limit"
             )
         self._switch_points(frame)  # fail early on a loop too short for the crossfade
+        if frame.beats and self.config.quantize == "bar":
+            self._switch_points(frame, self.config.beats_per_bar)  # ...or with no safe bar line
         if self._period is None:
             self._period = frame.period
         self._pending.append(_Pending(frame, interrupt))
@@ -265,34 +307,55 @@ class Stitcher:
 
     # -- scheduling --------------------------------------------------------------------------
 
-    def _switch_points(self, frame: AudioFrame) -> np.ndarray:
-        """Loop positions (sorted) where a crossfade into ``frame`` may end."""
+    def _switch_points(self, frame: AudioFrame, every_beats: int | None = None) -> GridPoints:
+        """Where a crossfade into ``frame`` may end: every ``every_beats`` beats (default
+        ``switch_every_beats``) counted from bar one, or the frame's evenly spaced points when it
+        has no beats; those too near the loop's wrap left out."""
         cfg, period = self.config, frame.period
+        every = every_beats or cfg.switch_every_beats
         if frame.beats:
-            spacing = period * cfg.switch_every_beats / frame.beats
-            count = max(1, frame.beats // cfg.switch_every_beats)
+            # The grid repeats after the fewest whole loops that hold whole grid steps.
+            loops = every // math.gcd(every, frame.beats)
+            spacing = period * every / frame.beats
+            count = max(1, loops * frame.beats // every)
         else:
-            spacing = period / cfg.switch_points_without_beats
+            loops, spacing = 1, period / cfg.switch_points_without_beats
             count = cfg.switch_points_without_beats
         points = np.round(np.arange(count) * spacing).astype(np.int64)
-        guard, fade = cfg.wrap_guard_samples, cfg.crossfade_samples
-        allowed = points[(points - fade >= guard) & (points <= period - guard)]
+        allowed = points[self._safe(points % period, period)]
         if allowed.size == 0:
             raise ValueError(
                 f"no switch point of a {period}-sample loop leaves room for a "
                 f"{cfg.crossfade_seconds} s crossfade {cfg.wrap_guard_seconds} s away from the "
                 "wrap; shorten crossfade_seconds or wrap_guard_seconds"
             )
-        return allowed
+        return GridPoints(allowed, loops * period)
 
-    def _first_point_at_or_after(self, points: np.ndarray, position: int) -> int:
-        """Stream position of the first loop position in ``points`` at or after ``position``."""
-        period = self._period
-        loops, offset = divmod(position - self._origin, period)
-        later = points[points >= offset]
+    def _safe(self, offsets: np.ndarray, period: int) -> np.ndarray:
+        """Which loop positions a crossfade may end at: the whole fade at least
+        ``wrap_guard_seconds`` after the wrap, the end at least that long before it."""
+        guard, fade = self.config.wrap_guard_samples, self.config.crossfade_samples
+        return (offsets - fade >= guard) & (offsets <= period - guard)
+
+    def _first_point_at_or_after(self, grid: GridPoints, position: int) -> int:
+        """Stream position of the first point of ``grid`` at or after ``position``."""
+        cycles, offset = divmod(position - self._origin, grid.cycle)
+        later = grid.points[grid.points >= offset]
         if later.size:
-            return self._origin + loops * period + int(later[0])
-        return self._origin + (loops + 1) * period + int(points[0])
+            return self._origin + cycles * grid.cycle + int(later[0])
+        return self._origin + (cycles + 1) * grid.cycle + int(grid.points[0])
+
+    def _interrupt_point(self, frame: AudioFrame, earliest: int) -> int:
+        """Where an interrupting frame's crossfade ends: on the ``quantize`` grid."""
+        cfg = self.config
+        if cfg.quantize == "off":
+            period = self._period
+            if self._safe(np.array([(earliest - self._origin) % period]), period)[0]:
+                return earliest
+            safe = np.array([cfg.wrap_guard_samples + cfg.crossfade_samples])
+            return self._first_point_at_or_after(GridPoints(safe, period), earliest)
+        every = cfg.beats_per_bar if cfg.quantize == "bar" else 1
+        return self._first_point_at_or_after(self._switch_points(frame, every), earliest)
 
     def _next_switch(self) -> tuple[int, int] | None:
         """(crossfade start, end) into the head of the queue, or None when nothing is pending."""
@@ -300,9 +363,12 @@ class Stitcher:
             return None
         head = self._pending[0]
         earliest = self._position + self.config.crossfade_samples
-        if not head.interrupt:
-            earliest = max(earliest, self._due)
-        end = self._first_point_at_or_after(self._switch_points(head.frame), earliest)
+        if head.interrupt:
+            end = self._interrupt_point(head.frame, earliest)
+        else:
+            end = self._first_point_at_or_after(
+                self._switch_points(head.frame), max(earliest, self._due)
+            )
         return end - self.config.crossfade_samples, end
 
     # -- rendering ---------------------------------------------------------------------------

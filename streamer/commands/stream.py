@@ -65,6 +65,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     )
     serve.add_argument("--play", action="store_true", help="also play on the local sound device")
     add_input_options(serve)
+    _add_link_option(serve)
     _add_device_options(serve)
     _add_icecast_options(serve)
     _add_duration(serve)
@@ -78,6 +79,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     add_stream_options(play)
     play.add_argument("--list-devices", action="store_true", help="list output devices and exit")
     add_input_options(play)
+    _add_link_option(play)
     _add_device_options(play)
     _add_icecast_options(play)
     _add_duration(play)
@@ -174,6 +176,40 @@ def _check_icecast_options(args: argparse.Namespace) -> None:
         parse_target(args.icecast, args.icecast_format)
 
 
+def _add_link_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--link",
+        action="store_true",
+        help="join the Ableton Link session on the local network and play at its tempo, bar "
+        "one on its bar (quantum 4); needs pip install 'streamer[link]' (GPL-3)",
+    )
+
+
+@contextmanager
+def _linked(engine, follow: bool) -> Iterator[None]:
+    """With ``follow``, the engine plays at the Link session's tempo and phase while inside."""
+    if not follow:
+        yield
+        return
+    from streamer.runtime.follow import LinkConfig
+    from streamer.runtime.link import LinkSession
+
+    seed_bpm = engine.core.seed_bpm()
+    if seed_bpm is None:
+        raise UserError(
+            "--link needs a seed loop whose tempo is known: pick one of `streamer seeds` "
+            "with --seed-loop"
+        )
+    config = LinkConfig()
+    session = LinkSession(engine, seed_bpm, config)
+    engine.follow(config)
+    session.start()
+    try:
+        yield
+    finally:
+        session.stop()
+
+
 def _add_duration(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seconds", type=float, help="stop after this many seconds of wall time (default: run until Ctrl-C)"
@@ -248,7 +284,12 @@ def run_serve(args: argparse.Namespace) -> int:
     control = EngineControl(engine, _seed_loops(config), {s.name: s for s in config.scenes})
     server = StreamServer(server_config, control)
     server_thread = ServerThread(server)
-    with _until_stopped(args.seconds) as stop, ExitStack() as inputs, _icecast(args, engine):
+    with (
+        _until_stopped(args.seconds) as stop,
+        ExitStack() as inputs,
+        _icecast(args, engine),
+        _linked(engine, args.link),
+    ):
         server_thread.start()
         engine.add_sink(server)
         engine.start()
@@ -299,7 +340,12 @@ def run_play(args: argparse.Namespace) -> int:
     local = local_inputs(args, config)
     _check_icecast_options(args)
     engine = _load_engine(config)
-    with _until_stopped(args.seconds) as stop, ExitStack() as inputs, _icecast(args, engine):
+    with (
+        _until_stopped(args.seconds) as stop,
+        ExitStack() as inputs,
+        _icecast(args, engine),
+        _linked(engine, args.link),
+    ):
         engine.start()
         try:
             if local is not None:

@@ -8,6 +8,7 @@
 - ``model_choice``: what ``--model auto`` plays on this machine;
 - ``schedulers``: samplers built on the checkpoint's noise schedule;
 - ``generator``: ``FrameGenerator.generate(requests) -> frames``, the algorithm in one place;
+- ``cancellation``: ``FrameCancelled`` and the ``IsStale`` check that stops a stale batch;
 - ``tiny_model``: a random-weight model for tests and smoke runs.
 
 Only the pure modules are imported here, so that planning code and ``streamer --help`` do not

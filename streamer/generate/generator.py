@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from streamer.generate.cancellation import IsStale, check, never_stale
 from streamer.generate.config import GeneratorConfig
 from streamer.generate.interpolation import blend_embeddings, slerp
 from streamer.generate.loading import StableDiffusionModel, apply_lora, load_model
@@ -134,8 +135,11 @@ class FrameGenerator:
     def device(self) -> torch.device:
         return self.model.device
 
-    def generate(self, requests: Sequence[FrameRequest]) -> list[GeneratedFrame]:
-        """Frames for ``requests``, denoised together as one batch."""
+    def generate(
+        self, requests: Sequence[FrameRequest], is_stale: IsStale = never_stale
+    ) -> list[GeneratedFrame]:
+        """Frames for ``requests``, denoised together as one batch. Raises ``FrameCancelled``
+        before a UNet step or the decode once ``is_stale()`` is true."""
         if not requests:
             return []
         model, dtype = self.model, self.model.dtype
@@ -170,6 +174,7 @@ class FrameGenerator:
             with clock("unet"):
                 unet_calls = max(len(f.timesteps) for f in frames)
                 for call in range(unet_calls):
+                    check(is_stale)  # a control change stops a stale batch between steps
                     active = [
                         k for k, f in enumerate(frames) if call >= unet_calls - len(f.timesteps)
                     ]
@@ -193,6 +198,7 @@ class FrameGenerator:
                         self._step(frames[k], noise_prediction)
 
             # 5. Decode every frame's latent to an image, then the image to mel amplitudes.
+            check(is_stale)
             with clock("vae_decode"):
                 latents = torch.cat([f.latent for f in frames]) / model.vae.config.scaling_factor
                 pixels = model.vae.decode(latents).sample

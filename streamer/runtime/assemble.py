@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from streamer.audio.stitcher import Stitcher, StitcherConfig
+from streamer.audio.stitcher import Stitcher
 from streamer.plan.planner import Planner
 from streamer.runtime.core import EngineCore
 from streamer.runtime.engine import Engine
@@ -27,7 +27,8 @@ def build_core(config: StreamConfig) -> EngineCore:
     planner_config = dataclasses.replace(config.planner, frame_seconds=frame_seconds(params))
     planner = Planner(config.settings, planner_config, {loop.name: loop.bpm for loop in loops})
     stitcher = Stitcher(
-        StitcherConfig(
+        dataclasses.replace(
+            config.stitcher,
             sample_rate=params.sample_rate,
             channels=params.channels,
             max_pending_frames=config.engine.lookahead_frames + config.engine.batch_frames,

@@ -85,6 +85,9 @@ class DeviceClock:
                 f"cannot open sound device {self.config.device!r}: {error}. "
                 "See `streamer play --list-devices`"
             ) from None
+        # When a sample leaves the ring it is still this long from the speaker: what following a
+        # Link session's phase must allow for.
+        self.engine.output_latency_seconds = float(self._stream.latency)
         self._stream.start()
 
     def stop(self) -> None:

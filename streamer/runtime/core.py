@@ -12,13 +12,18 @@ event                                  decision
                                        plan) discarded; an unplayable one dropped and re-planned
 ``frames_failed(planned, oom, now)``   ``Retry``: when to try again, whether the batch shrank
 ``change(settings, now)``              pending frames discarded, the plan rewound to the first
-                                       unheard frame; the new plan's first frame interrupts
+                                       unheard frame; the new plan's first frame interrupts;
+                                       ``batch_is_stale``: the batch in flight should stop
+``frames_cancelled(now)``              the stale batch stopped: nothing failed, no back-off
 ``set_paused(paused)``                 nothing new is made; the current frame loops
 ``render(n, now)``                     the next ``n`` samples and the switches they hold
 ``heard(switch, now)``                 ``NowPlaying`` and ``FramePicture`` to publish; the
                                        control latency, if the switch is a change's first frame
 ``status(now)``                        a ``Status`` to publish when the state changed or a
                                        while passed
+``follow(config)``, ``session(...)``   from now on play at a Link session's tempo and phase
+                                       (``streamer.runtime.follow``); ``render`` then needs
+                                       ``heard_at``, when the block's first sample is heard
 =====================================  =========================================================
 
 Rules:
@@ -50,8 +55,10 @@ import numpy as np
 
 from streamer.audio.loudness import LoudnessConfig, mix_limiter
 from streamer.audio.stitcher import AudioFrame, StitchedAudio, Stitcher, SwitchEvent
+from streamer.audio.stretch import StreamStretcher
 from streamer.plan.planner import PlannedFrame, Planner
 from streamer.plan.settings import StreamSettings
+from streamer.runtime.follow import LinkConfig, SessionTimeline, TempoFollower
 from streamer.runtime.frames import MadeFrame
 from streamer.runtime.ports import FramePicture, NowPlaying, PromptWeight, Status, StreamState
 
@@ -105,6 +112,7 @@ class EngineMetrics:
     seconds_per_frame: float = 0.0  # moving average of the maker's time per frame
     underrun_samples: int = 0  # samples the clock found missing (heard as silence)
     behind_episodes: int = 0  # times a frame had to loop on because its successor was late
+    batches_cancelled: int = 0  # batches stopped part-way because a change made them stale
     batch_frames: int = 0  # frames per batch now: halved after the accelerator ran out of memory
     #: Control change -> first sample of its plan heard, for the latest 1000 changes.
     control_latencies_seconds: collections.deque[float] = dataclasses.field(
@@ -186,6 +194,11 @@ class EngineCore:
         #: before it was heard has no latency to report.
         self._change_asked: tuple[int, float] | None = None
         self._last_status: tuple[StreamState, float] | None = None
+        #: Following a Link session: the follower, the stretch between the stitcher and the
+        #: output, and switches pulled from the stitcher but not yet reached by the output.
+        self._follower: TempoFollower | None = None
+        self._stretcher: StreamStretcher | None = None
+        self._held: list[SwitchEvent] = []
 
     # -- what to make -----------------------------------------------------------------------------
     def next_work(self, now: float) -> MakeFrames | Wait:
@@ -243,6 +256,19 @@ class EngineCore:
             f"looping, retry in {delay:.1f} s"
         )
         return Retry(now + delay, False, LogLine(logging.ERROR, message))
+
+    @property
+    def batch_is_stale(self) -> bool:
+        """The batch in flight was planned before the latest change: every frame of it would be
+        discarded, so the maker should stop it now rather than finish it."""
+        version = self.planner.plan_version
+        return any(planned.plan_version != version for planned in self._in_flight)
+
+    def frames_cancelled(self, now: float) -> None:
+        """The maker stopped the stale batch. Its frames were already re-planned by the change;
+        the next work can start at once."""
+        self._in_flight, self._making_since = (), None
+        self.metrics.batches_cancelled += 1
 
     def _queue(self, frame: MadeFrame) -> str | None:
         planned = frame.planned
@@ -302,13 +328,78 @@ class EngineCore:
         made; resumed, the walk goes on from there."""
         self.paused = paused
 
+    # -- following a Link session ---------------------------------------------------------------
+    def follow(self, config: LinkConfig) -> None:
+        """From now on play at the tempo and phase of the sessions ``session`` reports (at the
+        seed loop's own until the first)."""
+        stitcher = self.stitcher.config
+        self._follower = TempoFollower(config)
+        self._stretcher = StreamStretcher(stitcher.channels, stitcher.sample_rate)
+
+    @property
+    def following(self) -> bool:
+        """Whether ``follow`` was called: ``render`` then wants ``heard_at``."""
+        return self._follower is not None
+
+    def session(self, timeline: SessionTimeline, now: float) -> tuple[LogLine, ...]:
+        """A new reading of the session's tempo and beat."""
+        seed_bpm = self.seed_bpm()
+        if self._follower is None or seed_bpm is None:
+            return ()
+        refused = self._follower.update(timeline, seed_bpm)
+        return () if refused is None else (LogLine(*refused),)
+
+    def seed_bpm(self) -> float | None:
+        """The tempo frames are made at: the seed loop's (None if it does not know its beats)."""
+        beats = self.seed_loop_beats.get(self.planner.settings.seed_loop)
+        return None if not beats else beats * 60.0 / self.planner.config.frame_seconds
+
+    def _render_following(self, num_samples: int, heard_at: float) -> StitchedAudio:
+        """The stitcher's stream read through the stretch, steered onto the session's beat."""
+        stretcher, follower = self._stretcher, self._follower
+        start = stretcher.taken
+        seed_bpm = self.seed_bpm()
+        beat = self.stitcher.beat_position(round(stretcher.source_position(start)))
+        steer = (
+            follower.steer(beat, heard_at, seed_bpm)
+            if beat is not None and seed_bpm is not None
+            else None
+        )
+        ratio = 1.0 if steer is None else steer.ratio
+        if steer is not None and steer.jump_beats:
+            stretcher.jump(steer.jump_beats * self.stitcher.config.sample_rate * 60.0 / seed_bpm)
+        behind, repeats = False, 0
+        while stretcher.ready < num_samples:
+            need = stretcher.source_needed()
+            if need:
+                source = self.stitcher.render(need)
+                for switch in source.events:  # its crossfade began: no longer re-planned
+                    self.planner.forget_before(switch.frame_id)
+                self._held.extend(source.events)
+                behind |= source.behind
+                repeats = source.repeats
+                stretcher.feed(source.samples)
+            stretcher.step(ratio)
+        samples = stretcher.take(num_samples)
+        events, held = [], []
+        for switch in self._held:
+            begins = stretcher.output_position(switch.start_position)
+            if begins < start + num_samples:
+                length = round((switch.end_position - switch.start_position) / ratio)
+                events.append(SwitchEvent(switch.frame_id, begins, begins + length))
+            else:
+                held.append(switch)
+        self._held = held
+        return StitchedAudio(samples, start, tuple(events), behind, repeats)
+
     # -- playback -------------------------------------------------------------------------------
-    def render(self, num_samples: int, now: float) -> Rendered | None:
+    def render(self, num_samples: int, now: float, heard_at: float | None = None) -> Rendered | None:
         """The next samples of the stream, or None before the first frame (no silence is
-        rendered ahead of the music)."""
+        rendered ahead of the music). Following a Link session, ``heard_at`` is when the first
+        of them will be heard (monotonic seconds, as ``now``)."""
         if not self._started and not self.stitcher.pending_count:
             return None
-        audio = self._mix(num_samples)
+        audio = self._mix(num_samples, heard_at)
         self._started = True
         for switch in audio.events:
             # A frame whose crossfade began can no longer be re-planned.
@@ -327,14 +418,20 @@ class EngineCore:
         self._behind = audio.behind
         return Rendered(audio, log)
 
-    def _mix(self, num_samples: int) -> StitchedAudio:
-        """The stitcher's next samples, through the limiter when there is one."""
+    def _source(self, num_samples: int, heard_at: float | None) -> StitchedAudio:
+        """The stitcher's next samples, at the Link session's tempo when following one."""
+        if self._follower is not None and heard_at is not None:
+            return self._render_following(num_samples, heard_at)
+        return self.stitcher.render(num_samples)
+
+    def _mix(self, num_samples: int, heard_at: float | None) -> StitchedAudio:
+        """The next samples of the mix, through the limiter when there is one."""
         if self.limiter is None:
-            return self.stitcher.render(num_samples)
+            return self._source(num_samples, heard_at)
         # The limiter's output lags its input: the first render takes that much more, so that
-        # output sample i is stitcher sample i.
+        # output sample i is source sample i.
         extra = 0 if self._started else self.limiter.latency_samples
-        audio = self.stitcher.render(num_samples + extra)
+        audio = self._source(num_samples + extra, heard_at)
         limited = self.limiter.process(audio.samples)[:, extra:]
         start = audio.start_position + audio.samples.shape[1] - self.limiter.latency_samples
         return dataclasses.replace(audio, samples=limited, start_position=start - num_samples)
@@ -352,6 +449,9 @@ class EngineCore:
             self.metrics.control_latencies_seconds.append(now - asked[1])
         beats = self.seed_loop_beats.get(planned.seed_loop)
         bpm = beats * 60.0 / self.planner.config.frame_seconds if beats else None
+        follower = self._follower
+        if bpm is not None and follower is not None and follower.session is not None:
+            bpm = follower.session.tempo_bpm  # what is heard: the stretch plays the session's
         playing = now_playing(planned, switch.start_position, self.paused, bpm)
         return playing, FramePicture(planned.index, switch.start_position, made.png)
 

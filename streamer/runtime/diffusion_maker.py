@@ -9,6 +9,7 @@ from PIL import Image
 
 from streamer.audio.vocoder import VocodedFrame, Vocoder
 from streamer.errors import UserError
+from streamer.generate.cancellation import IsStale, check, never_stale
 from streamer.generate.generator import FrameGenerator
 from streamer.generate.request import FrameRequest
 from streamer.plan.planner import PlannedFrame
@@ -56,11 +57,14 @@ class DiffusionFrameMaker:
         self.vocoder = vocoder
         self._previous: VocodedFrame | None = None
 
-    def make(self, planned: Sequence[PlannedFrame]) -> list[MadeFrame]:
+    def make(
+        self, planned: Sequence[PlannedFrame], is_stale: IsStale = never_stale
+    ) -> list[MadeFrame]:
         started = time.perf_counter()
-        generated = self.generator.generate([request_for(frame) for frame in planned])
+        generated = self.generator.generate([request_for(frame) for frame in planned], is_stale)
         loops = []
         for frame in generated:
+            check(is_stale)
             self._previous = self.vocoder.vocode(frame.mel, self._previous)
             loops.append(self._previous.samples)
         per_frame = (time.perf_counter() - started) / max(1, len(generated))

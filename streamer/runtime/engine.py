@@ -5,9 +5,10 @@
     clock:             sample ring -> the sound device or the software clock's tick -> played tap
     publisher thread:  played tap -> core.heard / core.status -> sinks (audio, events, pictures)
 
-Every decision (what to make, retries, discards, status, latency) is the core's
-(``streamer.runtime.core``); the threads only wait, call it under one lock, and carry its
-answers out. The clock (``streamer.runtime.clocks``) copies twice per block and signals, nothing
+Every decision (what to make, retries, discards, cancelling a stale batch, status, latency) is
+the core's (``streamer.runtime.core``); the threads only wait, call it under one lock, and carry
+its answers out. A change that makes the batch in flight stale sets an event the maker polls
+between UNet steps (``streamer.generate.cancellation``). The clock (``streamer.runtime.clocks``) copies twice per block and signals, nothing
 else: encoding, events and listeners are the publisher's, on its own thread.
 """
 
@@ -23,8 +24,10 @@ import numpy as np
 
 from streamer.audio.blocks import AudioBlock
 from streamer.audio.stitcher import SwitchEvent
+from streamer.generate.cancellation import FrameCancelled
 from streamer.plan.settings import StreamSettings
 from streamer.runtime.core import EngineConfig, EngineCore, EngineMetrics, LogLine, Wait
+from streamer.runtime.follow import LinkConfig, SessionTimeline
 from streamer.runtime.frames import FrameMaker
 from streamer.runtime.ports import StreamSink
 from streamer.runtime.ring import PlayedTap, SampleRing
@@ -62,6 +65,11 @@ class Engine:
         #: Switches rendered into the ring and not yet played, oldest first.
         self._switches: collections.deque[SwitchEvent] = collections.deque()
         self._sinks: list[StreamSink] = []
+        #: From a sample leaving the ring to it being heard: a sound device's output latency
+        #: (set by ``DeviceClock``), 0 for the software clock.
+        self.output_latency_seconds = 0.0
+        #: Set when the core finds the batch in flight stale; cleared when a batch starts.
+        self._stale = threading.Event()
         self._playing = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -112,8 +120,21 @@ class Engine:
         """Head for new settings (see ``EngineCore.change``); returns the new plan version."""
         with self._lock:
             version = self.core.change(settings, time.monotonic())
+            if self.core.batch_is_stale:
+                self._stale.set()
             self._lock.notify_all()
         return version
+
+    def follow(self, config: LinkConfig) -> None:
+        """Play at the tempo and phase of the sessions ``session`` reports from now on."""
+        with self._lock:
+            self.core.follow(config)
+
+    def session(self, timeline: SessionTimeline) -> None:
+        """A new reading of a Link session (from ``streamer.runtime.link``, never the clock)."""
+        with self._lock:
+            lines = self.core.session(timeline, time.monotonic())
+        _write(lines)
 
     def set_paused(self, paused: bool) -> None:
         with self._lock:
@@ -136,8 +157,13 @@ class Engine:
                     timeout = POLL_SECONDS if work.until is None else work.until - time.monotonic()
                     self._lock.wait(timeout=min(POLL_SECONDS, max(0.0, timeout)))
                     continue
+                self._stale.clear()
             try:
-                made = list(self.maker.make(list(work.frames)))
+                made = list(self.maker.make(list(work.frames), self._stale.is_set))
+            except FrameCancelled:
+                with self._lock:
+                    self.core.frames_cancelled(time.monotonic())
+                continue
             except Exception as error:
                 with self._lock:
                     retry = self.core.frames_failed(
@@ -157,8 +183,14 @@ class Engine:
         while not self._stop.is_set():
             if not self.ring.wait_for_room(chunk, timeout=POLL_SECONDS):
                 continue
+            now = time.monotonic()
+            heard_at = None
+            if self.core.following:
+                # Its first sample is heard once the clock has played what the ring holds, and
+                # the sound device has played what it holds.
+                heard_at = now + self.ring.buffered / self.sample_rate + self.output_latency_seconds
             with self._lock:
-                rendered = self.core.render(chunk, time.monotonic())
+                rendered = self.core.render(chunk, now, heard_at)
                 if rendered is None:  # nothing to play yet: render no silence
                     self._lock.wait(timeout=POLL_SECONDS)
                     continue

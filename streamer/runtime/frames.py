@@ -8,6 +8,7 @@ from typing import Protocol
 
 import numpy as np
 
+from streamer.generate.cancellation import IsStale, never_stale
 from streamer.plan.planner import PlannedFrame
 
 
@@ -24,6 +25,10 @@ class MadeFrame:
 class FrameMaker(Protocol):
     """Turns planned frames into audio: the diffusion model and vocoder, or a stand-in."""
 
-    def make(self, planned: Sequence[PlannedFrame]) -> list[MadeFrame]:
-        """Make a batch of frames, in order. May take long; runs on the producer thread."""
+    def make(
+        self, planned: Sequence[PlannedFrame], is_stale: IsStale = never_stale
+    ) -> list[MadeFrame]:
+        """Make a batch of frames, in order. May take long; runs on the producer thread.
+        Raises ``FrameCancelled`` soon after ``is_stale()`` turns true (a control change made
+        the batch useless): between UNet steps, not after the batch."""
         ...

@@ -33,6 +33,14 @@ class SampleRing:
     def capacity(self) -> int:
         return self._capacity
 
+    @property
+    def buffered(self) -> int:
+        """Samples written and not yet read: how long the next one written waits to be heard.
+        Read without the lock, so that it never holds up the clock (a device callback waiting
+        on a descheduled renderer was measured as underruns on a busy machine); the two counts
+        may be a block apart, which is the estimate's resolution anyway."""
+        return self._written - self._read
+
     def wait_for_room(self, samples: int, timeout: float) -> bool:
         """Block the renderer until ``samples`` fit, or the timeout passes."""
         with self._room:

@@ -4,7 +4,8 @@ tests and smoke runs.
 Each frame is the seed loop's own audio (its spectrogram vocoded once and cached) with a tone
 mixed in whose pitch follows the frame's prompt blend, so a prompt change is audible and can be
 found in the output; it then waits until ``seconds_per_frame`` have passed, standing in for a
-generator of that speed.
+generator of that speed, in ``STEPS`` slices like a UNet's steps, between which a stale batch
+is cancelled.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from streamer.audio.vocoder import Vocoder
+from streamer.generate.cancellation import IsStale, check, never_stale
 from streamer.plan.planner import PlannedFrame
 from streamer.plan.settings import PromptBlend
 from streamer.runtime.diffusion_maker import seed_loop_image
@@ -34,6 +36,10 @@ def prompt_tone_hz(blend: PromptBlend) -> float:
     return sum(weight * pitch(text) for text, weight in blend.weighted)
 
 
+#: Simulated UNet steps per frame: a stale batch stops between them.
+STEPS = 10
+
+
 class StandInFrameMaker:
     def __init__(self, seconds_per_frame: float, params: SpectrogramParams | None = None) -> None:
         self.seconds_per_frame = seconds_per_frame
@@ -48,7 +54,9 @@ class StandInFrameMaker:
             self._loops[name] = (self._vocoder.vocode(mel).samples, png_bytes(image))
         return self._loops[name]
 
-    def make(self, planned: Sequence[PlannedFrame]) -> list[MadeFrame]:
+    def make(
+        self, planned: Sequence[PlannedFrame], is_stale: IsStale = never_stale
+    ) -> list[MadeFrame]:
         made = []
         for frame in planned:
             started = time.perf_counter()
@@ -58,6 +66,9 @@ class StandInFrameMaker:
             cycles = round(prompt_tone_hz(frame.prompts) * period / self.params.sample_rate)
             tone = 0.2 * np.sin(2 * np.pi * cycles * np.arange(period) / period)
             samples = (0.7 * loop + tone.astype(np.float32)).astype(np.float32)
-            time.sleep(max(0.0, self.seconds_per_frame - (time.perf_counter() - started)))
+            for step in range(1, STEPS + 1):
+                check(is_stale)
+                until = started + self.seconds_per_frame * step / STEPS
+                time.sleep(max(0.0, until - time.perf_counter()))
             made.append(MadeFrame(frame, samples, png, time.perf_counter() - started))
         return made

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 
 from streamer.audio.loudness import LoudnessConfig
+from streamer.audio.stitcher import StitcherConfig
 from streamer.generate.config import GeneratorConfig
 from streamer.plan.planner import PlannerConfig
 from streamer.plan.scenes import Scene
@@ -24,6 +25,9 @@ class StreamConfig:
     planner: PlannerConfig = PlannerConfig()
     engine: EngineConfig = EngineConfig()
     #: Named states a performer recalls (MIDI notes and programs, OSC ``/streamer/scene``).
+    #: Where frames join (``quantize``, the crossfade); the sample rate, channels and pending
+    #: limit are set from the spectrogram and the engine by ``build_core``.
+    stitcher: StitcherConfig = StitcherConfig()
     scenes: tuple[Scene, ...] = ()
     #: None: frames keep the level they are made at and nothing limits the mix.
     loudness: LoudnessConfig | None = LoudnessConfig()

@@ -1,0 +1,193 @@
+"""Following a Link session, in the pure core with made-up times: the stream's beats land on the
+session's, its bar one on the session's bar, tempo changes are followed, bad tempos refused;
+and the stretch that plays a loop at another tempo keeps it whole."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import numpy as np
+import pytest
+from material import groove
+
+from streamer.audio.measures import high_passed, onset_positions
+from streamer.audio.stretch import StreamStretcher
+from streamer.plan.settings import PromptBlend, StreamSettings, Transition
+from streamer.runtime.assemble import StreamConfig, build_core
+from streamer.runtime.core import EngineCore, MakeFrames
+from streamer.runtime.follow import LinkConfig, SessionTimeline
+from streamer.runtime.frames import MadeFrame
+
+RATE = 44100
+PERIOD = 225792  # one 5.12 s frame
+BLOCK = 2756  # the engine's render chunk: a quarter of 0.25 s
+START = 100.0  # monotonic time the first sample is heard
+
+
+def clicks(beats: int) -> np.ndarray:
+    """A loop with a click on every beat, the one on loop position 0 (bar one) twice as loud."""
+    samples = np.zeros(PERIOD, dtype=np.float32)
+    burst = (
+        np.random.default_rng(0).standard_normal(80) * np.exp(-np.arange(80) / 15)
+    ).astype(np.float32)
+    for beat in range(beats):
+        at = round(beat * PERIOD / beats)
+        samples[at : at + 80] += (0.8 if beat == 0 else 0.4) * burst
+    return samples[None]
+
+
+def following_core(seed_loop: str, beats: int) -> EngineCore:
+    settings = StreamSettings(
+        prompts=PromptBlend.single("jazz"),
+        seed_loop=seed_loop,
+        transition=Transition(seconds=0),
+    )
+    config = StreamConfig(settings=settings)
+    core = build_core(
+        dataclasses.replace(
+            config, planner=dataclasses.replace(config.planner, endless=False)
+        )
+    )
+    core.follow(LinkConfig())
+    loop = clicks(beats)
+    work = core.next_work(0.0)
+    assert isinstance(work, MakeFrames)
+    core.frames_made([MadeFrame(p, loop, b"", 0.1) for p in work.frames], 0.0)
+    return core
+
+
+def play(
+    core: EngineCore, seconds: float, session: SessionTimeline, start: float = 0.0
+):
+    """Render ``seconds`` heard from ``START + start`` as a clock would play them, refilling the
+    lookahead with the same loop; the session is read before every block."""
+    out, position = [], round(start * RATE)
+    while position < round((start + seconds) * RATE):
+        heard_at = START + position / RATE
+        core.session(session, heard_at)
+        work = core.next_work(heard_at)
+        if isinstance(work, MakeFrames):
+            loop = clicks(core.seed_loop_beats[core.settings.seed_loop])
+            core.frames_made(
+                [MadeFrame(p, loop, b"", 0.1) for p in work.frames], heard_at
+            )
+        rendered = core.render(BLOCK, heard_at, heard_at=heard_at)
+        out.append(rendered.audio.samples)
+        position += BLOCK
+    return np.concatenate(out, axis=1)
+
+
+def session_beats(
+    samples: np.ndarray, session: SessionTimeline, start: float = 0.0
+) -> np.ndarray:
+    onsets = onset_positions(samples, RATE, refractory_seconds=0.2)
+    return np.array([session.beat_at(START + start + q / RATE) for q in onsets])
+
+
+def loudness_at(samples: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Energy around each onset (the stretch may spread a click over a few ms)."""
+    return np.array([np.sum(samples[0, p - 400 : p + 400] ** 2) for p in positions])
+
+
+@pytest.mark.parametrize(
+    ("seed_loop", "beats", "tempo"),
+    [("house_117", 10, 120.0), ("boom_bap_94", 8, 120.0)],
+)
+def test_the_streams_beats_and_bar_one_land_on_the_sessions(seed_loop, beats, tempo):
+    session = SessionTimeline(
+        tempo_bpm=tempo, beat=1.37, at=START
+    )  # mid-bar: phase must move
+    core = following_core(seed_loop, beats)
+    samples = play(core, 12.0, session)
+    settled = 1.0  # the first block jumps to the session's phase; look after a second
+    onsets = onset_positions(samples, RATE, refractory_seconds=0.2)
+    onsets = onsets[onsets > settled * RATE]
+    at = np.array([session.beat_at(START + q / RATE) for q in onsets])
+    error_ms = (at - np.round(at)) * 60_000 / tempo
+    assert np.abs(error_ms).max() <= 10.0, error_ms  # every beat within 10 ms of Link's
+    assert np.allclose(
+        np.diff(np.round(at)), 1
+    )  # one onset per session beat: its tempo
+    if beats == 8:  # bar one (the loud click) on the session's bar
+        energy = loudness_at(samples, onsets)
+        loud = energy > 0.5 * energy.max()
+        assert np.all(np.round(at[loud]) % 4 == 0), (at[loud], energy)
+        assert loud.sum() >= 2
+    assert core.metrics.frames_made >= 1
+
+
+def test_a_tempo_change_in_the_session_is_followed_within_a_bar_without_a_click():
+    first = SessionTimeline(tempo_bpm=120.0, beat=0.0, at=START)
+    core = following_core("house_117", 10)
+    before = play(core, 6.0, first)
+    # The session moves to 126 BPM at 6 s; Link keeps its beat continuous.
+    second = SessionTimeline(
+        tempo_bpm=126.0, beat=first.beat_at(START + 6.0), at=START + 6.0
+    )
+    after = play(core, 6.0, second, start=6.0)
+    onsets = onset_positions(after, RATE, refractory_seconds=0.2)
+    bar = 4 * 60 / 126.0
+    onsets = onsets[onsets > bar * RATE]  # after one bar the stream is on the new tempo
+    at = np.array([second.beat_at(START + 6.0 + q / RATE) for q in onsets])
+    assert np.abs(at - np.round(at)).max() * 60_000 / 126.0 <= 10.0
+    joined = np.concatenate([before, after], axis=1)
+    seam = joined[:, round(5.5 * RATE) : round(6.5 * RATE)]
+    assert (
+        high_passed(seam).max() <= 1.2 * high_passed(before).max()
+    )  # no click at the change
+
+
+def test_a_tempo_the_stretch_cannot_play_is_refused_with_one_log_line_and_the_stream_goes_on():
+    good = SessionTimeline(tempo_bpm=120.0, beat=0.0, at=START)
+    core = following_core("house_117", 10)
+    assert core.session(good, START) == ()
+    bad = SessionTimeline(tempo_bpm=999.0, beat=0.0, at=START + 1)
+    (line,) = core.session(bad, START + 1)
+    assert line.level == logging.WARNING
+    assert (
+        "999.00 BPM is outside what this seed loop (117.19 BPM) can follow"
+        in line.message
+    )
+    assert "keeps 120.00 BPM" in line.message
+    assert core.session(bad, START + 1.1) == ()  # once per tempo, not 50 times a second
+    samples = play(core, 4.0, bad)
+    at = session_beats(samples, good)
+    assert (
+        np.abs(at[2:] - np.round(at[2:])).max() * 500 <= 10.0
+    )  # still on the good session
+
+
+def test_the_stretch_at_ratio_one_is_the_source_and_near_one_keeps_onsets_and_no_clicks():
+    source = np.tile(groove(seed=0).samples[None].astype(np.float32), 2)
+    for ratio in (1.0, 120 / 117.1875):
+        stretcher, fed, count = (
+            StreamStretcher(1, RATE),
+            0,
+            round(source.shape[1] / ratio) - 4096,
+        )
+        while stretcher.ready < count:
+            need = stretcher.source_needed()
+            stretcher.feed(source[:, fed : fed + need])
+            fed += need
+            stretcher.step(ratio)
+        out = stretcher.take(count)
+        if ratio == 1.0:
+            assert (
+                np.abs(out[:, stretcher.hop :] - source[:, stretcher.hop : count]).max()
+                < 1e-6
+            )
+            continue
+        expected = onset_positions(source, RATE) / ratio
+        found = onset_positions(out, RATE)
+        nearest = np.array(
+            [np.abs(found - e).min() for e in expected if e < count - RATE]
+        )
+        # WSOLA moves a segment by up to its 6 ms tolerance to continue the one before.
+        assert (
+            np.median(nearest) / RATE <= 0.006
+            and np.percentile(nearest, 90) / RATE <= 0.010
+        )
+        assert (
+            high_passed(out).max() <= 1.2 * high_passed(source).max()
+        )  # no seam clicks

@@ -14,7 +14,8 @@ from material import groove
 from streamer.audio.measures import high_passed, onset_positions
 from streamer.audio.stretch import StreamStretcher
 from streamer.plan.settings import PromptBlend, StreamSettings, Transition
-from streamer.runtime.assemble import StreamConfig, build_core
+from streamer.runtime.assemble import build_core
+from streamer.runtime.stream_config import StreamConfig
 from streamer.runtime.core import EngineCore, MakeFrames
 from streamer.runtime.follow import LinkConfig, SessionTimeline
 from streamer.runtime.frames import MadeFrame

@@ -20,7 +20,9 @@ aalink = pytest.importorskip("aalink")
 
 from test_follow import following_core, play, session_beats
 
-from streamer.runtime.assemble import StreamConfig, build_engine
+from streamer.runtime.assemble import build_engine
+
+from streamer.runtime.stream_config import StreamConfig
 from streamer.runtime.follow import LinkConfig, SessionTimeline
 from streamer.runtime.link import LinkSession
 from streamer.runtime.standin import StandInFrameMaker

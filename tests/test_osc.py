@@ -30,6 +30,7 @@ from streamer.runtime.stream_config import StreamConfig
 from streamer.runtime.control import EngineControl
 from streamer.runtime.ports import ControlRejected
 from streamer.runtime.standin import StandInFrameMaker
+from streamer.generate.cancellation import never_stale
 
 #: Longest wait for a reply that must come; only a failing test waits this long.
 REPLY_TIMEOUT_SECONDS = 10
@@ -146,12 +147,12 @@ def test_osc_blends_the_prompts_of_a_real_engine():
     target = PromptBlend((("jazz", 1.0), ("rain", 0.5)))
 
     class Watching(StandInFrameMaker):
-        def make(self, planned):
+        def make(self, planned, is_stale=never_stale):
             for frame in planned:
                 made.append(frame.prompts)
                 if frame.prompts == target:
                     blended.set()
-            return super().make(planned)
+            return super().make(planned, is_stale)
 
     config = StreamConfig()
     settings = dataclasses.replace(

@@ -431,6 +431,10 @@ class EngineCore:
         # The limiter's output lags its input: the first render takes that much more, so that
         # output sample i is source sample i.
         extra = 0 if self._started else self.limiter.latency_samples
+        # After the first render the source runs the limiter's delay ahead of the output: its
+        # first sample is heard that much later.
+        if heard_at is not None and self._started:
+            heard_at += self.limiter.latency_samples / self.stitcher.config.sample_rate
         audio = self._source(num_samples + extra, heard_at)
         limited = self.limiter.process(audio.samples)[:, extra:]
         start = audio.start_position + audio.samples.shape[1] - self.limiter.latency_samples

@@ -12,6 +12,7 @@ import dataclasses
 from collections.abc import Sequence
 
 from streamer.audio.loudness import LoudnessConfig, normalised_frame
+from streamer.generate.cancellation import IsStale, never_stale
 from streamer.plan.planner import PlannedFrame
 from streamer.runtime.core import unplayable
 from streamer.runtime.frames import FrameMaker, MadeFrame
@@ -26,12 +27,14 @@ class LevelledFrameMaker:
         self.config = config
         self.sample_rate = sample_rate
 
-    def make(self, planned: Sequence[PlannedFrame]) -> list[MadeFrame]:
+    def make(
+        self, planned: Sequence[PlannedFrame], is_stale: IsStale = never_stale
+    ) -> list[MadeFrame]:
         return [
             frame
             if unplayable(frame) is not None
             else dataclasses.replace(
                 frame, samples=normalised_frame(frame.samples, self.sample_rate, self.config)
             )
-            for frame in self.maker.make(planned)
+            for frame in self.maker.make(planned, is_stale)
         ]

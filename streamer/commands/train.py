@@ -51,15 +51,15 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--lr",
         type=float,
-        help=f"peak learning rate (default: vae {defaults.vae_learning_rate:g}, "
-        f"unet {defaults.unet_learning_rate:g})",
+        help=f"peak learning rate of AdamW, > 0, about 1e-5..1e-3 (default: vae "
+        f"{defaults.vae_learning_rate:g}, unet {defaults.unet_learning_rate:g})",
     )
     parser.add_argument("--resume", action="store_true", help="continue RUN_DIR's checkpoint")
     parser.add_argument(
         "--init",
         default="none",
-        help="start from: none (random weights), builtin (the shipped model: fine-tuning) or "
-        "an exported model folder (default: none)",
+        help="start from none, builtin or DIR: random weights, the shipped model (to fine-tune "
+        "it), or an exported model folder (default: none)",
     )
     parser.add_argument(
         "--architecture",
@@ -81,8 +81,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         default=defaults.precision,
         help="bf16 autocasts the forward pass (default: %(default)s)",
     )
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="(default: %(default)s)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads, >= 1 (default: torch's)")
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of the run's random numbers, >= 0 (default: %(default)s)")
     parser.set_defaults(run=run)
 
 

@@ -7,8 +7,9 @@ import argparse
 
 
 def register_all(subparsers: argparse._SubParsersAction) -> None:
-    from streamer.commands import generate, seeds, stream
+    from streamer.commands import generate, seeds, stream, training
 
     seeds.add_parsers(subparsers)
     generate.add_parsers(subparsers)
     stream.add_parsers(subparsers)
+    training.add_parsers(subparsers)

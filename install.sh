@@ -9,7 +9,7 @@ system_packages=(
   libportaudio2        # sounddevice: the local sound device
   libsndfile1          # soundfile: WAV / FLAC / OGG
   jackd2               # tests: a real-time sound server with no hardware
-  fluidsynth fluid-soundfont-gm  # scripts/render_seed_loops.py: drums and bass from MIDI
+  fluidsynth fluid-soundfont-gm  # streamer make-dataset and scripts/render_seed_loops.py: MIDI to audio
   chromium             # tests/test_client.py: the browser client in headless Chromium (Playwright)
 )
 missing=()

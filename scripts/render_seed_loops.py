@@ -27,6 +27,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from streamer.errors import UserError
 from streamer.spectrogram import save_image
@@ -220,6 +221,15 @@ def notes(style: Style, seed: int) -> list[Note]:
     return out
 
 
+def render_style(style: Style, index: int, config: SynthConfig, workdir: Path) -> Image.Image:
+    """The seed image of the ``index``-th style (the index seeds its humanisation and room)."""
+    programs = [(DRUM_CHANNEL, style.drum_kit), (BASS_CHANNEL, style.bass_program)]
+    events = loop_events(programs, notes(style, seed=index), style.steps, FRAME_SECONDS,
+                         config.repetitions)
+    loop = render_loop(standard_midi_file(events), index, config, workdir)
+    return loop_image(loop * (PEAK_LEVEL / np.max(np.abs(loop))))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder")
@@ -235,13 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     manifest = []
     with tempfile.TemporaryDirectory() as workdir:
         for index, style in enumerate(STYLES):
-            programs = [(DRUM_CHANNEL, style.drum_kit), (BASS_CHANNEL, style.bass_program)]
-            events = loop_events(programs, notes(style, seed=index), style.steps, FRAME_SECONDS,
-                                 config.repetitions)
-            loop = render_loop(standard_midi_file(events), index, config, Path(workdir))
-            loop = loop * (PEAK_LEVEL / np.max(np.abs(loop)))
             file = f"{style.name}.png"
-            save_image(loop_image(loop), args.out / file)
+            save_image(render_style(style, index, config, Path(workdir)), args.out / file)
             bpm = float(style.bpm)
             assert bpm == style.bpm, "tempo must be exact in binary floating point"
             manifest.append(

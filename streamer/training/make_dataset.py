@@ -23,9 +23,21 @@ import numpy as np
 
 from streamer.errors import UserError
 from streamer.training.composer import STYLES, ComposerConfig, Composition, compose
-from streamer.training.dataset import INFO_FILE, ClipRecord, read_info, write_info, write_metadata
+from streamer.training.dataset import (
+    INFO_FILE,
+    ClipRecord,
+    read_info,
+    write_info,
+    write_metadata,
+)
 from streamer.training.midi import loop_events, standard_midi_file
-from streamer.training.synth import FRAME_SECONDS, SynthConfig, check_synth, loop_image, render_loop
+from streamer.training.synth import (
+    FRAME_SECONDS,
+    SynthConfig,
+    check_synth,
+    loop_image,
+    render_loop,
+)
 
 #: Bumped when the composer or the rendering changes what a (seed, index) makes, so a folder
 #: made by another version is not silently continued.

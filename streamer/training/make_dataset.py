@@ -203,8 +203,7 @@ def _render_all(pending: list[_Job], jobs: int, progress: bool, done: int,
               disable=not progress) as bar:
         if not pending:
             return failures
-        context = multiprocessing.get_context("fork")
-        with context.Pool(min(jobs, len(pending)), initializer=_worker_setup) as pool:
+        with multiprocessing.Pool(min(jobs, len(pending)), initializer=_worker_setup) as pool:
             for index, error in pool.imap_unordered(_render_job, pending, chunksize=1):
                 if error is not None:
                     failures.append((index, error))

@@ -41,10 +41,8 @@ class Instrument:
 _INSTRUMENT_LIST = [
     # keys
     Instrument("piano", 0, "piano"),
-    Instrument("bright piano", 1, "piano"),
     Instrument("rhodes", 4, "piano"),
     Instrument("electric piano", 5, "piano"),
-    Instrument("harpsichord", 6, "piano"),
     Instrument("clavinet", 7, "piano"),
     # mallets
     Instrument("celesta", 8, "mallet"),

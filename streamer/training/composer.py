@@ -29,9 +29,8 @@ STEPS_PER_BAR = 16
 
 @dataclasses.dataclass(frozen=True)
 class Instrument:
-    """A General MIDI melodic instrument: the words captions use for it, its program (0-based),
-    its family (the label a lead-instrument classifier learns) and the MIDI keys it sounds good
-    in (its lowest key for a bass line, chords and melodies sit higher)."""
+    """A General MIDI melodic instrument: the words captions use for it, its program (0-based)
+    and its family (the label a lead-instrument classifier learns)."""
 
     name: str
     program: int

@@ -204,6 +204,16 @@ def test_make_dataset_writes_the_format_and_continues_an_interrupted_run(tmp_pat
         make_dataset(directory, clips=2, seed=5, jobs=1, progress=False)
 
 
+@needs_fluidsynth
+def test_a_clip_that_fails_to_render_is_left_out_and_said(tmp_path):
+    # No loop is ever this steady: the clip fails its check and the data set is written without it.
+    strict = DatasetConfig(synth=SynthConfig(steady_tolerance=-1.0))
+    summary = make_dataset(tmp_path, clips=1, jobs=1, config=strict, progress=False)
+    assert list(summary["failed_clips"]) == ["0"]
+    assert "not a steady loop" in summary["failed_clips"]["0"]
+    assert len(read_split(tmp_path, "test")) == len(read_split(tmp_path, "train")) == 0
+
+
 def test_missing_synth_says_what_to_install(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="fluid-soundfont-gm"):
         check_synth(tmp_path / "missing.sf2")

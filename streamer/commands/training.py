@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -46,4 +47,10 @@ def run_make_dataset(args: argparse.Namespace) -> int:
     )
     splits = summary["splits"]
     print(f"wrote {args.directory}: {splits['train']} training clips, {splits['test']} held out")
-    return 0
+    failed = summary["failed_clips"]
+    for index, error in failed.items():
+        print(f"streamer make-dataset: clip {index} left out: {error}", file=sys.stderr)
+    if failed:
+        print(f"streamer make-dataset: {len(failed)} clips could not be rendered and are left "
+              "out of the metadata (listed in dataset.json as failed_clips)", file=sys.stderr)
+    return 1 if failed else 0

@@ -167,29 +167,28 @@ def make_dataset(
     for split in ("train", "test"):
         (directory / split).mkdir(exist_ok=True)
 
-    records: dict[str, list[ClipRecord]] = {"train": [], "test": []}
     pending = []
     for index in range(clips):
-        composition = compose(seed, index, config.composer)
-        folder = _split_folder(directory, index, held_out)
-        records[folder.name].append(
-            ClipRecord(file_name(index), composition.caption, composition.labels)
-        )
-        path = folder / file_name(index)
+        path = _split_folder(directory, index, held_out) / file_name(index)
         if not path.exists():
             pending.append(_Job(seed, index, path, config))
+    failures = dict(_render_all(pending, jobs, progress, done=clips - len(pending), total=clips))
 
-    failures = _render_all(pending, jobs, progress, done=clips - len(pending), total=clips)
-    if failures:
-        listed = "; ".join(f"clip {index}: {error}" for index, error in sorted(failures)[:5])
-        raise UserError(
-            f"{len(failures)} of {clips} clips failed to render ({listed}); the others are "
-            f"kept: run the same command again to retry"
+    # A clip that cannot be rendered (none has been seen so far) is left out of the metadata,
+    # said in dataset.json, and reported; the rest of the data set stays usable.
+    records: dict[str, list[ClipRecord]] = {"train": [], "test": []}
+    for index in range(clips):
+        if index in failures:
+            continue
+        composition = compose(seed, index, config.composer)
+        records[_split_folder(directory, index, held_out).name].append(
+            ClipRecord(file_name(index), composition.caption, composition.labels)
         )
     for split, split_records in records.items():
         write_metadata(directory / split, split_records)
     summary = {**info, "splits": {split: len(rs) for split, rs in records.items()},
-               "styles": dict(collections.Counter(r.labels["style"] for r in records["train"]))}
+               "styles": dict(collections.Counter(r.labels["style"] for r in records["train"])),
+               "failed_clips": {str(index): error for index, error in sorted(failures.items())}}
     write_info(directory, summary)
     return summary
 

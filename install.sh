@@ -10,7 +10,7 @@ system_packages=(
   libsndfile1          # soundfile: WAV / FLAC / OGG
   jackd2               # tests: a real-time sound server with no hardware (and JACK MIDI)
   libasound2           # python-rtmidi (the midi extra): ALSA MIDI
-  fluidsynth fluid-soundfont-gm  # scripts/render_seed_loops.py: drums and bass from MIDI
+  fluidsynth fluid-soundfont-gm  # streamer make-dataset and scripts/render_seed_loops.py: MIDI to audio
   chromium             # tests/test_client.py: the browser client in headless Chromium (Playwright)
   icecast2             # tests/test_icecast.py: a real Icecast for `serve --icecast` and its relays
 )

@@ -5,11 +5,8 @@ written as a Standard MIDI File, rendered by FluidSynth with the General MIDI so
 turned into a spectrogram image with the circular STFT, so the image tiles seamlessly: its tempo
 makes a whole number of beats fill exactly 225792 samples (512 columns of 441 samples).
 
-The MIDI holds several repetitions of the loop and one period is cut from the middle, so decay
-tails from the previous repetition wrap into its start, as they do when a loop plays in steady
-state. FluidSynth's own reverb and chorus are off: their delay lines are modulated, so no two
-repetitions would be alike (4 to 12 % RMS apart). Room ambience is added afterwards by circular
-convolution with a fixed impulse response, which keeps the loop exactly periodic.
+The MIDI writing and the rendering (steady-state period, room, circular STFT) live in
+``streamer.training.midi`` and ``streamer.training.synth``, shared with ``streamer make-dataset``.
 
 Usage (from the repository root; needs ``fluidsynth`` and ``fluid-soundfont-gm``):
 
@@ -24,46 +21,30 @@ import argparse
 import dataclasses
 import json
 import random
-import shutil
-import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
-import soundfile
-import torch
+from PIL import Image
 
-from streamer.seeds.library import frame_samples
-from streamer.spectrogram import SpectrogramParams, image_from_mel, mel_from_audio, save_image
+from streamer.errors import UserError
+from streamer.spectrogram import save_image
+from streamer.training.midi import DRUM_CHANNEL, Note, loop_events, standard_midi_file
+from streamer.training.synth import (
+    DEFAULT_SOUNDFONT,
+    FRAME_SECONDS,
+    SynthConfig,
+    check_synth,
+    loop_image,
+    render_loop,
+)
 
-PARAMS = SpectrogramParams()
-FRAME_SAMPLES = frame_samples(PARAMS)  # 225792 = 5.12 s
-FRAME_SECONDS = Fraction(FRAME_SAMPLES, PARAMS.sample_rate)
-DEFAULT_SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "streamer" / "seeds" / "loops"
-
-#: Repetitions written to the MIDI file; the one before the last is kept (two before it let tails
-#: of up to 10 s settle; a ride cymbal rings for more than one 5.12 s loop).
-REPETITIONS = 4
-#: FluidSynth's master gain: low enough that no rendered sample clips.
-FLUIDSYNTH_GAIN = 0.4
-#: Room ambience: reverberation time (60 dB decay) and level of the reverb relative to the dry
-#: signal.
-ROOM_RT60_SECONDS = 0.7
-ROOM_WET_GAIN = 0.25
 #: Peak level of the kept loop (its image is normalised anyway; this keeps the audio comparable).
 PEAK_LEVEL = 0.8
 
-# The MIDI clock runs at one quarter note per second (tempo 1,000,000 us) with 30000 ticks per
-# quarter, so a tick is 1/30000 s. Every 16th note at every tempo here is a whole number of ticks
-# (140.625 BPM has no whole-microsecond beat, so a beat-based MIDI tempo would drift).
-TICKS_PER_SECOND = 30000
-MICROSECONDS_PER_QUARTER = 1_000_000
-
-DRUM_CHANNEL = 9  # General MIDI channel 10
 BASS_CHANNEL = 0
 
 # General MIDI percussion keys.
@@ -216,103 +197,37 @@ STYLES = [
 ]
 
 
-def events(style: Style, repetitions: int, seed: int) -> Iterator[tuple[int, bytes]]:
-    """(tick, MIDI message) pairs of the loop played ``repetitions`` times, each repetition
-    identical (the velocity humanisation included), so the render settles into a true loop."""
-    step_seconds = FRAME_SECONDS / style.steps
-
-    def tick(step: Fraction | int) -> int:
-        return round(step * step_seconds * TICKS_PER_SECOND)
+def notes(style: Style, seed: int) -> list[Note]:
+    """The notes of one repetition of the loop, velocities humanised (the same in every
+    repetition, so the render settles into a true loop)."""
 
     def swung(step: int) -> Fraction:
         return Fraction(step) + (Fraction(style.swing).limit_denominator(100) if step % 2 else 0)
 
-    # FluidSynth treats channel 10 as percussion: a program change there picks a kit of bank 128.
-    yield 0, bytes([0xC0 | DRUM_CHANNEL, style.drum_kit])
-    yield 0, bytes([0xC0 | BASS_CHANNEL, style.bass_program])
-    for repetition in range(repetitions):
-        rng = random.Random(seed)
-        first = repetition * style.steps
-        for key, row in style.drums.items():
-            for step in range(style.steps):
-                letter = row[step % len(row)]
-                if letter == ".":
-                    continue
-                velocity = max(1, min(127, VELOCITIES[letter] + rng.randint(-6, 6)))
-                start = tick(first + swung(step))
-                yield start, bytes([0x90 | DRUM_CHANNEL, key, velocity])
-                yield start + tick(Fraction(1, 2)), bytes([0x80 | DRUM_CHANNEL, key, 0])
-        for step, length, key in style.bass:
-            velocity = 100 + rng.randint(-8, 8)
-            yield tick(first + swung(step)), bytes([0x90 | BASS_CHANNEL, key, velocity])
-            end = tick(first + step + length) - tick(Fraction(1, 8))  # a short gap: re-articulate
-            yield end, bytes([0x80 | BASS_CHANNEL, key, 0])
+    rng = random.Random(seed)
+    out = []
+    for key, row in style.drums.items():
+        for step in range(style.steps):
+            letter = row[step % len(row)]
+            if letter == ".":
+                continue
+            velocity = max(1, min(127, VELOCITIES[letter] + rng.randint(-6, 6)))
+            start = swung(step)
+            out.append(Note(DRUM_CHANNEL, key, velocity, start, start + Fraction(1, 2)))
+    for step, length, key in style.bass:
+        velocity = 100 + rng.randint(-8, 8)
+        end = step + length - Fraction(1, 8)  # a short gap: re-articulate
+        out.append(Note(BASS_CHANNEL, key, velocity, swung(step), end))
+    return out
 
 
-def variable_length(value: int) -> bytes:
-    """MIDI variable-length quantity: 7 bits a byte, high bit set on all but the last."""
-    out = [value & 0x7F]
-    value >>= 7
-    while value:
-        out.append(0x80 | (value & 0x7F))
-        value >>= 7
-    return bytes(reversed(out))
-
-
-def standard_midi_file(timed: list[tuple[int, bytes]]) -> bytes:
-    """A format-0 Standard MIDI File of (tick, message) pairs."""
-    # Note-offs (0x8n) sort before note-ons at the same tick, so a repeated note is re-struck.
-    ordered = sorted(timed, key=lambda item: (item[0], item[1][0] & 0xF0 != 0x80))
-    track = bytearray(b"\x00\xff\x51\x03" + MICROSECONDS_PER_QUARTER.to_bytes(3, "big"))
-    now = 0
-    for at, message in ordered:
-        track += variable_length(at - now) + message
-        now = at
-    track += b"\x00\xff\x2f\x00"
-    header = b"MThd" + (6).to_bytes(4, "big") + (0).to_bytes(2, "big") + (1).to_bytes(2, "big")
-    header += TICKS_PER_SECOND.to_bytes(2, "big")
-    return header + b"MTrk" + len(track).to_bytes(4, "big") + bytes(track)
-
-
-def render(midi: bytes, soundfont: Path, workdir: Path) -> np.ndarray:
-    """Mono float audio of a MIDI file at 44.1 kHz, by FluidSynth."""
-    midi_path, wav_path = workdir / "loop.mid", workdir / "loop.wav"
-    midi_path.write_bytes(midi)
-    subprocess.run(
-        ["fluidsynth", "-ni", "-R", "0", "-C", "0", "-g", str(FLUIDSYNTH_GAIN),
-         "-r", str(PARAMS.sample_rate), "-O", "float", "-F", str(wav_path),
-         str(soundfont), str(midi_path)],
-        check=True,
-        capture_output=True,
-    )
-    audio, rate = soundfile.read(wav_path, dtype="float32", always_2d=True)
-    if rate != PARAMS.sample_rate:
-        raise RuntimeError(f"FluidSynth rendered at {rate} Hz instead of {PARAMS.sample_rate}")
-    return audio.mean(axis=1)
-
-
-def one_period(audio: np.ndarray) -> np.ndarray:
-    """The repetition before the last, checked to be the same as the last: the loop in steady
-    state."""
-    if audio.size < REPETITIONS * FRAME_SAMPLES:
-        raise RuntimeError(f"FluidSynth rendered only {audio.size} samples")
-    kept = audio[(REPETITIONS - 2) * FRAME_SAMPLES : (REPETITIONS - 1) * FRAME_SAMPLES]
-    last = audio[(REPETITIONS - 1) * FRAME_SAMPLES : REPETITIONS * FRAME_SAMPLES]
-    difference = float(np.sqrt(np.mean((kept - last) ** 2) / np.mean(kept**2)))
-    if difference > 1e-4:
-        raise RuntimeError(f"repetitions differ by {difference:.1e} RMS: not a steady loop")
-    return kept
-
-
-def with_room(loop: np.ndarray, seed: int) -> np.ndarray:
-    """The loop with room ambience, by circular convolution so the reverb tail of its end rings
-    into its start exactly as when it repeats."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(ROOM_RT60_SECONDS * PARAMS.sample_rate)) / PARAMS.sample_rate
-    response = rng.standard_normal(t.size) * np.power(10.0, -3.0 * t / ROOM_RT60_SECONDS)
-    response *= ROOM_WET_GAIN / np.sqrt(np.sum(response**2))
-    wet = np.fft.irfft(np.fft.rfft(loop) * np.fft.rfft(response, n=loop.size), n=loop.size)
-    return loop + wet
+def render_style(style: Style, index: int, config: SynthConfig, workdir: Path) -> Image.Image:
+    """The seed image of the ``index``-th style (the index seeds its humanisation and room)."""
+    programs = [(DRUM_CHANNEL, style.drum_kit), (BASS_CHANNEL, style.bass_program)]
+    events = loop_events(programs, notes(style, seed=index), style.steps, FRAME_SECONDS,
+                         config.repetitions)
+    loop = render_loop(standard_midi_file(events), index, config, workdir)
+    return loop_image(loop * (PEAK_LEVEL / np.max(np.abs(loop))))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -320,22 +235,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder")
     parser.add_argument("--soundfont", type=Path, default=DEFAULT_SOUNDFONT)
     args = parser.parse_args(argv)
-    if shutil.which("fluidsynth") is None:
-        sys.exit("fluidsynth is not installed (apt-get install fluidsynth fluid-soundfont-gm)")
-    if not args.soundfont.exists():
-        sys.exit(f"sound font {args.soundfont} is missing (apt-get install fluid-soundfont-gm)")
+    config = SynthConfig(soundfont=args.soundfont)
+    try:
+        check_synth(config.soundfont)
+    except UserError as error:
+        sys.exit(str(error))
     args.out.mkdir(parents=True, exist_ok=True)
 
     manifest = []
     with tempfile.TemporaryDirectory() as workdir:
         for index, style in enumerate(STYLES):
-            midi = standard_midi_file(list(events(style, REPETITIONS, seed=index)))
-            loop = with_room(one_period(render(midi, args.soundfont, Path(workdir))), seed=index)
-            loop = loop * (PEAK_LEVEL / np.max(np.abs(loop)))
-            mel = mel_from_audio(torch.from_numpy(loop.astype(np.float32))[None], PARAMS,
-                                 circular=True)
             file = f"{style.name}.png"
-            save_image(image_from_mel(mel.numpy(), PARAMS), args.out / file)
+            save_image(render_style(style, index, config, Path(workdir)), args.out / file)
             bpm = float(style.bpm)
             assert bpm == style.bpm, "tempo must be exact in binary floating point"
             manifest.append(

@@ -7,7 +7,7 @@ import argparse
 
 
 def register_all(subparsers: argparse._SubParsersAction) -> None:
-    from streamer.commands import generate, live_inputs, prepare_audio, seeds, stream, train
+    from streamer.commands import generate, live_inputs, prepare_audio, seeds, stream, train, training
 
     seeds.add_parsers(subparsers)
     generate.add_parsers(subparsers)
@@ -15,3 +15,4 @@ def register_all(subparsers: argparse._SubParsersAction) -> None:
     live_inputs.add_parsers(subparsers)
     prepare_audio.add_parsers(subparsers)
     train.add_parsers(subparsers)
+    training.add_parsers(subparsers)

@@ -368,11 +368,12 @@ def _section(defaults: StreamConfig, section: str, fields: dict[str, Any]):
 
 
 def chosen_model(model: GeneratorConfig) -> GeneratorConfig:
-    """``--model auto`` resolved on this machine, and one line on stderr saying what loads."""
+    """``--model auto`` resolved on this machine, and one line on stderr saying which model
+    plays (it loads once the other options have been checked)."""
     from streamer.generate.model_choice import resolve_model
 
     resolved, announcement = resolve_model(model)
-    print(announcement or f"loading {resolved.model} ...", file=sys.stderr, flush=True)
+    print(announcement or f"playing {resolved.model}", file=sys.stderr, flush=True)
     return resolved
 
 

@@ -21,8 +21,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     make.add_argument("directory", metavar="DIR", type=Path, help="folder to write (created)")
-    make.add_argument("--clips", type=int, default=6000, help="clips in all (default 6000)")
-    make.add_argument("--seed", type=int, default=0, help="seed of the compositions (default 0)")
+    make.add_argument("--clips", type=int, default=6000, help="clips in all, >= 1 (default 6000)")
+    make.add_argument("--seed", type=int, default=0, help="seed of the compositions, >= 0 (default 0)")
     make.add_argument(
         "--held-out-fraction",
         type=float,
@@ -30,7 +30,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         help="share of clips in the test split, which no training step reads (default 0.1)",
     )
     make.add_argument(
-        "--jobs", type=int, default=None, help="processes rendering at once (default: all cores)"
+        "--jobs", type=int, default=None, help="processes rendering at once, >= 1 (default: all cores)"
     )
     make.set_defaults(run=run_make_dataset)
 

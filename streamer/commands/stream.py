@@ -126,7 +126,7 @@ def _add_icecast_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--icecast-format", choices=("ogg", "mp3"), help="the format, when the mount's extension does not say")
     group.add_argument(
-        "--icecast-bitrate", type=int, metavar="KBPS", help="encoder bitrate in kbit/s per channel (default 64 Opus / 128 MP3)"
+        "--icecast-bitrate", type=int, metavar="KBPS", help="encoder bitrate of the whole stream in kbit/s (default: Opus 64 mono / 96 stereo, as browsers get it; MP3 128 per channel)"
     )
     group.add_argument("--icecast-name", help="the station's name listeners see (default streamer)")
     group.add_argument("--icecast-description", help="the station's description")

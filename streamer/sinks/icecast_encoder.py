@@ -16,6 +16,7 @@ import numpy as np
 import soxr
 
 from streamer.sinks.icecast_protocol import IcecastFormat
+from streamer.sinks.opus import opus_kbit_per_second
 
 #: Opus encodes at 48 kHz only.
 OPUS_SAMPLE_RATE = 48000
@@ -24,8 +25,11 @@ OGG_PAGE_MICROSECONDS = 100_000
 
 
 def default_bitrate_kbps(format: IcecastFormat, channels: int) -> int:
-    """Internet-radio rates: 64 kbit/s Opus or 128 kbit/s MP3 per mono stream, stereo twice."""
-    return (64 if format == "ogg" else 128) * min(channels, 2)
+    """Internet-radio rates: Opus as the browsers get it (``streamer.sinks.opus``), MP3 at 128
+    kbit/s per channel."""
+    if format == "ogg":
+        return round(opus_kbit_per_second(channels, None))
+    return 128 * min(channels, 2)
 
 
 class _Collected:

@@ -74,16 +74,26 @@ def test_list_devices_shows_the_jack_output(jack_server, capsys):
     assert "JACK Audio Connection Kit" in capsys.readouterr().out
 
 
-def test_what_the_device_plays_is_exactly_what_the_engine_emitted(jack_server):
+#: Captures tried when the JACK server itself reports xruns: the dummy driver runs without
+#: real-time scheduling, so a busy machine can starve the whole sound server (measured: 3-5
+#: server xruns per capture beside four busy processes), which says nothing about the engine.
+CAPTURE_TRIES = 3
+
+
+def capture_played_and_emitted(seconds: float):
+    """Play the engine on the JACK device for ``seconds`` while a JACK client records the
+    device's output; returns (heard, emitted, engine, player, JACK server xruns)."""
     config = StreamConfig()
     config = dataclasses.replace(config, planner=dataclasses.replace(config.planner, endless=False))
     engine = build_engine(config, StandInFrameMaker(0.2))
     emitted = Recorder()
     engine.add_sink(emitted)
     recorded: list[np.ndarray] = []
+    server_xruns: list[float] = []
     client = jack.Client("streamer-recorder", no_start_server=True)
     port = client.inports.register("in")
     client.set_process_callback(lambda frames: recorded.append(port.get_array().copy()))
+    client.set_xrun_callback(server_xruns.append)
     client.activate()
     engine.start()
     player = DeviceClock(engine, DeviceConfig())
@@ -93,7 +103,7 @@ def test_what_the_device_plays_is_exactly_what_the_engine_emitted(jack_server):
         outputs = [p for p in client.get_ports(is_output=True, is_audio=True) if p.name.startswith("PortAudio")]
         assert outputs, "PortAudio's output port is not on the JACK graph"
         client.connect(outputs[0], port)
-        time.sleep(3.0)
+        time.sleep(seconds)
     finally:
         client.deactivate()  # stop recording first: after the player stops, JACK carries silence
         client.close()
@@ -101,24 +111,39 @@ def test_what_the_device_plays_is_exactly_what_the_engine_emitted(jack_server):
         engine.stop()
     heard = np.concatenate(recorded)
     heard = heard[np.flatnonzero(heard)[0] :]  # from the first sample after connecting
-    sent = emitted.audio()
+    return heard, emitted.audio(), engine, player, len(server_xruns)
+
+
+def test_what_the_device_plays_is_exactly_what_the_engine_emitted(jack_server):
+    for _ in range(CAPTURE_TRIES):
+        heard, sent, engine, player, server_xruns = capture_played_and_emitted(3.0)
+        if server_xruns == 0:
+            break
+    assert server_xruns == 0, f"the JACK server itself had xruns in all {CAPTURE_TRIES} captures"
     assert heard.size > 2 * 44100, "less than two seconds reached the sound server"
     # Find where the recording starts in what the engine emitted, then compare bit for bit.
     probe = heard[:4096]
     starts = [i for i in np.flatnonzero(sent == probe[0]) if np.array_equal(sent[i : i + 4096], probe)]
     assert len(starts) == 1
     length = min(heard.size, sent.size - starts[0])
-    assert np.array_equal(heard[:length], sent[starts[0] : starts[0] + length])
+    assert np.array_equal(heard[:length], sent[starts[0] : starts[0] + length]), (
+        f"PortAudio reported xruns in {player.xrun_callbacks} callbacks"
+    )
     assert engine.metrics.underrun_samples == 0
 
 
-def test_playing_on_the_device_while_serving_listeners_has_no_underrun(jack_server):
-    """`serve --play`: the device callback is the clock while the server feeds listeners."""
+def serve_and_play(seconds: float):
+    """`serve --play`: the device callback is the clock while the server feeds LISTENERS
+    listeners for ``seconds``; returns (player, engine, recordings, JACK server xruns)."""
     config = StreamConfig()
     config = dataclasses.replace(config, planner=dataclasses.replace(config.planner, endless=False))
     engine = build_engine(config, StandInFrameMaker(0.2))
     server = StreamServer(ServerConfig(port=0), EngineControl(engine, frozenset()))
     player = DeviceClock(engine, DeviceConfig())
+    server_xruns: list[float] = []
+    watcher = jack.Client("streamer-xrun-watch", no_start_server=True)
+    watcher.set_xrun_callback(server_xruns.append)
+    watcher.activate()
     with ServerThread(server):
         engine.add_sink(server)
         engine.start()
@@ -126,10 +151,21 @@ def test_playing_on_the_device_while_serving_listeners_has_no_underrun(jack_serv
             assert engine.wait_until_playing(60)
             player.start()
             with concurrent.futures.ThreadPoolExecutor(LISTENERS) as pool:
-                recordings = list(pool.map(lambda _: record(server.port, 3.0), range(LISTENERS)))
+                recordings = list(pool.map(lambda _: record(server.port, seconds), range(LISTENERS)))
         finally:
+            watcher.deactivate()
+            watcher.close()
             player.stop()
             engine.stop()
+    return player, engine, recordings, len(server_xruns)
+
+
+def test_playing_on_the_device_while_serving_listeners_has_no_underrun(jack_server):
+    for _ in range(CAPTURE_TRIES):
+        player, engine, recordings, server_xruns = serve_and_play(3.0)
+        if server_xruns == 0:
+            break
+    assert server_xruns == 0, f"the JACK server itself had xruns in all {CAPTURE_TRIES} captures"
     assert player.xrun_callbacks == 0, "PortAudio reported under- or overruns"
     assert engine.metrics.underrun_samples == 0
     for recording in recordings:

@@ -7,7 +7,7 @@ running stream), then vocoded cold by ``streamer.audio.vocoder.Vocoder`` (the st
 per-frame cost). Candidates alternate frame by frame, so a load change on the shared CPU hits
 all of them alike; medians are reported. The stream keeps up at a real-time factor >= 1 and
 has headroom at >= 2 (5.12 s of audio per frame / seconds per frame, vocoder included).
-Sampling: ``architecture.RECOMMENDED_PRESET`` at each ``--steps`` schedule length.
+Sampling: the ``builtin`` preset (``streamer.generate.presets``) at each ``--steps`` schedule length.
 
 Usage: python benchmarks/builtin_model_speed.py [--frames N] [--threads N] [--steps 8,12]
 """
@@ -37,7 +37,8 @@ from streamer.generate.tiny_model import (
 )
 from streamer.seeds.library import load_seed_loop
 from streamer.spectrogram import SpectrogramParams
-from streamer.training.architecture import CANDIDATES, RECOMMENDED_PRESET, parameter_counts
+from streamer.generate.presets import preset_named  # noqa: E402
+from streamer.training.architecture import CANDIDATES, parameter_counts
 
 FRAME_SECONDS = 512 * 441 / 44100
 
@@ -67,7 +68,7 @@ def main() -> None:
             name,
         )
         for count in steps:
-            preset = dataclasses.replace(RECOMMENDED_PRESET, num_inference_steps=count)
+            preset = dataclasses.replace(preset_named("builtin"), num_inference_steps=count)
             generators[(name, count)] = FrameGenerator(model, preset, {"seed": seed})
     vocoder = Vocoder(SpectrogramParams())
     request = FrameRequest(PromptBlend.single("house beat, piano chords"), "seed", seed_a=1)

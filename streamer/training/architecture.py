@@ -4,7 +4,7 @@ Same parts and file layout as Riffusion's checkpoint (a KL autoencoder, a cross-
 a CLIP text encoder with CLIP's real tokenizer), so the existing loader and ``FrameGenerator``
 run it unchanged. What changes is the size, chosen by measurement
 (``benchmarks/builtin_model_speed.py``, figures in benchmarks/RESULTS.md): the whole stream, a
-frame at :data:`RECOMMENDED_PRESET` plus the vocoder, must run at >= 2x real time on 2 CPU cores,
+frame at the ``builtin`` preset (``streamer.generate.presets``) plus the vocoder, must run at >= 2x real time on 2 CPU cores,
 and the weights must fit 80 MB in fp16.
 
 Choices, and why:
@@ -20,7 +20,6 @@ Choices, and why:
 
 from __future__ import annotations
 
-from streamer.generate.presets import preset_named
 from streamer.generate.tiny_model import TINY, Architecture
 
 _TEXT = {
@@ -53,11 +52,6 @@ CANDIDATES: dict[str, Architecture] = {
 #: The built-in model: the largest candidate that streams at >= 2x real time on 2 CPU cores
 #: within 80 MB of fp16 weights (see the module docstring); "tiny" trains in seconds, for tests.
 ARCHITECTURES: dict[str, Architecture] = {"builtin": CANDIDATES["small"], "tiny": TINY}
-
-
-#: The sampling this size was measured at: the built-in model's preset (its one home is
-#: ``streamer.generate.presets``).
-RECOMMENDED_PRESET = preset_named("builtin")
 
 
 def parameter_counts(architecture: Architecture) -> dict[str, int]:

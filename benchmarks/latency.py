@@ -9,7 +9,7 @@ message to the first changed sample heard is
 where t_make is the time to generate and vocode one batch: the batch in flight when the change
 comes is stale and stops at its next UNet step (the stand-in makes a frame in 10 simulated
 steps). On average that is about t_make + beat / 2 + render_ahead_seconds, at worst
-1.1 x t_make + beat (two around the loop's wrap) + render_ahead. The lookahead (frames kept
+1.1 x t_make + beat (a bar with --quantize bar) + render_ahead. The lookahead (frames kept
 ready) does not add to it, because those frames are discarded; it only buys safety against a
 slow frame. Sustained real-time factor = frame period (5.12 s) / t_make.
 

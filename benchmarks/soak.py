@@ -17,6 +17,11 @@ Usage::
 
     .venv/bin/python benchmarks/soak.py            # 1 h stand-in + 2 min tiny model, ~7 min
     .venv/bin/python benchmarks/soak.py --quick    # 8 min stand-in + 15 s tiny model, < 60 s
+    .venv/bin/python benchmarks/soak.py --model builtin   # 10 min of a model at real time, alone
+
+``--model`` (``builtin``, or a model folder such as a training run's RUN/model) plays that model
+at real time with its preset, as ``streamer serve`` would, and nothing else: the check that a
+model streams without falling behind for ``--model-seconds`` (default 600).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import psutil
 from streamer.runtime.stream_config import StreamConfig
 from streamer.runtime.core import EngineConfig
 from streamer.generate.config import GeneratorConfig
+from streamer.generate.presets import GeneratorPreset
 from streamer.plan.settings import PromptBlend, StreamSettings, Transition
 from streamer.runtime.assemble import build_engine
 from streamer.runtime.clocks import SoftwareClock
@@ -81,15 +87,24 @@ class SoakResult:
 
 
 def soak(
-    maker: FrameMaker, *, stream_seconds: float, speed: float, sample_seconds: float = 5.0
+    maker: FrameMaker,
+    *,
+    stream_seconds: float,
+    speed: float,
+    sample_seconds: float = 5.0,
+    preset: GeneratorPreset | None = None,
 ) -> SoakResult:
     """Play ``stream_seconds`` of stream at ``speed`` x real time; sample RSS every
-    ``sample_seconds`` of wall time."""
+    ``sample_seconds`` of wall time. ``preset`` sets the frames' denoising and guidance."""
     settings = StreamSettings(
         prompts=PromptBlend.single("warm analog synths"),
         seed_loop="house_117",
         transition=Transition(seconds=8),
     )
+    if preset is not None:
+        settings = dataclasses.replace(
+            settings, denoising=preset.denoising, guidance=preset.guidance
+        )
     # The renderer keeps up to 5 s of stream ahead: a third of a second of wall time at 15x.
     config = StreamConfig(settings=settings, engine=EngineConfig(render_ahead_seconds=5.0))
     engine = build_engine(config, maker)
@@ -140,6 +155,15 @@ def tiny_model_maker(directory: str) -> FrameMaker:
     return load_diffusion_maker(config)
 
 
+def model_maker(model: str) -> tuple[FrameMaker, GeneratorPreset]:
+    """``model`` (builtin, or a model folder) loaded as ``serve`` would, at the built-in model's
+    preset: a folder is taken to be a training run of it."""
+    from streamer.runtime.assemble import load_diffusion_maker
+
+    generator = GeneratorConfig(model=model, device="cpu", offline=True, preset="builtin")
+    return load_diffusion_maker(StreamConfig(model=generator)), generator.resolved_preset()
+
+
 def print_rss(name: str, result: SoakResult, rows: int = 8) -> None:
     step = max(1, len(result.rss_samples_mb) // rows)
     picked = result.rss_samples_mb[::step]
@@ -154,6 +178,10 @@ def print_rss(name: str, result: SoakResult, rows: int = 8) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a short run (< 60 s)")
+    parser.add_argument("--model", help="builtin or a model folder: play it alone at real time")
+    parser.add_argument(
+        "--model-seconds", type=float, default=600.0, help="stream seconds of --model (default 600)"
+    )
     args = parser.parse_args()
     import torch
 
@@ -161,18 +189,26 @@ def main() -> int:
     from streamer.runtime.standin import StandInFrameMaker
 
     runs: dict[str, SoakResult] = {}
-    standin_seconds, tiny_seconds = (480.0, 15.0) if args.quick else (3600.0, 120.0)
-    standin_speed = 40.0 if args.quick else 15.0
-    print(f"stand-in: {standin_seconds:.0f} s of stream at {standin_speed:g}x ...", flush=True)
-    runs["standin"] = soak(
-        StandInFrameMaker(0.05), stream_seconds=standin_seconds, speed=standin_speed,
-        sample_seconds=1.0 if args.quick else 5.0,
-    )  # fmt: skip
-    print(f"tiny model: {tiny_seconds:.0f} s of stream at 1x ...", flush=True)
-    with tempfile.TemporaryDirectory() as directory:
-        runs["tiny"] = soak(
-            tiny_model_maker(directory), stream_seconds=tiny_seconds, speed=1.0, sample_seconds=2.0
+    if args.model:
+        maker, preset = model_maker(args.model)
+        print(f"{args.model}: {args.model_seconds:.0f} s of stream at 1x ...", flush=True)
+        runs["model"] = soak(
+            maker, stream_seconds=args.model_seconds, speed=1.0, sample_seconds=5.0, preset=preset
         )
+    else:
+        standin_seconds, tiny_seconds = (480.0, 15.0) if args.quick else (3600.0, 120.0)
+        standin_speed = 40.0 if args.quick else 15.0
+        print(f"stand-in: {standin_seconds:.0f} s of stream at {standin_speed:g}x ...", flush=True)
+        runs["standin"] = soak(
+            StandInFrameMaker(0.05), stream_seconds=standin_seconds, speed=standin_speed,
+            sample_seconds=1.0 if args.quick else 5.0,
+        )  # fmt: skip
+        print(f"tiny model: {tiny_seconds:.0f} s of stream at 1x ...", flush=True)
+        with tempfile.TemporaryDirectory() as directory:
+            runs["tiny"] = soak(
+                tiny_model_maker(directory), stream_seconds=tiny_seconds, speed=1.0,
+                sample_seconds=2.0,
+            )  # fmt: skip
 
     print(
         f"\n{'run':<8} {'stream s':>9} {'wall s':>7} {'speed':>6} {'blocks':>7} {'gaps':>5} "
@@ -188,13 +224,12 @@ def main() -> int:
         )
     for name, r in runs.items():
         print_rss(name, r)
-    s, t = runs["standin"], runs["tiny"]
-    print(
-        f"RESULT standin_stream_s={s.stream_seconds:.0f} standin_rss_growth_pct={100 * s.rss_growth:.2f} "
-        f"standin_underrun_samples={s.underrun_samples} standin_gaps={s.gaps} "
-        f"tiny_stream_s={t.stream_seconds:.0f} tiny_rss_growth_pct={100 * t.rss_growth:.2f} "
-        f"tiny_underrun_samples={t.underrun_samples} tiny_gaps={t.gaps}"
-    )
+    print("RESULT " + " ".join(
+        f"{name}_stream_s={r.stream_seconds:.0f} {name}_rss_growth_pct={100 * r.rss_growth:.2f} "
+        f"{name}_underrun_samples={r.underrun_samples} {name}_gaps={r.gaps} "
+        f"{name}_behind_episodes={r.behind_episodes}"
+        for name, r in runs.items()
+    ))  # fmt: skip
     ok = all(r.gaps == 0 and r.underrun_samples == 0 and r.rss_growth < 0.05 for r in runs.values())
     return 0 if ok else 1
 

@@ -130,7 +130,7 @@ def test_a_prompt_change_is_heard_in_the_live_stream():
 
 
 def test_a_generator_slower_than_real_time_never_silences_the_stream():
-    engine, recorder = run_engine(StandInFrameMaker(12.0), seconds=6, speed=2.5, lookahead=1)
+    engine, recorder = run_engine(StandInFrameMaker(4.0), seconds=6, speed=2.5, lookahead=1)
     assert_contiguous(recorder)
     assert engine.metrics.underrun_samples == 0
     states = [e["state"] for e in recorder.of_type("status")]

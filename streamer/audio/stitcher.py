@@ -17,18 +17,19 @@ When a frame is switched in:
   :meth:`Stitcher.discard_pending`, so that frames of the old plan never play).
 * The ``quantize`` grid of an interrupting frame: ``beat``, the next beat; ``bar``, the next bar
   line, bars of ``beats_per_bar`` beats counted from where the first frame started (bar one), so
-  with a 10-beat loop a bar line falls on a different loop position each loop; ``off``, the
-  earliest crossfade-safe point: as soon as the crossfade can run, unless its end would fall
-  within ``wrap_guard_seconds`` of the loop's wrap (then just past the guard). A grid point within
-  that guard is skipped for the next one. A frame without beats knows no bars: ``bar`` and
-  ``beat`` then use its evenly spaced switch points.
+  with a 10-beat loop a bar line falls on a different loop position each loop; ``off``, as soon
+  as the crossfade can run. A frame without beats knows no bars: ``bar`` and ``beat`` then use
+  its evenly spaced switch points. The wrap guard below does not apply to it: a control change
+  is a deliberate cut heard once, and skipping the downbeat at the wrap made a change ready in
+  the beat before it wait 1.5 beats on average (the 20x benchmark's p90 1.23 s, 0.56 s without
+  the grid; ``benchmarks/latency.py``), a whole bar with ``bar``.
 * Switch points are beats when the frame says how many beats its loop holds (every
   ``switch_every_beats`` beats), otherwise ``switch_points_without_beats`` evenly spaced points,
   minus those whose crossfade would come within ``wrap_guard_seconds`` of the loop's wrap: a
   generated image's left and right edges are its least consistent columns, so a crossfade
-  there would blend two doubtful passages. The control latency this adds is at most the
-  crossfade plus one switch-point spacing (two around the wrap): with a beat of 0.51 s at
-  117 BPM and the default 0.1 s crossfade, 0.61 s (1.12 s around the wrap).
+  there would blend two doubtful passages. Frames of one plan join there every period, so
+  this is the rule for them. The control latency the grid adds is at most the crossfade plus
+  one grid spacing: with a beat of 0.51 s at 117 BPM and the default 0.1 s crossfade, 0.61 s.
 * The crossfade *ends* at the switch point, so the new frame owns the beat's attack whole and the
   fade runs through the quiet tail of the beat before it; its gains keep the power constant for
   the two frames' measured correlation (see :mod:`streamer.audio.crossfade`).
@@ -245,8 +246,6 @@ class Stitcher:
                 "push fewer frames ahead or raise the limit"
             )
         self._switch_points(frame)  # fail early on a loop too short for the crossfade
-        if frame.beats and self.config.quantize == "bar":
-            self._switch_points(frame, self.config.beats_per_bar)  # ...or with no safe bar line
         if self._period is None:
             self._period = frame.period
         self._pending.append(_Pending(frame, interrupt))
@@ -307,10 +306,12 @@ class Stitcher:
 
     # -- scheduling --------------------------------------------------------------------------
 
-    def _switch_points(self, frame: AudioFrame, every_beats: int | None = None) -> GridPoints:
+    def _switch_points(
+        self, frame: AudioFrame, every_beats: int | None = None, *, guarded: bool = True
+    ) -> GridPoints:
         """Where a crossfade into ``frame`` may end: every ``every_beats`` beats (default
         ``switch_every_beats``) counted from bar one, or the frame's evenly spaced points when it
-        has no beats; those too near the loop's wrap left out."""
+        has no beats; unless ``guarded`` is False, those too near the loop's wrap left out."""
         cfg, period = self.config, frame.period
         every = every_beats or cfg.switch_every_beats
         if frame.beats:
@@ -322,6 +323,8 @@ class Stitcher:
             loops, spacing = 1, period / cfg.switch_points_without_beats
             count = cfg.switch_points_without_beats
         points = np.round(np.arange(count) * spacing).astype(np.int64)
+        if not guarded:
+            return GridPoints(points, loops * period)
         allowed = points[self._safe(points % period, period)]
         if allowed.size == 0:
             raise ValueError(
@@ -346,16 +349,13 @@ class Stitcher:
         return self._origin + (cycles + 1) * grid.cycle + int(grid.points[0])
 
     def _interrupt_point(self, frame: AudioFrame, earliest: int) -> int:
-        """Where an interrupting frame's crossfade ends: on the ``quantize`` grid."""
+        """Where an interrupting frame's crossfade ends: on the ``quantize`` grid, wrap or not."""
         cfg = self.config
         if cfg.quantize == "off":
-            period = self._period
-            if self._safe(np.array([(earliest - self._origin) % period]), period)[0]:
-                return earliest
-            safe = np.array([cfg.wrap_guard_samples + cfg.crossfade_samples])
-            return self._first_point_at_or_after(GridPoints(safe, period), earliest)
+            return earliest
         every = cfg.beats_per_bar if cfg.quantize == "bar" else 1
-        return self._first_point_at_or_after(self._switch_points(frame, every), earliest)
+        grid = self._switch_points(frame, every, guarded=False)
+        return self._first_point_at_or_after(grid, earliest)
 
     def _next_switch(self) -> tuple[int, int] | None:
         """(crossfade start, end) into the head of the queue, or None when nothing is pending."""

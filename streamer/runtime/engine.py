@@ -159,7 +159,7 @@ class Engine:
                     continue
                 self._stale.clear()
             try:
-                made = list(self.maker.make(list(work.frames), self._stale.is_set))
+                made = list(self.maker.make(list(work.frames), self._batch_is_unwanted))
             except FrameCancelled:
                 with self._lock:
                     self.core.frames_cancelled(time.monotonic())
@@ -176,6 +176,11 @@ class Engine:
             with self._lock:
                 lines = self.core.frames_made(made, time.monotonic())
             _write(lines)
+
+    def _batch_is_unwanted(self) -> bool:
+        """Polled by the maker between UNet steps: the batch is stale, or the engine stops (a
+        slow batch then ends within a step instead of holding ``stop`` for its whole length)."""
+        return self._stale.is_set() or self._stop.is_set()
 
     # -- renderer -------------------------------------------------------------------------------
     def _render(self) -> None:

@@ -162,7 +162,8 @@ class Stage:
 
 def first_bar_line_from(position: int, samples_per_bar: float) -> int:
     """The stream position of the first bar line at or after ``position``; bar one starts
-    where the stream starts."""
+    where the stream starts. (The tests' bar lines lie far from the seed loop's wrap, whose
+    guard would skip one there: README, "Changes on the grid".)"""
     bar = math.ceil(position / samples_per_bar)
     while round(bar * samples_per_bar) < position:
         bar += 1
@@ -175,7 +176,7 @@ class Heard:
 
     ready_at: int  # the stitcher had rendered this far when the change's first frame came
     bar_line: int  # the first bar line a crossfade ending there could reach
-    first_changed_sample: int  # the first heard sample that the old blend does not explain
+    first_changed_sample: int  # the first heard sample that the first frame does not explain
     rain_before: float  # amplitude of the new prompt's tone in the 0.1 s before the crossfade
     rain_after: float  # ... and in the 0.1 s after the bar line
     jazz_after: float
@@ -196,6 +197,7 @@ def heard_at_the_bar(stage: Stage, change: Pushed) -> Heard:
 
     before = loop(stage.pushes[0].frame)
     differs = np.flatnonzero(np.abs(heard[fade:] - before[fade:]) > 1e-5)  # after the fade-in
+    assert differs.size, "the change was never heard"
     first_changed = fade + int(differs[0])
     assert bar_line - fade <= first_changed < bar_line, (
         f"the change is heard from sample {first_changed}, not in the crossfade into the bar "

@@ -26,9 +26,12 @@ import numpy as np
 
 from streamer.audio.stitcher import AudioFrame, StitcherConfig
 from streamer.generate.cancellation import IsStale, check, never_stale
+from streamer.inputs.config import InputConfig
+from streamer.inputs.pump import CommandPump
 from streamer.plan.planner import PlannedFrame
 from streamer.plan.settings import PromptBlend, Transition
 from streamer.runtime.assemble import build_engine
+from streamer.runtime.control import EngineControl
 from streamer.runtime.frames import MadeFrame
 from streamer.runtime.stream_config import StreamConfig
 from streamer.seeds.library import frame_samples, list_seed_loops
@@ -120,6 +123,11 @@ class Stage:
         stitcher.push = watched_push  # type: ignore[method-assign]
         self._block = np.zeros((1, self.engine.block_samples), dtype=np.float32)
         self._heard: list[np.ndarray] = []
+
+    def pump(self) -> CommandPump:
+        """The local inputs' way into this engine, thinning a fader's stream as ``serve`` does."""
+        control = EngineControl(self.engine, frozenset({self.seed_loop}))
+        return CommandPump(control, InputConfig().coalesce_seconds)
 
     def start(self) -> None:
         self.engine.start()

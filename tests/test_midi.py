@@ -18,7 +18,6 @@ from streamer.inputs.midi_in import MidiInput, open_midi_input
 from streamer.inputs.midi_map import default_midi_map
 from streamer.inputs.pump import CommandPump
 from streamer.plan.commands import Prompt, RecallScene, SetDenoising, SetPrompts
-from streamer.runtime.control import EngineControl
 
 mido = pytest.importorskip("mido", reason='mido is not installed (pip install ".[midi]")')
 
@@ -71,7 +70,7 @@ def test_a_midi_fader_is_heard_from_the_next_bar_line():
     the change's first frame is ready, and the new blend from that bar line on (bars of 4 beats
     of the seed loop, 1.71 s at 140.63 BPM; the test plays the clock, see ``bar_stage``)."""
     stage = Stage("techno_141")
-    pump = CommandPump(EngineControl(stage.engine, frozenset({"techno_141"}), SCENES), 0.05)
+    pump = stage.pump()
     pump.start()
     controller = mido.Backend(JACK_MIDI).open_output("faders", virtual=True)
     midi = _input("faders", pump)

@@ -203,7 +203,7 @@ def test_an_osc_fader_is_heard_from_the_next_bar_line():
     the seed loop, 2.048 s at 117.19 BPM; the test plays the clock, see ``bar_stage``)."""
     stage = Stage("house_117")
     desk = PromptDesk((("jazz", 1.0), ("rain", 0.0)), SCENES)
-    pump = CommandPump(EngineControl(stage.engine, frozenset({"house_117"}), SCENES), 0.05)
+    pump = stage.pump()
     server = OscServer("127.0.0.1", 0, desk, pump)
     pump.start()
     server.start()

@@ -12,13 +12,14 @@ import pytest
 from material import groove
 
 from streamer.audio.measures import high_passed, onset_positions
+from streamer.audio.stitcher import Quantize, StitcherConfig, SwitchEvent
 from streamer.audio.stretch import StreamStretcher
 from streamer.plan.settings import PromptBlend, StreamSettings, Transition
 from streamer.runtime.assemble import build_core
-from streamer.runtime.stream_config import StreamConfig
 from streamer.runtime.core import EngineCore, MakeFrames
 from streamer.runtime.follow import LinkConfig, SessionTimeline
 from streamer.runtime.frames import MadeFrame
+from streamer.runtime.stream_config import StreamConfig
 
 RATE = 44100
 PERIOD = 225792  # one 5.12 s frame
@@ -38,13 +39,13 @@ def clicks(beats: int) -> np.ndarray:
     return samples[None]
 
 
-def following_core(seed_loop: str, beats: int) -> EngineCore:
+def following_core(seed_loop: str, beats: int, quantize: Quantize = "beat") -> EngineCore:
     settings = StreamSettings(
         prompts=PromptBlend.single("jazz"),
         seed_loop=seed_loop,
         transition=Transition(seconds=0),
     )
-    config = StreamConfig(settings=settings)
+    config = StreamConfig(settings=settings, stitcher=StitcherConfig(quantize=quantize))
     core = build_core(
         dataclasses.replace(
             config, planner=dataclasses.replace(config.planner, endless=False)
@@ -59,10 +60,15 @@ def following_core(seed_loop: str, beats: int) -> EngineCore:
 
 
 def play(
-    core: EngineCore, seconds: float, session: SessionTimeline, start: float = 0.0
+    core: EngineCore,
+    seconds: float,
+    session: SessionTimeline,
+    start: float = 0.0,
+    switches: list[SwitchEvent] | None = None,
 ):
     """Render ``seconds`` heard from ``START + start`` as a clock would play them, refilling the
-    lookahead with the same loop; the session is read before every block."""
+    lookahead with the same loop; the session is read before every block. The switches heard
+    (in output samples from ``START``) are added to ``switches``."""
     out, position = [], round(start * RATE)
     while position < round((start + seconds) * RATE):
         heard_at = START + position / RATE
@@ -75,6 +81,8 @@ def play(
             )
         rendered = core.render(BLOCK, heard_at, heard_at=heard_at)
         out.append(rendered.audio.samples)
+        if switches is not None:
+            switches.extend(rendered.audio.events)
         position += BLOCK
     return np.concatenate(out, axis=1)
 
@@ -116,6 +124,39 @@ def test_the_streams_beats_and_bar_one_land_on_the_sessions(seed_loop, beats, te
         assert np.all(np.round(at[loud]) % 4 == 0), (at[loud], energy)
         assert loud.sum() >= 2
     assert core.metrics.frames_made >= 1
+
+
+def test_a_change_quantized_to_the_bar_is_heard_from_the_sessions_next_bar_line():
+    """Following a session at 120 BPM (a 93.75 BPM boom-bap loop played 1.28 times as fast),
+    ``--quantize bar`` means the session's bar: the stream counts its bars from its bar one,
+    which the follower keeps on the session's, so a change enters on the session's next bar
+    line after its frame is ready, is announced there, and is not heard before its crossfade."""
+    session = SessionTimeline(tempo_bpm=120.0, beat=1.37, at=START)  # bar lines at 1.315 s + 2k
+    core = following_core("boom_bap_94", 8, quantize="bar")
+    switches: list[SwitchEvent] = []
+    played = play(core, 0.5, session, switches=switches).shape[1]
+    now = START + played / RATE
+    core.change(dataclasses.replace(core.settings, prompts=PromptBlend.single("rock")), now)
+    work = core.next_work(now)
+    assert isinstance(work, MakeFrames)
+    tone = 0.3 * np.sin(2 * np.pi * 2048 * np.arange(PERIOD) / PERIOD)  # 400 Hz, whole cycles
+    made = [MadeFrame(p, tone[None].astype(np.float32), b"", 0.1) for p in work.frames]
+    core.frames_made(made, now)
+    after = play(core, 2.0, session, start=played / RATE, switches=switches)[0]
+
+    change = work.frames[0]
+    assert [s.frame_id for s in switches] == [0, change.index]  # each switch announced once
+    switch = switches[-1]
+    # The first bar line after 0.5 s is the session's beat 4, at 1.315 s; within 10 ms of it:
+    assert session.beat_at(START + switch.end_position / RATE) == pytest.approx(4.0, abs=0.02)
+    start, end = switch.start_position - played, switch.end_position - played
+    n = np.arange(RATE // 10)  # 0.1 s: 40 cycles of 400 Hz
+
+    def amplitude_400_hz(samples: np.ndarray) -> float:
+        return float(2 / n.size * abs(np.sum(samples * np.exp(-2j * np.pi * 400 * n / RATE))))
+
+    assert amplitude_400_hz(after[start - n.size : start]) < 1e-3  # the clicks, no tone yet
+    assert amplitude_400_hz(after[end : end + n.size]) > 0.25  # the change's frame
 
 
 def test_a_tempo_change_in_the_session_is_followed_within_a_bar_without_a_click():

@@ -170,8 +170,7 @@ class Stage:
 
 def first_bar_line_from(position: int, samples_per_bar: float) -> int:
     """The stream position of the first bar line at or after ``position``; bar one starts
-    where the stream starts. (The tests' bar lines lie far from the seed loop's wrap, whose
-    guard would skip one there: README, "Changes on the grid".)"""
+    where the stream starts. (The tests' bar lines lie mid-loop, clear of the seed loop's wrap.)"""
     bar = math.ceil(position / samples_per_bar)
     while round(bar * samples_per_bar) < position:
         bar += 1

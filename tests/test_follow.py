@@ -163,21 +163,31 @@ def test_a_tempo_change_in_the_session_is_followed_within_a_bar_without_a_click(
     first = SessionTimeline(tempo_bpm=120.0, beat=0.0, at=START)
     core = following_core("house_117", 10)
     before = play(core, 6.0, first)
-    # The session moves to 126 BPM at 6 s; Link keeps its beat continuous.
+    # Heard time runs on from where the first play ended (whole blocks: 6.06 s); there the
+    # session moves to 126 BPM, and Link keeps its beat continuous.
+    change_at = before.shape[1] / RATE
     second = SessionTimeline(
-        tempo_bpm=126.0, beat=first.beat_at(START + 6.0), at=START + 6.0
+        tempo_bpm=126.0, beat=first.beat_at(START + change_at), at=START + change_at
     )
-    after = play(core, 6.0, second, start=6.0)
+    after = play(core, 6.0, second, start=change_at)
     onsets = onset_positions(after, RATE, refractory_seconds=0.2)
     bar = 4 * 60 / 126.0
     onsets = onsets[onsets > bar * RATE]  # after one bar the stream is on the new tempo
-    at = np.array([second.beat_at(START + 6.0 + q / RATE) for q in onsets])
+    at = np.array([second.beat_at(START + change_at + q / RATE) for q in onsets])
     assert np.abs(at - np.round(at)).max() * 60_000 / 126.0 <= 10.0
     joined = np.concatenate([before, after], axis=1)
     seam = joined[:, round(5.5 * RATE) : round(6.5 * RATE)]
     assert (
         high_passed(seam).max() <= 1.2 * high_passed(before).max()
     )  # no click at the change
+    # Nothing of the loop is skipped at the change: its bar one (the loud click) comes every
+    # 10 of its beats, so every 10 of the session's.
+    onsets = onset_positions(joined, RATE, refractory_seconds=0.2)
+    energy = loudness_at(joined, onsets)
+    loud = onsets[energy > 0.5 * energy.max()]
+    session = [first if q < before.shape[1] else second for q in loud]
+    beats = np.array([s.beat_at(START + q / RATE) for s, q in zip(session, loud)])
+    assert loud.size >= 2 and np.allclose(np.diff(np.round(beats)), 10), beats
 
 
 def test_a_tempo_the_stretch_cannot_play_is_refused_with_one_log_line_and_the_stream_goes_on():

@@ -10,7 +10,9 @@ Nothing here waits on wall time to decide anything:
   prompt at that prompt's pitch and as loud as its weight, so the blend can be read back from
   the audio;
 - the stitcher's ``push`` is watched, so the test knows the stream position at which the
-  change's first frame was ready (the position the stitcher had rendered to when it came).
+  change's first frame was ready (the position the stitcher had rendered to when it came);
+- a sink keeps the "now playing" events, to check that what a client is told matches what
+  is heard.
 
 Nothing here is a test; ``test_osc.py`` and ``test_midi.py`` use it.
 """
@@ -24,6 +26,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from streamer.audio.blocks import AudioBlock
 from streamer.audio.stitcher import AudioFrame, StitcherConfig
 from streamer.generate.cancellation import IsStale, check, never_stale
 from streamer.inputs.config import InputConfig
@@ -33,6 +36,7 @@ from streamer.plan.settings import PromptBlend, Transition
 from streamer.runtime.assemble import build_engine
 from streamer.runtime.control import EngineControl
 from streamer.runtime.frames import MadeFrame
+from streamer.runtime.ports import FramePicture, NowPlaying, StreamEvent
 from streamer.runtime.stream_config import StreamConfig
 from streamer.seeds.library import frame_samples, list_seed_loops
 from streamer.spectrogram.params import SpectrogramParams
@@ -80,6 +84,34 @@ def amplitude(audio: np.ndarray, pitch_hz: float) -> float:
     return float(2 / audio.size * abs(np.sum(audio * np.exp(-2j * np.pi * pitch_hz * n / RATE))))
 
 
+class Announcements:
+    """A sink that keeps the "now playing" events the engine publishes."""
+
+    def __init__(self) -> None:
+        self.playing: list[NowPlaying] = []
+        self._changed = threading.Condition()
+
+    def publish_audio(self, block: AudioBlock) -> None:
+        pass
+
+    def publish_event(self, event: StreamEvent) -> None:
+        if isinstance(event, NowPlaying):
+            with self._changed:
+                self.playing.append(event)
+                self._changed.notify_all()
+
+    def publish_frame(self, frame: FramePicture) -> None:
+        pass
+
+    def of_frame(self, frame_id: int) -> NowPlaying:
+        """The announcement of frame ``frame_id``, once the publisher has made it."""
+        with self._changed:
+            assert self._changed.wait_for(
+                lambda: any(p.frame_id == frame_id for p in self.playing), TIMEOUT_SECONDS
+            ), f"frame {frame_id} was never announced"
+            return next(p for p in self.playing if p.frame_id == frame_id)
+
+
 @dataclasses.dataclass(frozen=True)
 class Pushed:
     """A frame handed to the stitcher, and the stream position the stitcher had rendered to."""
@@ -107,6 +139,8 @@ class Stage:
             stitcher=StitcherConfig(quantize="bar"),
         )
         self.engine = build_engine(config, BlendTones(PITCHES_HZ))
+        self.announcements = Announcements()
+        self.engine.add_sink(self.announcements)
         self.seed_loop = seed_loop
         self.pushes: list[Pushed] = []
         self._pushed = threading.Condition()
@@ -187,6 +221,7 @@ class Heard:
     rain_before: float  # amplitude of the new prompt's tone in the 0.1 s before the crossfade
     rain_after: float  # ... and in the 0.1 s after the bar line
     jazz_after: float
+    announced: NowPlaying  # what clients are told
 
 
 def heard_at_the_bar(stage: Stage, change: Pushed) -> Heard:
@@ -212,6 +247,8 @@ def heard_at_the_bar(stage: Stage, change: Pushed) -> Heard:
     )
     after = loop(change.frame)
     assert np.allclose(heard[bar_line:], after[bar_line:], atol=1e-5), "not the change's frame"
+    announced = stage.announcements.of_frame(change.frame.frame_id)
+    assert announced.sample_position == bar_line - fade, "announced where it is not heard"
 
     window = RATE // 10  # whole cycles of both pitches
     rain, jazz = PITCHES_HZ["rain"], PITCHES_HZ["jazz"]
@@ -222,4 +259,5 @@ def heard_at_the_bar(stage: Stage, change: Pushed) -> Heard:
         rain_before=amplitude(heard[bar_line - fade - window : bar_line - fade], rain),
         rain_after=amplitude(heard[bar_line : bar_line + window], rain),
         jazz_after=amplitude(heard[bar_line : bar_line + window], jazz),
+        announced=announced,
     )

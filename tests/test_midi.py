@@ -87,6 +87,7 @@ def test_a_midi_fader_is_heard_from_the_next_bar_line():
     assert heard.bar_line == round(2 * 4 * 60 / 140.625 * RATE)  # bar three begins
     assert heard.rain_before < 1e-4
     assert heard.rain_after / heard.jazz_after == pytest.approx(1.0, rel=1e-3)  # both at 127
+    assert [(p.text, p.weight) for p in heard.announced.prompts] == [("jazz", 0.5), ("rain", 0.5)]
 
 
 def test_bytes_that_are_no_midi_message_are_logged_and_the_port_plays_on(pump, caplog):

@@ -221,6 +221,7 @@ def test_an_osc_fader_is_heard_from_the_next_bar_line():
     assert heard.bar_line == round(4 * 60 / 117.1875 * RATE)  # bar two begins
     assert heard.rain_before < 1e-4
     assert heard.rain_after / heard.jazz_after == pytest.approx(0.5, rel=1e-3)  # jazz 1, rain 0.5
+    assert [(p.text, p.weight) for p in heard.announced.prompts] == [("jazz", 0.6667), ("rain", 0.3333)]
 
 
 def test_a_long_message_is_read_whole(osc):

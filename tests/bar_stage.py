@@ -43,7 +43,8 @@ from streamer.spectrogram.params import SpectrogramParams
 
 RATE = SpectrogramParams().sample_rate
 PERIOD = frame_samples(SpectrogramParams())
-#: What the desks start with: jazz alone, rain on fader 2 at 0.
+#: The pitch of each prompt the tests' desks hold (jazz, then rain on fader 2): 2048 and 3072
+#: whole cycles of a 5.12 s loop.
 PITCHES_HZ = {"jazz": 400.0, "rain": 600.0}
 #: Longest wait for something that must come; only a failing test waits this long.
 TIMEOUT_SECONDS = 30

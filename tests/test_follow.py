@@ -12,13 +12,14 @@ import pytest
 from material import groove
 
 from streamer.audio.measures import high_passed, onset_positions
+from streamer.audio.stitcher import Quantize, StitcherConfig, SwitchEvent
 from streamer.audio.stretch import StreamStretcher
 from streamer.plan.settings import PromptBlend, StreamSettings, Transition
 from streamer.runtime.assemble import build_core
-from streamer.runtime.stream_config import StreamConfig
 from streamer.runtime.core import EngineCore, MakeFrames
 from streamer.runtime.follow import LinkConfig, SessionTimeline
 from streamer.runtime.frames import MadeFrame
+from streamer.runtime.stream_config import StreamConfig
 
 RATE = 44100
 PERIOD = 225792  # one 5.12 s frame
@@ -38,13 +39,13 @@ def clicks(beats: int) -> np.ndarray:
     return samples[None]
 
 
-def following_core(seed_loop: str, beats: int) -> EngineCore:
+def following_core(seed_loop: str, beats: int, quantize: Quantize = "beat") -> EngineCore:
     settings = StreamSettings(
         prompts=PromptBlend.single("jazz"),
         seed_loop=seed_loop,
         transition=Transition(seconds=0),
     )
-    config = StreamConfig(settings=settings)
+    config = StreamConfig(settings=settings, stitcher=StitcherConfig(quantize=quantize))
     core = build_core(
         dataclasses.replace(
             config, planner=dataclasses.replace(config.planner, endless=False)
@@ -59,10 +60,15 @@ def following_core(seed_loop: str, beats: int) -> EngineCore:
 
 
 def play(
-    core: EngineCore, seconds: float, session: SessionTimeline, start: float = 0.0
+    core: EngineCore,
+    seconds: float,
+    session: SessionTimeline,
+    start: float = 0.0,
+    switches: list[SwitchEvent] | None = None,
 ):
     """Render ``seconds`` heard from ``START + start`` as a clock would play them, refilling the
-    lookahead with the same loop; the session is read before every block."""
+    lookahead with the same loop; the session is read before every block. The switches heard
+    (in output samples from ``START``) are added to ``switches``."""
     out, position = [], round(start * RATE)
     while position < round((start + seconds) * RATE):
         heard_at = START + position / RATE
@@ -75,6 +81,8 @@ def play(
             )
         rendered = core.render(BLOCK, heard_at, heard_at=heard_at)
         out.append(rendered.audio.samples)
+        if switches is not None:
+            switches.extend(rendered.audio.events)
         position += BLOCK
     return np.concatenate(out, axis=1)
 
@@ -118,25 +126,68 @@ def test_the_streams_beats_and_bar_one_land_on_the_sessions(seed_loop, beats, te
     assert core.metrics.frames_made >= 1
 
 
+def test_a_change_quantized_to_the_bar_is_heard_from_the_sessions_next_bar_line():
+    """Following a session at 120 BPM (a 93.75 BPM boom-bap loop played 1.28 times as fast),
+    ``--quantize bar`` means the session's bar: the stream counts its bars from its bar one,
+    which the follower keeps on the session's, so a change enters on the session's next bar
+    line after its frame is ready, is announced there, and is not heard before its crossfade."""
+    session = SessionTimeline(tempo_bpm=120.0, beat=1.37, at=START)  # bar lines at 1.315 s + 2k
+    core = following_core("boom_bap_94", 8, quantize="bar")
+    switches: list[SwitchEvent] = []
+    played = play(core, 0.5, session, switches=switches).shape[1]
+    now = START + played / RATE
+    core.change(dataclasses.replace(core.settings, prompts=PromptBlend.single("rock")), now)
+    work = core.next_work(now)
+    assert isinstance(work, MakeFrames)
+    tone = 0.3 * np.sin(2 * np.pi * 2048 * np.arange(PERIOD) / PERIOD)  # 400 Hz, whole cycles
+    made = [MadeFrame(p, tone[None].astype(np.float32), b"", 0.1) for p in work.frames]
+    core.frames_made(made, now)
+    after = play(core, 2.0, session, start=played / RATE, switches=switches)[0]
+
+    change = work.frames[0]
+    assert [s.frame_id for s in switches] == [0, change.index]  # each switch announced once
+    switch = switches[-1]
+    # The first bar line after 0.5 s is the session's beat 4, at 1.315 s; within 10 ms of it:
+    assert session.beat_at(START + switch.end_position / RATE) == pytest.approx(4.0, abs=0.02)
+    start, end = switch.start_position - played, switch.end_position - played
+    n = np.arange(RATE // 10)  # 0.1 s: 40 cycles of 400 Hz
+
+    def amplitude_400_hz(samples: np.ndarray) -> float:
+        return float(2 / n.size * abs(np.sum(samples * np.exp(-2j * np.pi * 400 * n / RATE))))
+
+    assert amplitude_400_hz(after[start - n.size : start]) < 1e-3  # the clicks, no tone yet
+    assert amplitude_400_hz(after[end : end + n.size]) > 0.25  # the change's frame
+
+
 def test_a_tempo_change_in_the_session_is_followed_within_a_bar_without_a_click():
     first = SessionTimeline(tempo_bpm=120.0, beat=0.0, at=START)
     core = following_core("house_117", 10)
     before = play(core, 6.0, first)
-    # The session moves to 126 BPM at 6 s; Link keeps its beat continuous.
+    # Heard time runs on from where the first play ended (whole blocks: 6.06 s); there the
+    # session moves to 126 BPM, and Link keeps its beat continuous.
+    change_at = before.shape[1] / RATE
     second = SessionTimeline(
-        tempo_bpm=126.0, beat=first.beat_at(START + 6.0), at=START + 6.0
+        tempo_bpm=126.0, beat=first.beat_at(START + change_at), at=START + change_at
     )
-    after = play(core, 6.0, second, start=6.0)
+    after = play(core, 6.0, second, start=change_at)
     onsets = onset_positions(after, RATE, refractory_seconds=0.2)
     bar = 4 * 60 / 126.0
     onsets = onsets[onsets > bar * RATE]  # after one bar the stream is on the new tempo
-    at = np.array([second.beat_at(START + 6.0 + q / RATE) for q in onsets])
+    at = np.array([second.beat_at(START + change_at + q / RATE) for q in onsets])
     assert np.abs(at - np.round(at)).max() * 60_000 / 126.0 <= 10.0
     joined = np.concatenate([before, after], axis=1)
     seam = joined[:, round(5.5 * RATE) : round(6.5 * RATE)]
     assert (
         high_passed(seam).max() <= 1.2 * high_passed(before).max()
     )  # no click at the change
+    # Nothing of the loop is skipped at the change: its bar one (the loud click) comes every
+    # 10 of its beats, so every 10 of the session's.
+    onsets = onset_positions(joined, RATE, refractory_seconds=0.2)
+    energy = loudness_at(joined, onsets)
+    loud = onsets[energy > 0.5 * energy.max()]
+    session = [first if q < before.shape[1] else second for q in loud]
+    beats = np.array([s.beat_at(START + q / RATE) for s, q in zip(session, loud)])
+    assert loud.size >= 2 and np.allclose(np.diff(np.round(beats)), 10), beats
 
 
 def test_a_tempo_the_stretch_cannot_play_is_refused_with_one_log_line_and_the_stream_goes_on():

@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
+from bar_stage import RATE, Stage, heard_at_the_bar
 from control_fakes import SCENES, RecordingControl
 from test_device import jack, jack_server  # noqa: F401 (a fixture)
 
@@ -61,6 +62,32 @@ def test_a_controller_on_a_named_port_blends_prompts_and_recalls_scenes(pump, ca
         midi.close()
         controller.close()
     assert caplog.text.count("CC 99 is not mapped") == 1
+
+
+def test_a_midi_fader_is_heard_from_the_next_bar_line():
+    """At ``--quantize bar``, fader 2 (CC 21) on a JACK MIDI port brings the second prompt in:
+    what the clock plays is the first blend up to the crossfade into the first bar line after
+    the change's first frame is ready, and the new blend from that bar line on (bars of 4 beats
+    of the seed loop, 1.71 s at 140.63 BPM; the test plays the clock, see ``bar_stage``)."""
+    stage = Stage("techno_141")
+    pump = stage.pump()
+    pump.start()
+    controller = mido.Backend(JACK_MIDI).open_output("faders", virtual=True)
+    midi = _input("faders", pump)
+    try:
+        stage.start()
+        stage.play_until(2 * RATE)  # into bar two
+        controller.send(mido.Message("control_change", control=21, value=127))
+        heard = heard_at_the_bar(stage, stage.wait_for_the_change())
+    finally:
+        midi.close()
+        controller.close()
+        stage.stop()
+        pump.stop()
+    assert heard.bar_line == round(2 * 4 * 60 / 140.625 * RATE)  # bar three begins
+    assert heard.rain_before < 1e-4
+    assert heard.rain_after / heard.jazz_after == pytest.approx(1.0, rel=1e-3)  # both at 127
+    assert [(p.text, p.weight) for p in heard.announced.prompts] == [("jazz", 0.5), ("rain", 0.5)]
 
 
 def test_bytes_that_are_no_midi_message_are_logged_and_the_port_plays_on(pump, caplog):

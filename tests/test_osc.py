@@ -9,11 +9,13 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from bar_stage import RATE, Stage, heard_at_the_bar
 from control_fakes import SCENES, RecordingControl
 from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 
+from streamer.generate.cancellation import never_stale
 from streamer.inputs.desk import PromptDesk
 from streamer.inputs.osc_in import OscServer
 from streamer.inputs.pump import CommandPump
@@ -26,11 +28,10 @@ from streamer.plan.commands import (
 )
 from streamer.plan.settings import PromptBlend, Transition
 from streamer.runtime.assemble import build_engine
-from streamer.runtime.stream_config import StreamConfig
 from streamer.runtime.control import EngineControl
 from streamer.runtime.ports import ControlRejected
 from streamer.runtime.standin import StandInFrameMaker
-from streamer.generate.cancellation import never_stale
+from streamer.runtime.stream_config import StreamConfig
 
 #: Longest wait for a reply that must come; only a failing test waits this long.
 REPLY_TIMEOUT_SECONDS = 10
@@ -193,6 +194,34 @@ def test_osc_blends_the_prompts_of_a_real_engine():
         engine.stop()
         server.stop()
         pump.stop()
+
+
+def test_an_osc_fader_is_heard_from_the_next_bar_line():
+    """At ``--quantize bar``, /streamer/weight/2 over UDP brings the second prompt in: what
+    the clock plays is the first blend up to the crossfade into the first bar line after the
+    change's first frame is ready, and the new blend from that bar line on (bars of 4 beats of
+    the seed loop, 2.048 s at 117.19 BPM; the test plays the clock, see ``bar_stage``)."""
+    stage = Stage("house_117")
+    desk = PromptDesk((("jazz", 1.0), ("rain", 0.0)), SCENES)
+    pump = stage.pump()
+    server = OscServer("127.0.0.1", 0, desk, pump)
+    pump.start()
+    server.start()
+    try:
+        stage.start()
+        stage.play_until(RATE)  # a second into bar one
+        sender = Sender(server.address)
+        sender.send("/streamer/weight/2", 0.5)
+        assert sender.reply() == ("/streamer/ack", ["/streamer/weight/2"])
+        heard = heard_at_the_bar(stage, stage.wait_for_the_change())
+    finally:
+        stage.stop()
+        server.stop()
+        pump.stop()
+    assert heard.bar_line == round(4 * 60 / 117.1875 * RATE)  # bar two begins
+    assert heard.rain_before < 1e-4
+    assert heard.rain_after / heard.jazz_after == pytest.approx(0.5, rel=1e-3)  # jazz 1, rain 0.5
+    assert [(p.text, p.weight) for p in heard.announced.prompts] == [("jazz", 0.6667), ("rain", 0.3333)]
 
 
 def test_a_long_message_is_read_whole(osc):

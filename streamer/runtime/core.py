@@ -380,9 +380,10 @@ class EngineCore:
                 repeats = source.repeats
                 stretcher.feed(source.samples)
             stretcher.step(ratio)
-        samples = stretcher.take(num_samples)
         events, held = [], []
         for switch in self._held:
+            # Mapped before the block is taken: the map puts nothing before the samples not yet
+            # taken, so after ``take`` no switch could be heard in this block.
             begins = stretcher.output_position(switch.start_position)
             if begins < start + num_samples:
                 length = round((switch.end_position - switch.start_position) / ratio)
@@ -390,6 +391,7 @@ class EngineCore:
             else:
                 held.append(switch)
         self._held = held
+        samples = stretcher.take(num_samples)
         return StitchedAudio(samples, start, tuple(events), behind, repeats)
 
     # -- playback -------------------------------------------------------------------------------

@@ -190,6 +190,36 @@ def test_a_tempo_change_in_the_session_is_followed_within_a_bar_without_a_click(
     assert loud.size >= 2 and np.allclose(np.diff(np.round(beats)), 10), beats
 
 
+@pytest.mark.parametrize("ahead_beats", [0.15, 0.3, 0.45])
+def test_a_stream_slightly_ahead_of_the_session_waits_for_it_instead_of_skipping_a_bar(
+    ahead_beats,
+):
+    """The session's beat moves back under the stream (as when the time a block is heard was
+    underestimated): the stream plays slower until it is within ``jump_beats`` (2 beats per half
+    beat), the nudge closes the rest, and every beat of its loop plays on the way (a jump would
+    skip most of a bar)."""
+    first = SessionTimeline(tempo_bpm=120.0, beat=0.0, at=START)
+    core = following_core("house_117", 10)
+    before = play(core, 6.0, first)
+    moved_at = before.shape[1] / RATE
+    second = SessionTimeline(
+        tempo_bpm=120.0, beat=first.beat_at(START + moved_at) - ahead_beats, at=START + moved_at
+    )
+    after = play(core, 6.0, second, start=moved_at)
+    onsets = onset_positions(after, RATE, refractory_seconds=0.2)
+    at = np.array([second.beat_at(START + moved_at + q / RATE) for q in onsets])
+    error_ms = (at - np.round(at)) * 500  # 500 ms per beat
+    caught_up = at > at[0] + 4 * ahead_beats + 1  # the slowdown is over (2 beats per half beat)
+    assert np.abs(error_ms[caught_up]).max() <= LinkConfig().jump_beats * 500, error_ms
+    assert np.abs(error_ms[-3:]).max() <= 10.0, error_ms  # and then on the beat
+    joined = np.concatenate([before, after], axis=1)
+    onsets = onset_positions(joined, RATE, refractory_seconds=0.2)
+    energy = loudness_at(joined, onsets)
+    loud = onsets[energy > 0.5 * energy.max()]
+    heard_beats = np.searchsorted(onsets, loud)  # onsets heard before each bar one
+    assert loud.size >= 2 and np.all(np.diff(heard_beats) == 10), heard_beats
+
+
 def test_a_tempo_the_stretch_cannot_play_is_refused_with_one_log_line_and_the_stream_goes_on():
     good = SessionTimeline(tempo_bpm=120.0, beat=0.0, at=START)
     core = following_core("house_117", 10)

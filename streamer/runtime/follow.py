@@ -7,9 +7,12 @@ own beat there (counted from its bar one), modulo the session's quantum (a bar o
 
 - a phase error under ``jump_beats`` is closed smoothly: the ratio is nudged by at most
   ``max_correction`` so that the error would be gone in ``correction_seconds``;
-- a larger one (the first block, a session joined mid-stream, a peer that moved its bar) moves
-  the read position forward to the session's phase at once (the stretch's overlap-add is the
-  crossfade).
+- a stream ahead of the session by up to ``hold_beats`` (a late estimate of when a block is
+  heard, a clock that ran fast) slows down by ``hold_slowdown`` until the session has caught
+  up: the read position only moves forward, and a jump would skip most of a bar;
+- any other error (the first block, a session joined mid-stream, a peer that moved its bar)
+  moves the read position forward to the session's phase at once (the stretch's overlap-add
+  is the crossfade).
 
 A tempo change in the session just changes the ratio from the next block (a 62 ms block, well
 within a bar); Link keeps its beat continuous across it, so no jump follows.
@@ -37,6 +40,10 @@ class LinkConfig:
     correction_seconds: float = 1.0
     #: ...changing the tempo by at most this fraction.
     max_correction: float = 0.02
+    #: A stream ahead by up to this many beats waits for the session by playing slower...
+    hold_beats: float = 0.5
+    #: ...by this fraction of the session's tempo (0.25: 0.5 beats are caught up in 2 beats).
+    hold_slowdown: float = 0.25
     #: Seconds between readings of the session.
     poll_seconds: float = 0.02
 
@@ -51,6 +58,10 @@ class LinkConfig:
             raise ValueError(
                 "correction_seconds must be > 0 and max_correction in (0, 0.5)"
             )
+        if not self.jump_beats <= self.hold_beats < self.quantum_beats / 2:
+            raise ValueError("hold_beats must be at least jump_beats and under half the quantum")
+        if not 0 < self.hold_slowdown < 1:
+            raise ValueError(f"hold_slowdown must be in (0, 1), got {self.hold_slowdown}")
         if self.poll_seconds <= 0:
             raise ValueError(f"poll_seconds must be positive, got {self.poll_seconds}")
 
@@ -121,6 +132,8 @@ class TempoFollower:
         ) % quantum  # session ahead, in beats
         error = ahead if ahead < quantum / 2 else ahead - quantum
         base = session.tempo_bpm / seed_bpm
+        if -self.config.hold_beats <= error < -self.config.jump_beats:
+            return Steer(base * (1.0 - self.config.hold_slowdown), 0.0)
         if abs(error) > self.config.jump_beats:
             return Steer(base, ahead)
         seconds = error * 60.0 / session.tempo_bpm

@@ -30,7 +30,7 @@ A few A -> B transitions are also written to ``artifacts/model_quality/`` (WAV, 
 stream's stitcher, and the frames' spectrograms side by side as PNG): listen to them.
 
 ``--quick`` (< 60 s on 2 idle cores once the classifier is cached; a cold run trains a smaller
-one, ~30 s more) is a smoke test of the machinery with 1 frame per style and 3 transitions, not
+one, ~30 s more) is a smoke test of the machinery with 1 frame per style and 2 transitions, not
 a quality figure.
 
 Usage: python benchmarks/model_quality.py [--quick] [--data DIR] [--model builtin|FOLDER]
@@ -96,7 +96,7 @@ class Size:
 
 
 FULL = Size(4, 12, 5, 3, quality_classifier.ClassifierConfig())
-QUICK = Size(1, 3, 3, 1, quality_classifier.ClassifierConfig(epochs=4, clips=1200))
+QUICK = Size(1, 2, 3, 1, quality_classifier.ClassifierConfig(epochs=4, clips=1200))
 
 
 @dataclasses.dataclass

@@ -102,7 +102,7 @@ def builtin():
         generator = FrameGenerator.load(
             GeneratorConfig(model=BUILTIN_MODEL, device="cpu"), seed_loop_image
         )
-        yield generator, attempts
+    return generator, attempts
 
 
 @needs_builtin

@@ -7,9 +7,12 @@ ceiling (the held-out renders themselves) and a floor (the random-weight tiny mo
   the held-out split has as many clips of each style). Goal for the built-in model: style
   accuracy at least 4x chance.
 - **Distance to real renders**: the Fréchet distance between the classifier's penultimate-layer
-  embeddings of generated frames and of the held-out renders. It is biased upwards by small
-  samples, so the ceiling is measured at the same sample size: as many training renders, of the
-  same styles, against the held-out renders.
+  embeddings of generated frames and of the held-out renders (those whose captions were not
+  prompts). It is biased upwards by small samples, so the ceiling is measured at the same
+  sample size: the prompts' own renders against the same reference.
+- **VAE round trip**: the prompts' own renders encoded and decoded by the model's VAE, scored
+  like the frames: the best the model could do through its VAE, which tells what the VAE loses
+  from what the UNet gets wrong.
 - **Interpolation**: transitions between two styles made as the stream makes them
   (``streamer.generate.request.transition``: prompt blend, noise slerp between the keyframes'
   seeds), frames at evenly spaced alphas; the classifier's probability of the target style
@@ -149,49 +152,53 @@ def run(args: argparse.Namespace) -> int:
     judge, summary = quality_classifier.load_or_train(args.data, size.judge)
     print(f"# judge: {'cached' if summary['cached'] else 'trained'} on {summary['clips']} "
           f"clips in {summary['seconds']} s, final loss {summary['final_loss']}", flush=True)
-    test, train = read_split(args.data, "test"), read_split(args.data, "train")
+    test = read_split(args.data, "test")
     ceiling = judge.score(quality_classifier.split_pictures(test))
     styles = judge.labels.styles
     prompts = adherence_clips(test.records, styles, size.frames_per_style)
-    reference = adherence_clips(train.records, styles, size.frames_per_style)
-    ceiling_sample = judge.score(
-        quality_classifier.split_pictures(dataclasses.replace(train, records=tuple(reference)))
-    )
+    # Fréchet distances are to the held-out renders other than the prompts' own clips, so that
+    # the prompts' renders (the ceiling) and their VAE round trips are measured like the frames.
+    prompted = np.array([record in prompts for record in test.records])
+    reference = ceiling.embeddings[~prompted]
     pairs = [(styles[k], styles[(k + PAIR_STRIDE) % len(styles)]) for k in range(size.pairs)]
     captions = {style: first_ensemble_caption(test.records, style) for style in styles}
     alphas = np.linspace(0.0, 1.0, size.alphas)
 
     with tempfile.TemporaryDirectory() as folder:
         models = {"model": args.model, "floor": str(build_tiny_model(Path(folder) / "tiny"))}
+        generators = {name: load(model, args.preset) for name, model in models.items()}
         made = {
-            name: make_frames(name, model, args.preset, prompts, pairs, captions, size.alphas)
-            for name, model in models.items()
+            name: make_frames(name, generator, prompts, pairs, captions, size.alphas)
+            for name, generator in generators.items()
+        }
+        renders = [
+            Image.open(test.image_path(record)).convert("RGB") for record in prompts
+        ]
+        round_trips = vae_round_trips(generators["model"], renders)
+
+    def classes(records: list[ClipRecord] | tuple[ClipRecord, ...]) -> tuple[np.ndarray, ...]:
+        return (
+            np.array([styles.index(r.labels["style"]) for r in records]),
+            np.array([judge.labels.families.index(r.labels["lead_family"]) for r in records]),
+        )
+
+    def row(scores: quality_classifier.Scores, truth: tuple[np.ndarray, ...]) -> dict:
+        return {
+            "style": scores.style_probabilities.argmax(1) == truth[0],
+            "styles_true": truth[0],
+            "family": scores.family_probabilities.argmax(1) == truth[1],
+            "fid": frechet_distance(scores.embeddings, reference),
+            "predicted": np.bincount(scores.style_probabilities.argmax(1), minlength=len(styles)),
         }
 
-    truth_styles = np.array([styles.index(r.labels["style"]) for r in test.records])
-    truth_families = np.array(
-        [judge.labels.families.index(r.labels["lead_family"]) for r in test.records]
-    )
-    prompt_styles = np.array([styles.index(r.labels["style"]) for r in prompts])
-    prompt_families = np.array(
-        [judge.labels.families.index(r.labels["lead_family"]) for r in prompts]
-    )
-    rows = {
-        "ceiling": {
-            "style": ceiling.style_probabilities.argmax(1) == truth_styles,
-            "styles_true": truth_styles,
-            "family": ceiling.family_probabilities.argmax(1) == truth_families,
-            "fid": frechet_distance(ceiling_sample.embeddings, ceiling.embeddings),
-        }
-    }
+    rows = {"ceiling": row(ceiling, classes(test.records))}
+    rows["ceiling"]["fid"] = frechet_distance(ceiling.embeddings[prompted], reference)
+    rows["vae"] = row(judge.score(np.stack([quality_classifier.picture(i) for i in round_trips])),
+                      classes(prompts))
     for name, frames in made.items():
-        scores = judge.score(np.stack([quality_classifier.picture(f.image) for f in frames.adherence]))
+        pictures = np.stack([quality_classifier.picture(f.image) for f in frames.adherence])
         rows[name] = {
-            "style": scores.style_probabilities.argmax(1) == prompt_styles,
-            "styles_true": prompt_styles,
-            "family": scores.family_probabilities.argmax(1) == prompt_families,
-            "fid": frechet_distance(scores.embeddings, ceiling.embeddings),
-            "predicted": np.bincount(scores.style_probabilities.argmax(1), minlength=len(styles)),
+            **row(judge.score(pictures), classes(prompts)),
             **interpolation(judge, frames.transitions, pairs, alphas),
         }
     vocoded = write_renders(made["model"].transitions[: size.renders], pairs, args.artifacts)
@@ -213,7 +220,8 @@ def run(args: argparse.Namespace) -> int:
         f"interp_spearman={model['spearman']:.3f} s_per_frame={speed['model']:.2f} "
         f"stream_rtf={rtf:.2f} ceiling_style_acc={rows['ceiling']['style'].mean():.3f} "
         f"ceiling_fid={rows['ceiling']['fid']:.2f} floor_style_acc={rows['floor']['style'].mean():.3f} "
-        f"floor_fid={rows['floor']['fid']:.2f} floor_interp_spearman={rows['floor']['spearman']:.3f}"
+        f"floor_fid={rows['floor']['fid']:.2f} floor_interp_spearman={rows['floor']['spearman']:.3f} "
+        f"vae_style_acc={rows['vae']['style'].mean():.3f} vae_fid={rows['vae']['fid']:.2f}"
     )
     return 0
 
@@ -238,18 +246,21 @@ def first_ensemble_caption(records: tuple[ClipRecord, ...], style: str) -> str:
     )
 
 
+def load(model: str, preset: str) -> FrameGenerator:
+    """A model as ``serve`` loads it, on the CPU in its default type (no network)."""
+    config = GeneratorConfig(model=model, device="cpu", preset=preset, offline=True)
+    return FrameGenerator.load(config, seed_loop_image)
+
+
 def make_frames(
     name: str,
-    model: str,
-    preset: str,
+    generator: FrameGenerator,
     prompts: list[ClipRecord],
     pairs: list[tuple[str, str]],
     captions: dict[str, str],
     alphas: int,
 ) -> Made:
     """Adherence frames (a held-out caption each) and transitions, one frame per batch."""
-    config = GeneratorConfig(model=model, device="cpu", preset=preset, offline=True)
-    generator = FrameGenerator.load(config, seed_loop_image)
     seed_loop = StreamSettings().seed_loop
     denoising, guidance = generator.preset.denoising, generator.preset.guidance
     requests = [
@@ -286,6 +297,20 @@ def make_frames(
         return frames
 
     return Made(one_by_one(requests), [one_by_one(t) for t in transitions])
+
+
+def vae_round_trips(generator: FrameGenerator, images: list[Image.Image]) -> list[Image.Image]:
+    """Renders encoded and decoded by the model's VAE: what the model could at best make of
+    them. Scored beside the frames, it tells what the VAE loses from what the UNet gets wrong."""
+    vae, trips = generator.model.vae, []
+    with torch.inference_mode():
+        for image in images:
+            pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.5 - 1.0)
+            pixels = pixels.permute(2, 0, 1)[None].to(generator.model.dtype)
+            decoded = vae.decode(vae.encode(pixels).latent_dist.mode()).sample[0].float()
+            array = ((decoded.permute(1, 2, 0) + 1) * 127.5).clamp(0, 255).round()
+            trips.append(Image.fromarray(array.to(torch.uint8).numpy(), mode="RGB"))
+    return trips
 
 
 # --- the measures (pure) -----------------------------------------------------------------------
@@ -369,18 +394,19 @@ def report(
     pairs: int, size: Size,
 ) -> None:
     chance = 1 / len(styles)
-    names = ("ceiling", "model", "floor")
-    print(f"\nstyle top-1 accuracy per style (ceiling: all held-out renders, 50 a style; model "
-          f"and floor: {size.frames_per_style} frames a style from held-out captions)\n")
-    print("| style | ceiling | model | floor | model's frames called this style |")
-    print("|---|---:|---:|---:|---:|")
+    names = ("ceiling", "vae", "model", "floor")
+    print(f"\nstyle top-1 accuracy per style (ceiling: all held-out renders, 50 a style; VAE "
+          f"round trip, model and floor: {size.frames_per_style} a style, the held-out clips "
+          "whose captions prompt the model)\n")
+    print("| style | ceiling | VAE round trip | model | floor | model's frames called this style |")
+    print("|---|---:|---:|---:|---:|---:|")
     for k, style in enumerate(styles):
         cells = [rows[n]["style"][rows[n]["styles_true"] == k].mean() for n in names]
         print(f"| {style} | " + " | ".join(f"{c:.2f}" for c in cells)
               + f" | {rows['model']['predicted'][k]} |")
-    frame_s = frame_seconds(SpectrogramParams())
-    print("\n| measure | ceiling (held-out renders) | model | floor (random tiny model) | chance |")
-    print("|---|---:|---:|---:|---:|")
+    print("\n| measure | ceiling (held-out renders) | VAE round trip | model | "
+          "floor (random tiny model) | chance |")
+    print("|---|---:|---:|---:|---:|---:|")
     style = {n: rows[n]["style"].mean() for n in names}
     print("| style top-1 | " + " | ".join(f"{style[n]:.3f}" for n in names) + f" | {chance:.3f} |")
     print("| style, x chance (goal >= 4) | "
@@ -389,15 +415,15 @@ def report(
           + f" | {1 / families:.3f} |")
     print("| Fréchet distance to held-out renders | "
           + " | ".join(f"{rows[n]['fid']:.2f}" for n in names) + " | |")
-    print(f"| interpolation: Spearman rho, mean of {pairs} transitions | | "
+    print(f"| interpolation: Spearman rho, mean of {pairs} transitions | | | "
           + " | ".join(f"{rows[n]['spearman']:.3f}" for n in ("model", "floor")) + " | 0 |")
-    print("| p(target style) at alpha 0 -> 1 | | "
+    print("| p(target style) at alpha 0 -> 1 | | | "
           + " | ".join("{:.2f} -> {:.2f}".format(*rows[n]["target_at_ends"])
                        for n in ("model", "floor")) + f" | {chance:.2f} |")
-    print("| seconds per frame (batch 1, warm) | | "
+    print("| seconds per frame (batch 1, warm) | | | "
           + " | ".join(f"{speed[n]:.2f}" for n in ("model", "floor")) + " | |")
-    rtf = frame_s / (speed["model"] + vocoder_s)
-    print(f"| stream real-time factor (+ vocoder {vocoder_s:.2f} s) | | {rtf:.2f}x | | |")
+    rtf = frame_seconds(SpectrogramParams()) / (speed["model"] + vocoder_s)
+    print(f"| stream real-time factor (+ vocoder {vocoder_s:.2f} s) | | | {rtf:.2f}x | | |")
     print("\nper-transition rho (model): "
           + ", ".join(f"{r:+.2f}" for r in rows["model"]["rhos"]))
 

@@ -149,6 +149,9 @@ def run(args: argparse.Namespace) -> int:
         f"threads {args.threads}, load average at start {_load()}",
         flush=True,
     )
+    with tempfile.TemporaryDirectory() as folder:  # models first: a missing one fails at once
+        models = {"model": args.model, "floor": str(build_tiny_model(Path(folder) / "tiny"))}
+        generators = {name: load(model, args.preset) for name, model in models.items()}
     judge, summary = quality_classifier.load_or_train(args.data, size.judge)
     print(f"# judge: {'cached' if summary['cached'] else 'trained'} on {summary['clips']} "
           f"clips in {summary['seconds']} s, final loss {summary['final_loss']}", flush=True)
@@ -164,17 +167,12 @@ def run(args: argparse.Namespace) -> int:
     captions = {style: first_ensemble_caption(test.records, style) for style in styles}
     alphas = np.linspace(0.0, 1.0, size.alphas)
 
-    with tempfile.TemporaryDirectory() as folder:
-        models = {"model": args.model, "floor": str(build_tiny_model(Path(folder) / "tiny"))}
-        generators = {name: load(model, args.preset) for name, model in models.items()}
-        made = {
-            name: make_frames(name, generator, prompts, pairs, captions, size.alphas)
-            for name, generator in generators.items()
-        }
-        renders = [
-            Image.open(test.image_path(record)).convert("RGB") for record in prompts
-        ]
-        round_trips = vae_round_trips(generators["model"], renders)
+    made = {
+        name: make_frames(name, generator, prompts, pairs, captions, size.alphas)
+        for name, generator in generators.items()
+    }
+    renders = [Image.open(test.image_path(record)).convert("RGB") for record in prompts]
+    round_trips = vae_round_trips(generators["model"], renders)
 
     def classes(records: list[ClipRecord] | tuple[ClipRecord, ...]) -> tuple[np.ndarray, ...]:
         return (

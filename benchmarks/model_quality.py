@@ -32,9 +32,11 @@ same seed loop for every prompt, so a style the classifier finds came from the p
 A few A -> B transitions are also written to ``artifacts/model_quality/`` (WAV, joined by the
 stream's stitcher, and the frames' spectrograms side by side as PNG): listen to them.
 
-``--quick`` (< 60 s on 2 idle cores once the classifier is cached; a cold run trains a smaller
-one, ~30 s more) is a smoke test of the machinery with 1 frame per style and 2 transitions, not
-a quality figure.
+``--quick`` is a smoke test of the machinery, not a quality figure: 1 frame per style and 2
+transitions, a judge trained on 1200 clips. With the judge cached it took 69-79 s on 2 cores
+shared with a training run (load 3.5-4), four fifths of it making frames: under a minute on idle
+cores; a cold judge adds about 20 s. The full run: 363 s under that load with the judge cached,
+about 500 s cold (benchmarks/RESULTS.md).
 
 Usage: python benchmarks/model_quality.py [--quick] [--data DIR] [--model builtin|FOLDER]
 """
@@ -171,8 +173,7 @@ def run(args: argparse.Namespace) -> int:
         name: make_frames(name, generator, prompts, pairs, captions, size.alphas)
         for name, generator in generators.items()
     }
-    renders = [Image.open(test.image_path(record)).convert("RGB") for record in prompts]
-    round_trips = vae_round_trips(generators["model"], renders)
+    round_trips = vae_round_trips(generators["model"], [test.image_path(r) for r in prompts])
 
     def classes(records: list[ClipRecord] | tuple[ClipRecord, ...]) -> tuple[np.ndarray, ...]:
         return (
@@ -297,13 +298,15 @@ def make_frames(
     return Made(one_by_one(requests), [one_by_one(t) for t in transitions])
 
 
-def vae_round_trips(generator: FrameGenerator, images: list[Image.Image]) -> list[Image.Image]:
+def vae_round_trips(generator: FrameGenerator, renders: list[Path]) -> list[Image.Image]:
     """Renders encoded and decoded by the model's VAE: what the model could at best make of
     them. Scored beside the frames, it tells what the VAE loses from what the UNet gets wrong."""
     vae, trips = generator.model.vae, []
     with torch.inference_mode():
-        for image in images:
-            pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.5 - 1.0)
+        for path in renders:
+            with Image.open(path) as image:
+                array = np.asarray(image.convert("RGB"), dtype=np.float32)
+            pixels = torch.from_numpy(array / 127.5 - 1.0)
             pixels = pixels.permute(2, 0, 1)[None].to(generator.model.dtype)
             decoded = vae.decode(vae.encode(pixels).latent_dist.mode()).sample[0].float()
             array = ((decoded.permute(1, 2, 0) + 1) * 127.5).clamp(0, 255).round()

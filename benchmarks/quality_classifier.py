@@ -14,7 +14,7 @@ keeping the frequency axis, where the instruments' registers are. The penultimat
 
 Trained once per data set and configuration and cached (``~/.cache/streamer/model-quality``, or
 ``$XDG_CACHE_HOME``), keyed by a hash of the data set's description, the training split's
-metadata and this configuration, so reruns skip training. Deterministic for a seed on one
+metadata, this module's code and the configuration, so reruns skip training. Deterministic for a seed on one
 thread count.
 """
 
@@ -144,11 +144,11 @@ def cache_folder() -> Path:
 
 def dataset_key(data: Path, config: ClassifierConfig) -> str:
     """A hash of what the judge is made from: the data set's description, the training split's
-    metadata, the picture size and the training configuration."""
+    metadata, this module's code and the training configuration."""
     digest = hashlib.sha256()
-    for path in (data / INFO_FILE, data / "train" / METADATA_FILE):
+    for path in (data / INFO_FILE, data / "train" / METADATA_FILE, Path(__file__)):
         digest.update(path.read_bytes())
-    digest.update(json.dumps({"shrink": SHRINK, **dataclasses.asdict(config)}).encode())
+    digest.update(json.dumps(dataclasses.asdict(config)).encode())
     return digest.hexdigest()[:16]
 
 

@@ -14,8 +14,8 @@ keeping the frequency axis, where the instruments' registers are. The penultimat
 
 Trained once per data set and configuration and cached (``~/.cache/streamer/model-quality``, or
 ``$XDG_CACHE_HOME``), keyed by a hash of the data set's description, the training split's
-metadata, this module's code and the configuration, so reruns skip training. Deterministic for a seed on one
-thread count.
+metadata, this module's code and the configuration, so reruns skip training. Deterministic for a
+seed on one thread count (two cold runs here ended at the same loss, 0.6049).
 """
 
 from __future__ import annotations

@@ -171,6 +171,27 @@ def test_a_change_discards_waiting_frames_and_its_first_frame_enters_at_the_next
     assert list(engine.metrics.control_latencies_seconds) == [1.0]
 
 
+def test_while_a_change_waits_for_its_first_frame_less_is_rendered_ahead():
+    """Audio already rendered cannot take a change: the renderer keeps less of it while the
+    change's first frame is being made, and the full margin again once it is queued."""
+    engine = core(render_ahead_seconds=0.25, change_render_ahead_seconds=0.1)
+    make(engine)
+    assert engine.render_ahead_seconds == 0.25
+    engine.change(settings("rock"), now=1.0)
+    assert engine.render_ahead_seconds == 0.1
+    assert isinstance(engine.next_work(1.0), MakeFrames)
+    engine.frames_cancelled(1.1)  # a cancelled batch is no frame: still waiting
+    assert engine.render_ahead_seconds == 0.1
+    make(engine, 1.2)
+    assert engine.render_ahead_seconds == 0.25
+
+
+@pytest.mark.parametrize("seconds", [0.01, 0.3])
+def test_the_change_render_ahead_lies_between_a_block_and_the_render_ahead(seconds):
+    with pytest.raises(ValueError, match="change_render_ahead_seconds"):
+        EngineConfig(render_ahead_seconds=0.25, change_render_ahead_seconds=seconds)
+
+
 def test_quantized_to_the_bar_a_change_is_heard_at_the_next_bar_line_after_it_is_ready():
     engine = core(quantize="bar")
     make(engine)

@@ -76,6 +76,9 @@ class EngineConfig:
     block_seconds: float = 0.02
     #: Audio rendered ahead of the clock, in seconds: the real-time path only copies from it.
     render_ahead_seconds: float = 0.25
+    #: ...and while a change waits for its first frame: audio already rendered cannot take the
+    #: change, so this much less of it makes the change heard sooner (benchmarks/latency.py).
+    change_render_ahead_seconds: float = 0.1
     #: Wait after a failed batch before trying again, doubled per failure in a row...
     retry_seconds: float = 0.5
     #: ...up to this.
@@ -94,6 +97,11 @@ class EngineConfig:
             raise ValueError(f"block_seconds must be 0.002..0.5, got {self.block_seconds}")
         if not self.block_seconds <= self.render_ahead_seconds <= 5.0:
             raise ValueError("render_ahead_seconds must be at least block_seconds and at most 5")
+        if not self.block_seconds <= self.change_render_ahead_seconds <= self.render_ahead_seconds:
+            raise ValueError(
+                "change_render_ahead_seconds must be at least block_seconds and at most "
+                "render_ahead_seconds"
+            )
         if not 0 <= self.retry_seconds <= self.max_retry_seconds:
             raise ValueError("retry_seconds must be >= 0 and at most max_retry_seconds")
         if self.error_after_failures < 1:
@@ -322,6 +330,14 @@ class EngineCore:
         self._change_asked = (self.planner.plan_version, now)
         self._interrupt_next = True
         return self.planner.plan_version
+
+    @property
+    def render_ahead_seconds(self) -> float:
+        """How far ahead of the clock to render now: less while a change waits for its first
+        frame, which then enters at the first beat after what is rendered."""
+        if self._interrupt_next:
+            return self.config.change_render_ahead_seconds
+        return self.config.render_ahead_seconds
 
     def set_paused(self, paused: bool) -> None:
         """Paused, the stream loops the frame it plays (it never stops) and nothing new is

@@ -1,7 +1,7 @@
 """The live engine: threads that move data between the pure core and the world.
 
     producer thread:   core.next_work -> frame maker (generate + vocode) -> core.frames_made
-    renderer thread:   core.render -> sample ring, kept ``render_ahead_seconds`` ahead of the clock
+    renderer thread:   core.render -> sample ring, kept ``core.render_ahead_seconds`` ahead of the clock
     clock:             sample ring -> the sound device or the software clock's tick -> played tap
     publisher thread:  played tap -> core.heard / core.status -> sinks (audio, events, pictures)
 
@@ -184,9 +184,13 @@ class Engine:
 
     # -- renderer -------------------------------------------------------------------------------
     def _render(self) -> None:
-        chunk = max(1, self.ring.capacity // 4)
+        # Small enough that the ring holds three while a change waits (change_render_ahead).
+        chunk = max(1, round(self.core.config.change_render_ahead_seconds * self.sample_rate / 3))
         while not self._stop.is_set():
-            if not self.ring.wait_for_room(chunk, timeout=POLL_SECONDS):
+            with self._lock:
+                ahead = round(self.core.render_ahead_seconds * self.sample_rate)
+            room = self.ring.capacity - max(chunk, ahead) + chunk  # fill up to `ahead` at most
+            if not self.ring.wait_for_room(room, timeout=POLL_SECONDS):
                 continue
             now = time.monotonic()
             heard_at = None

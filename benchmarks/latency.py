@@ -8,8 +8,9 @@ message to the first changed sample heard is
 
 where t_make is the time to generate and vocode one batch: the batch in flight when the change
 comes is stale and stops at its next UNet step (the stand-in makes a frame in 10 simulated
-steps). On average that is about t_make + beat / 2 + render_ahead_seconds, at worst
-1.1 x t_make + beat (a bar with --quantize bar) + render_ahead. The lookahead (frames kept
+steps). On average that is about t_make + beat / 2 + render-ahead, at worst 1.1 x t_make +
+beat (a bar with --quantize bar) + render-ahead, where render-ahead is what the renderer keeps
+ahead of the clock while a change waits (``change_render_ahead_seconds``, 0.1 s). The lookahead (frames kept
 ready) does not add to it, because those frames are discarded; it only buys safety against a
 slow frame. Sustained real-time factor = frame period (5.12 s) / t_make.
 
@@ -158,7 +159,8 @@ def report(rows: list[dict]) -> None:
             f"{row['name']:28} {row['t_make']:9.3f} {row['rtf']:6.2f} {row['median']:9.3f} "
             f"{row['p90']:7.3f} {row['max']:7.3f} {row['underruns']:9d} {row['cancelled']:9d}"
         )
-    print("formula: latency ~= t_make + beat / 2 + render-ahead (0.25 s); beat = 0.512 s here")
+    ahead = base.engine.change_render_ahead_seconds
+    print(f"formula: latency ~= t_make + beat / 2 + render-ahead ({ahead:g} s); beat = 0.512 s here")
 
 
 if __name__ == "__main__":

@@ -127,26 +127,31 @@ def main() -> int:
         speeds = tuple(float(text) for text in args.speeds.split(","))
     for seconds in speeds:
         rows.append(measure(f"stand-in {seconds:.2f} s/frame", base, StandInFrameMaker(seconds), changes, 1, args.sweep))
-    with tempfile.TemporaryDirectory() as scratch:
-        if args.no_model:
-            report(rows)
-            return 0
-        model = args.model
-        if model is None:
-            from streamer.generate.tiny_model import build_tiny_model
+    if not args.no_model:
+        with tempfile.TemporaryDirectory() as scratch:
+            model = args.model
+            if model is None:
+                from streamer.generate.tiny_model import build_tiny_model
 
-            model = str(build_tiny_model(Path(scratch) / "tiny"))
-        config = dataclasses.replace(base, model=GeneratorConfig(model=model, device=args.device))
-        label = "tiny model" if args.model is None else f"{Path(model).name}"
-        rows.append(measure(f"{label} ({args.device})", config, load_diffusion_maker(config), changes, 2, args.sweep))
+                model = str(build_tiny_model(Path(scratch) / "tiny"))
+            config = dataclasses.replace(base, model=GeneratorConfig(model=model, device=args.device))
+            label = "tiny model" if args.model is None else f"{Path(model).name}"
+            rows.append(measure(f"{label} ({args.device})", config, load_diffusion_maker(config), changes, 2, args.sweep))
     report(rows)
-    model_row = rows[-1]
-    print(
-        f"RESULT latency_median_s={model_row['median']:.3f} latency_p90_s={model_row['p90']:.3f} "
-        f"rtf={model_row['rtf']:.2f} standin_0.25_latency_median_s="
-        f"{next(r['median'] for r in rows if r['name'].startswith('stand-in 0.25')):.3f}"
-    )
+    figures = [
+        f"{_key(row['name'])}_latency_{name}_s={row[name]:.3f}"
+        for row in rows
+        for name in ("median", "p90")
+    ]
+    print("RESULT " + " ".join(figures + [f"{_key(rows[-1]['name'])}_rtf={rows[-1]['rtf']:.2f}"]))
     return 0
+
+
+def _key(name: str) -> str:
+    """A row's name as a RESULT key: "stand-in 0.25 s/frame" -> "standin_0.25"."""
+    if name.startswith("stand-in"):
+        return "standin_" + name.split()[1]
+    return "model"
 
 
 def report(rows: list[dict]) -> None:
@@ -159,7 +164,7 @@ def report(rows: list[dict]) -> None:
             f"{row['name']:28} {row['t_make']:9.3f} {row['rtf']:6.2f} {row['median']:9.3f} "
             f"{row['p90']:7.3f} {row['max']:7.3f} {row['underruns']:9d} {row['cancelled']:9d}"
         )
-    ahead = base.engine.change_render_ahead_seconds
+    ahead = EngineConfig().change_render_ahead_seconds
     print(f"formula: latency ~= t_make + beat / 2 + render-ahead ({ahead:g} s); beat = 0.512 s here")
 
 

@@ -124,6 +124,12 @@ def main() -> int:
         help="the model under test: builtin (the shipped one) or a diffusers folder (RUN/model)",
     )
     parser.add_argument("--preset", default="builtin", help="sampling preset (default builtin)")
+    parser.add_argument(
+        "--denoising", type=float, help="the frames' denoising, 0..1 (default: the preset's)"
+    )
+    parser.add_argument(
+        "--guidance", type=float, help="the frames' guidance scale (default: the preset's)"
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument(
         "--artifacts", type=Path, default=REPO / "artifacts" / "model_quality",
@@ -147,7 +153,8 @@ def run(args: argparse.Namespace) -> int:
         )
     started = time.perf_counter()
     print(
-        f"# model quality: model {args.model}, preset {args.preset}, data {args.data}, "
+        f"# model quality: model {args.model}, preset {args.preset} (denoising "
+        f"{_or_preset(args.denoising)}, guidance {_or_preset(args.guidance)}), data {args.data}, "
         f"threads {args.threads}, load average at start {_load()}",
         flush=True,
     )
@@ -170,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
     alphas = np.linspace(0.0, 1.0, size.alphas)
 
     made = {
-        name: make_frames(name, generator, prompts, pairs, captions, size.alphas)
+        name: make_frames(name, generator, prompts, pairs, captions, size.alphas, args)
         for name, generator in generators.items()
     }
     round_trips = vae_round_trips(generators["model"], [test.image_path(r) for r in prompts])
@@ -245,6 +252,10 @@ def first_ensemble_caption(records: tuple[ClipRecord, ...], style: str) -> str:
     )
 
 
+def _or_preset(value: float | None) -> str:
+    return "the preset's" if value is None else f"{value:g}"
+
+
 def load(model: str, preset: str) -> FrameGenerator:
     """A model as ``serve`` loads it, on the CPU in its default type (no network)."""
     config = GeneratorConfig(model=model, device="cpu", preset=preset, offline=True)
@@ -258,10 +269,13 @@ def make_frames(
     pairs: list[tuple[str, str]],
     captions: dict[str, str],
     alphas: int,
+    settings: argparse.Namespace,
 ) -> Made:
-    """Adherence frames (a held-out caption each) and transitions, one frame per batch."""
+    """Adherence frames (a held-out caption each) and transitions, one frame per batch, at the
+    preset's denoising and guidance unless ``settings`` (the command line) gives them."""
     seed_loop = StreamSettings().seed_loop
-    denoising, guidance = generator.preset.denoising, generator.preset.guidance
+    denoising = generator.preset.denoising if settings.denoising is None else settings.denoising
+    guidance = generator.preset.guidance if settings.guidance is None else settings.guidance
     requests = [
         FrameRequest(
             PromptBlend.single(record.caption),

@@ -352,7 +352,13 @@ def stream_config_from_args(
     if built["model"].model != AUTO_MODEL:
         preset = built["model"].resolved_preset()
         given = sections["settings"]
-        preset_defaults = {"denoising": preset.denoising, "guidance": preset.guidance}
+        preset_defaults: dict[str, Any] = {"denoising": preset.denoising, "guidance": preset.guidance}
+        if preset.prompts:
+            preset_defaults["prompts"] = PromptBlend.single(preset.prompts[0])
+            if "playlist" not in sections["planner"]:
+                built["planner"] = _section(
+                    defaults, "planner", {**sections["planner"], "playlist": preset.prompts}
+                )
         built["settings"] = _section(defaults, "settings", {**preset_defaults, **given})
     config = StreamConfig(**built, scenes=options.get("scenes", ()), loudness=loudness)
     check_scene_seed_loops(config)

@@ -18,7 +18,10 @@ from streamer.generate.config import DEFAULT_MODEL, GeneratorConfig, default_pre
 from streamer.generate.generator import FrameGenerator
 from streamer.generate.loading import load_model
 from streamer.generate.model_choice import Machine, choose_model, resolve_model
-from streamer.generate.presets import PRESETS
+from streamer.generate.presets import BUILTIN_PROMPTS, PRESETS
+from streamer.plan.planner import DEFAULT_PLAYLIST
+from streamer.plan.settings import StreamSettings
+from streamer.training.composer import compose
 from streamer.generate.request import FrameRequest, PromptBlend
 
 
@@ -137,7 +140,7 @@ def test_resolve_model_probes_and_keeps_the_other_options(monkeypatch):
     assert resolve_model(GeneratorConfig())[0].model == "builtin"
 
 
-def test_serve_prints_exactly_one_line_naming_the_model(monkeypatch, capsys):
+def test_serve_prints_exactly_one_line_naming_the_model(monkeypatch, capsys, tmp_path):
     fake_machine(monkeypatch, "cpu", cached=False, reachable=False)
     parser = argparse.ArgumentParser()
     add_stream_options(parser)
@@ -151,12 +154,33 @@ def test_serve_prints_exactly_one_line_naming_the_model(monkeypatch, capsys):
         builtin.denoising,
         builtin.guidance,
     )
-    # ...unless the user chose: a preset, or the keyframe values themselves.
+    # It knows only its captions' words: the stream starts and drifts in them...
+    assert config.settings.prompts == PromptBlend.single(BUILTIN_PROMPTS[0])
+    assert config.planner.playlist == BUILTIN_PROMPTS
+    # ...unless the user chose: a preset, the keyframe values or the prompts themselves.
     chosen = stream_config_from_args(
         parser.parse_args(["--preset", "default", "--guidance", "2.5"]), chosen_model
     )
     assert chosen.model.resolved_preset().name == "default"
     assert (chosen.settings.denoising, chosen.settings.guidance) == (0.75, 2.5)
+    assert chosen.settings.prompts == StreamSettings().prompts
+    assert chosen.planner.playlist == DEFAULT_PLAYLIST
+    (tmp_path / "stream.toml").write_text('playlist = ["rock", "ambient"]\n')
+    own = stream_config_from_args(
+        parser.parse_args(["--prompt", "jazz", "--config", str(tmp_path / "stream.toml")]),
+        chosen_model,
+    )
+    assert own.settings.prompts == PromptBlend.single("jazz")
+    assert own.planner.playlist == ("rock", "ambient")
+
+
+def test_the_builtin_prompts_are_in_the_words_of_its_captions():
+    """Every phrase of the built-in model's prompts is one its training captions use."""
+    phrases = {
+        phrase for index in range(3000) for phrase in compose(0, index).caption.split(", ")
+    }
+    for prompt in BUILTIN_PROMPTS:
+        assert set(prompt.split(", ")) <= phrases, prompt
 
 
 def test_each_model_has_one_default_preset():

@@ -11,7 +11,8 @@ PNDM/DDIM steps reach (Lu et al., 2022): 15 evaluations at denoising 0.75, with 
 ``builtin``: for the small model shipped in the package (``--model builtin``), which plays it
 unless another preset is chosen (``config.MODEL_PRESETS``): DPM-Solver++ on a 12-step schedule,
 the last 9 at denoising 0.75, guidance 4 (a from-scratch model on templated captions needs less
-than SD's 7). Its architecture was sized at these settings: 1.5 s per frame plus 0.25 s of
+than SD's 7). It knows only its captions' words, so it also brings the stream's first prompt
+and endless playlist, written in them (``BUILTIN_PROMPTS``). Its architecture was sized at these settings: 1.5 s per frame plus 0.25 s of
 vocoder on 2 loaded cores, 2.9x real time (benchmarks/builtin_model_speed.py). Guidance and
 steps are to be tuned on the trained model's quality figures.
 
@@ -45,6 +46,9 @@ class GeneratorPreset:
     guidance: float
     lora: str | None = None
     lora_scale: float = 1.0
+    #: Prompts in the words the model knows: the stream's first prompt and its endless playlist
+    #: when the user gives none (empty: the stream's own, for models that know any words).
+    prompts: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.scheduler not in SCHEDULER_NAMES:
@@ -68,11 +72,25 @@ def evaluations(num_inference_steps: int, denoising: float) -> int:
     return max(1, min(int(num_inference_steps * denoising), num_inference_steps))
 
 
+#: The built-in model's first prompt and playlist: captions as its training data writes them
+#: (streamer.training.composer), one style after another.
+BUILTIN_PROMPTS = (
+    "lo-fi hip hop beat, mellow rhodes chords, upright bass, minor, sparse",
+    "house track, mellow piano chords, deep synth bass, minor, busy",
+    "jazz, mellow alto sax melody, upright bass, piano chords, major, sparse",
+    "ambient, slow strings chords, synth bass, choir pad, major, sparse",
+    "funk groove, clavinet chords, slap bass, major, busy",
+    "bossa nova, vibraphone melody, upright bass, nylon guitar chords, major, sparse",
+)
+
 PRESETS: dict[str, GeneratorPreset] = {
     preset.name: preset
     for preset in (
         GeneratorPreset("default", "dpm++", num_inference_steps=20, denoising=0.75, guidance=7.0),
-        GeneratorPreset("builtin", "dpm++", num_inference_steps=12, denoising=0.75, guidance=4.0),
+        GeneratorPreset(
+            "builtin", "dpm++", num_inference_steps=12, denoising=0.75, guidance=4.0,
+            prompts=BUILTIN_PROMPTS,
+        ),
         GeneratorPreset(
             "lcm", "lcm", num_inference_steps=6, denoising=0.75, guidance=1.0, lora=LCM_LORA_SD15
         ),

@@ -10,9 +10,9 @@ where t_make is the time to generate and vocode one batch: the batch in flight w
 comes is stale and stops at its next UNet step (the stand-in makes a frame in 10 simulated
 steps). On average that is about t_make + beat / 2 + render-ahead, at worst 1.1 x t_make +
 beat (a bar with --quantize bar) + render-ahead, where render-ahead is what the renderer keeps
-ahead of the clock while a change waits (``change_render_ahead_seconds``, 0.1 s). The lookahead (frames kept
-ready) does not add to it, because those frames are discarded; it only buys safety against a
-slow frame. Sustained real-time factor = frame period (5.12 s) / t_make.
+ahead of the clock while a change waits (``change_render_ahead_seconds``, 0.1 s). The
+lookahead (frames kept ready) does not add to it, because those frames are discarded; it only
+buys safety against a slow frame. Sustained real-time factor = frame period (5.12 s) / t_make.
 
 Runs the real engine (producer, renderer, software clock) with a stand-in frame maker of chosen
 speeds and with the tiny model (or ``--model PATH``), changes the prompt at random moments and
@@ -165,7 +165,9 @@ def report(rows: list[dict]) -> None:
             f"{row['p90']:7.3f} {row['max']:7.3f} {row['underruns']:9d} {row['cancelled']:9d}"
         )
     ahead = EngineConfig().change_render_ahead_seconds
-    print(f"formula: latency ~= t_make + beat / 2 + render-ahead ({ahead:g} s); beat = 0.512 s here")
+    print(
+        f"formula: latency ~= t_make + beat / 2 + render-ahead ({ahead:g} s); beat = 0.512 s here"
+    )
 
 
 if __name__ == "__main__":

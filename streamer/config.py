@@ -352,7 +352,10 @@ def stream_config_from_args(
     if built["model"].model != AUTO_MODEL:
         preset = built["model"].resolved_preset()
         given = sections["settings"]
-        preset_defaults: dict[str, Any] = {"denoising": preset.denoising, "guidance": preset.guidance}
+        preset_defaults: dict[str, Any] = {
+            "denoising": preset.denoising,
+            "guidance": preset.guidance,
+        }
         if preset.prompts:
             preset_defaults["prompts"] = PromptBlend.single(preset.prompts[0])
             if "playlist" not in sections["planner"]:

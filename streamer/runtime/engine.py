@@ -1,7 +1,7 @@
 """The live engine: threads that move data between the pure core and the world.
 
     producer thread:   core.next_work -> frame maker (generate + vocode) -> core.frames_made
-    renderer thread:   core.render -> sample ring, kept ``core.render_ahead_seconds`` ahead of the clock
+    renderer thread:   core.render -> sample ring, ``core.render_ahead_seconds`` ahead of the clock
     clock:             sample ring -> the sound device or the software clock's tick -> played tap
     publisher thread:  played tap -> core.heard / core.status -> sinks (audio, events, pictures)
 

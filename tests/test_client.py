@@ -94,6 +94,25 @@ def stats(page: Any) -> dict[str, Any]:
     return page.evaluate("() => streamer.player.stats()")
 
 
+#: The listening tests check *what* is played, so they keep a fixed 1 s buffer: a CI machine once
+#: stalled the test's stream for longer than the 0.4 s a player buffers at start (one underrun
+#: followed by 0.4 s arriving at once), which says nothing about the player. How little the
+#: player buffers, and how it rides out stalls, is tested below against simulated networks.
+LISTENING = "buffer=1"
+
+
+def assert_no_underruns(after: dict[str, Any], quanta: list[dict[str, Any]]) -> None:
+    """No underrun since playing started; if there was one, when, and what the player measured."""
+    silent = [i for i, quantum in enumerate(quanta) if quantum["silentFrom"] != -1]
+    when = "before the tap"
+    if silent:
+        when = f"{sum(quantum['frames'] for quantum in quanta[: silent[0]]) / after['contextRate']:.2f} s into playing"
+    assert (after["underruns"], after["underrunSeconds"], silent) == (0, 0, []), (
+        f"underrun {when}; arrival jitter {after['jitterSeconds']:.3f} s, "
+        f"buffered {after['depthSeconds']:.3f} s of {after['targetSeconds']:.3f}"
+    )
+
+
 TAP_JS = """() => {
   const player = streamer.player;
   const encode = (parts) => {
@@ -140,13 +159,13 @@ LISTEN_SECONDS = 4.0
 
 
 def test_the_page_plays_exactly_the_samples_the_server_sent_without_underruns(page: Any, stream: TestStream) -> None:
-    start_playing(page, stream.url + "?codec=pcm&tap=1")
+    start_playing(page, stream.url + f"?codec=pcm&tap=1&{LISTENING}")
     time.sleep(LISTEN_SECONDS)
     quanta, samples = playing_run(*tapped(page))
     after = stats(page)
 
     assert after["contextRate"] == SAMPLE_RATE and after["engine"] == "AudioWorklet"
-    assert (after["underruns"], after["underrunSeconds"]) == (0, 0)
+    assert_no_underruns(after, quanta)
     assert_played_exactly_as_sent(quanta, samples, stream)
     assert samples.shape[1] >= (LISTEN_SECONDS - 1.0) * SAMPLE_RATE
     assert page.text_content("#ro-underruns") == "0"
@@ -155,11 +174,12 @@ def test_the_page_plays_exactly_the_samples_the_server_sent_without_underruns(pa
 
 def test_where_audio_worklet_is_missing_the_fallback_plays_the_same_samples(page: Any, stream: TestStream) -> None:
     # An insecure origin (http://<laptop-ip>:8765 on a phone) has no AudioWorklet.
-    start_playing(page, stream.url + "?codec=pcm&tap=1&worklet=0")
+    start_playing(page, stream.url + f"?codec=pcm&tap=1&worklet=0&{LISTENING}")
     time.sleep(2.5)
     quanta, samples = playing_run(*tapped(page))
     after = stats(page)
-    assert after["engine"] == "ScriptProcessor" and after["underruns"] == 0
+    assert after["engine"] == "ScriptProcessor"
+    assert_no_underruns(after, quanta)
     assert_played_exactly_as_sent(quanta, samples, stream)
     assert samples.shape[1] >= 1.5 * SAMPLE_RATE
 
@@ -178,7 +198,7 @@ OPUS_DECODER_TOLERANCE = 1e-4
 def test_where_webcodecs_decodes_opus_the_page_plays_opus_without_underruns_as_libopus_decodes_it(
     page: Any, stream: TestStream
 ) -> None:
-    start_playing(page, stream.url + "?tap=1")
+    start_playing(page, stream.url + f"?tap=1&{LISTENING}")
     time.sleep(LISTEN_SECONDS)
     quanta, samples = playing_run(*tapped(page))
     after = stats(page)
@@ -186,7 +206,7 @@ def test_where_webcodecs_decodes_opus_the_page_plays_opus_without_underruns_as_l
 
     assert page.evaluate("() => streamer.codec") == "opus"
     assert after["contextRate"] == OPUS_RATE and after["engine"] == "AudioWorklet"
-    assert (after["underruns"], after["underrunSeconds"]) == (0, 0)
+    assert_no_underruns(after, quanta)
     odd = [q for q in quanta if q["silentFrom"] != -1 or q["step"] != 1 or q["jumped"]]
     assert odd == [], f"{len(odd)} of {len(quanta)} quanta were not played as decoded, e.g. {odd[:3]}"
     positions = [q["position"] for q in quanta]
@@ -250,12 +270,12 @@ def test_the_waterfall_shows_the_column_being_heard_not_the_newest_received(page
 
 
 def test_a_48_khz_context_is_fed_resampled_audio_without_underruns(page: Any, stream: TestStream) -> None:
-    start_playing(page, stream.url + "?codec=pcm&tap=1&rate=48000")
+    start_playing(page, stream.url + f"?codec=pcm&tap=1&rate=48000&{LISTENING}")
     time.sleep(1.5)
     quanta, samples = playing_run(*tapped(page))
     after = stats(page)
     assert after["contextRate"] == 48000
-    assert after["underruns"] == 0 and all(q["silentFrom"] == -1 for q in quanta)
+    assert_no_underruns(after, quanta)
 
     # Compare half a second with a long (128-tap) windowed-sinc interpolation of what the server
     # sent, below 16 kHz: above, the two filters' transition bands differ (Riffusion makes nothing
@@ -304,12 +324,12 @@ def test_a_stream_at_another_rate_is_played_at_that_rate_exactly_as_sent(page: A
     # The rate is in every audio header: the page asks its context for it and plays the samples
     # untouched, where a page assuming 44.1 kHz would resample (or play at the wrong speed).
     with TestStream(source=FakeEngine(sample_rate=48000)) as stream_48k:
-        start_playing(page, stream_48k.url + "?tap=1&codec=pcm")
+        start_playing(page, stream_48k.url + f"?tap=1&codec=pcm&{LISTENING}")
         time.sleep(2.5)
         quanta, samples = playing_run(*tapped(page))
         after = stats(page)
         assert (after["streamRate"], after["contextRate"]) == (48000, 48000)
-        assert after["underruns"] == 0
+        assert_no_underruns(after, quanta)
         assert_played_exactly_as_sent(quanta, samples, stream_48k)
         assert samples.shape[1] >= 1.5 * 48000
         assert page.text_content("#ro-output") == "48.0 kHz"

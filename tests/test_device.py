@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import gc
 import os
 import shutil
 import subprocess
@@ -19,6 +20,7 @@ from streamer.runtime.assemble import build_engine
 from streamer.runtime.standin import StandInFrameMaker
 from streamer.runtime.clocks import DeviceClock, DeviceConfig
 from streamer.runtime.control import EngineControl
+from streamer.runtime.heap import freeze_startup_objects
 from streamer.sinks.config import ServerConfig
 from streamer.sinks.protocol import audio_messages_contiguous
 from streamer.sinks.server import ServerThread, StreamServer
@@ -80,9 +82,11 @@ def test_list_devices_shows_the_jack_output(jack_server, capsys):
 CAPTURE_TRIES = 3
 
 
-def capture_played_and_emitted(seconds: float):
+def capture_played_and_emitted(seconds: float, *, full_collections: int = 0):
     """Play the engine on the JACK device for ``seconds`` while a JACK client records the
-    device's output; returns (heard, emitted, engine, player, JACK server xruns)."""
+    device's output; returns (heard, emitted, engine, player, JACK server xruns). With
+    ``full_collections``, startup's objects are frozen before the device starts, as ``serve`` and
+    ``play`` do, and the garbage collector makes that many full collections while it plays."""
     config = StreamConfig()
     config = dataclasses.replace(config, planner=dataclasses.replace(config.planner, endless=False))
     engine = build_engine(config, StandInFrameMaker(0.2))
@@ -90,6 +94,8 @@ def capture_played_and_emitted(seconds: float):
     engine.add_sink(emitted)
     recorded: list[np.ndarray] = []
     server_xruns: list[float] = []
+    if full_collections:  # before the recorder's callback (in this process too) runs
+        freeze_startup_objects()
     client = jack.Client("streamer-recorder", no_start_server=True)
     port = client.inports.register("in")
     client.set_process_callback(lambda frames: recorded.append(port.get_array().copy()))
@@ -103,7 +109,10 @@ def capture_played_and_emitted(seconds: float):
         outputs = [p for p in client.get_ports(is_output=True, is_audio=True) if p.name.startswith("PortAudio")]
         assert outputs, "PortAudio's output port is not on the JACK graph"
         client.connect(outputs[0], port)
-        time.sleep(seconds)
+        for _ in range(full_collections):
+            time.sleep(seconds / (full_collections + 1))
+            gc.collect()
+        time.sleep(seconds / (full_collections + 1))
     finally:
         client.deactivate()  # stop recording first: after the player stops, JACK carries silence
         client.close()
@@ -130,6 +139,35 @@ def test_what_the_device_plays_is_exactly_what_the_engine_emitted(jack_server):
         f"PortAudio reported xruns in {player.xrun_callbacks} callbacks"
     )
     assert engine.metrics.underrun_samples == 0
+
+
+def test_a_full_garbage_collection_while_the_device_plays_is_not_heard(jack_server):
+    # Unfrozen, a full collection of this process's objects holds the GIL for 0.1-0.3 s: the
+    # device's callback and the recorder's miss their deadlines (10 xruns in 3 s, measured).
+    try:
+        for _ in range(CAPTURE_TRIES):
+            heard, sent, engine, player, server_xruns = capture_played_and_emitted(3.0, full_collections=4)
+            if server_xruns == 0:
+                break
+    finally:
+        gc.unfreeze()  # the rest of the test session collects as before
+    # The recorder's callback runs in this process too: a stall here is an xrun of the whole graph.
+    assert server_xruns == 0, f"the JACK graph had xruns in all {CAPTURE_TRIES} captures"
+    assert player.xrun_callbacks == 0, "PortAudio reported under- or overruns"
+    probe = heard[:4096]
+    start = next(i for i in np.flatnonzero(sent == probe[0]) if np.array_equal(sent[i : i + 4096], probe))
+    length = min(heard.size, sent.size - start)
+    assert length > 2 * 44100 and np.array_equal(heard[:length], sent[start : start + length])
+
+
+def test_play_freezes_startup_objects_before_the_device_starts(jack_server, tiny_model_dir):
+    gc.unfreeze()
+    try:
+        model = ["--model", str(tiny_model_dir), "--offline", "--device", "cpu", "--no-endless"]
+        assert main(["play", *model, "--audio-device", "JACK", "--seconds", "1"]) == 0
+        assert gc.get_freeze_count() > 100_000  # torch alone makes more
+    finally:
+        gc.unfreeze()
 
 
 def serve_and_play(seconds: float):

@@ -321,9 +321,12 @@ def _seed_loops(config: StreamConfig) -> frozenset[str]:
 
 
 def _start_clock(engine, device_config):
-    """The device callback is the clock when a device plays, else a software clock."""
+    """The device callback is the clock when a device plays, else a software clock. Startup's
+    objects are frozen first, so that no later full collection stalls it (runtime/heap.py)."""
     from streamer.runtime.clocks import DeviceClock, SoftwareClock
+    from streamer.runtime.heap import freeze_startup_objects
 
+    freeze_startup_objects()
     clock = DeviceClock(engine, device_config) if device_config is not None else SoftwareClock(engine)
     clock.start()
     return clock

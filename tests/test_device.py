@@ -144,13 +144,10 @@ def test_what_the_device_plays_is_exactly_what_the_engine_emitted(jack_server):
 def test_a_full_garbage_collection_while_the_device_plays_is_not_heard(jack_server):
     # Unfrozen, a full collection of this process's objects holds the GIL for 0.1-0.3 s: the
     # device's callback and the recorder's miss their deadlines (10 xruns in 3 s, measured).
-    try:
-        for _ in range(CAPTURE_TRIES):
-            heard, sent, engine, player, server_xruns = capture_played_and_emitted(3.0, full_collections=4)
-            if server_xruns == 0:
-                break
-    finally:
-        gc.unfreeze()  # the rest of the test session collects as before
+    for _ in range(CAPTURE_TRIES):
+        heard, sent, engine, player, server_xruns = capture_played_and_emitted(3.0, full_collections=4)
+        if server_xruns == 0:
+            break
     # The recorder's callback runs in this process too: a stall here is an xrun of the whole graph.
     assert server_xruns == 0, f"the JACK graph had xruns in all {CAPTURE_TRIES} captures"
     assert player.xrun_callbacks == 0, "PortAudio reported under- or overruns"
@@ -161,13 +158,10 @@ def test_a_full_garbage_collection_while_the_device_plays_is_not_heard(jack_serv
 
 
 def test_play_freezes_startup_objects_before_the_device_starts(jack_server, tiny_model_dir):
-    gc.unfreeze()
-    try:
-        model = ["--model", str(tiny_model_dir), "--offline", "--device", "cpu", "--no-endless"]
-        assert main(["play", *model, "--audio-device", "JACK", "--seconds", "1"]) == 0
-        assert gc.get_freeze_count() > 100_000  # torch alone makes more
-    finally:
-        gc.unfreeze()
+    gc.unfreeze()  # what conftest.py froze
+    model = ["--model", str(tiny_model_dir), "--offline", "--device", "cpu", "--no-endless"]
+    assert main(["play", *model, "--audio-device", "JACK", "--seconds", "1"]) == 0
+    assert gc.get_freeze_count() > 100_000  # torch alone makes more
 
 
 def serve_and_play(seconds: float):

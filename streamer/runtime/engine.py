@@ -184,12 +184,13 @@ class Engine:
 
     # -- renderer -------------------------------------------------------------------------------
     def _render(self) -> None:
-        # Small enough that the ring holds three while a change waits (change_render_ahead).
-        chunk = max(1, round(self.core.config.change_render_ahead_seconds * self.sample_rate / 3))
         while not self._stop.is_set():
             with self._lock:
                 ahead = round(self.core.render_ahead_seconds * self.sample_rate)
-            room = self.ring.capacity - max(chunk, ahead) + chunk  # fill up to `ahead` at most
+            # A quarter of what is kept ahead: fine enough that less is kept while a change
+            # waits, coarse enough that rendering far ahead (a fast clock) costs few wake-ups.
+            chunk = max(1, ahead // 4)
+            room = self.ring.capacity - ahead + chunk  # fill up to `ahead` at most
             if not self.ring.wait_for_room(room, timeout=POLL_SECONDS):
                 continue
             now = time.monotonic()

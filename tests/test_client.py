@@ -338,7 +338,7 @@ def test_a_stream_at_another_rate_is_played_at_that_rate_exactly_as_sent(page: A
 
 def test_reconnecting_to_a_stream_at_another_rate_resamples_to_the_running_context(page: Any) -> None:
     with TestStream() as stream_44k:
-        start_playing(page, stream_44k.url + "?codec=pcm")
+        start_playing(page, stream_44k.url + f"?codec=pcm&{LISTENING}")
         port = stream_44k.port
         stream_44k.stop_server()
         page.wait_for_function("() => streamer.connection.state === 'waiting'")

@@ -3,7 +3,7 @@
 CPython's full (generation 2) collection walks every object it tracks while holding the GIL, and
 no Python thread runs meanwhile: not the renderer, and not a sound device's callback. With
 torch, diffusers and a model loaded that is about half a million objects, almost all made once at
-startup and alive for the whole stream, and a full collection takes 250-280 ms here
+startup and alive for the whole stream, and a full collection takes 250-330 ms here
 (``benchmarks/gc_pause.py``): longer than a sound card's buffer, so the callback misses its
 deadline and the audience hears a dropout. Once the stream runs they are rare (one waits until
 a quarter as many new objects as old ones have outlived two younger collections: none came in

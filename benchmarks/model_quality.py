@@ -33,9 +33,9 @@ A few A -> B transitions are also written to ``artifacts/model_quality/`` (WAV, 
 stream's stitcher, and the frames' spectrograms side by side as PNG): listen to them.
 
 ``--quick`` is a smoke test of the machinery, not a quality figure: 1 frame per style and 2
-transitions, a judge trained on 1200 clips. With the judge cached it took 69-79 s on 2 cores
-shared with a training run (load 3.5-4), four fifths of it making frames: under a minute on idle
-cores; a cold judge adds about 20 s. The full run: 363 s under that load with the judge cached,
+transitions, a judge trained on 1200 clips. With the judge cached it took 53 s on idle cores and
+69-79 s on 2 cores shared with a training run (load 3.5-4), four fifths of it making frames; a
+cold judge adds about 20 s. The full run: 363 s under that load with the judge cached,
 about 500 s cold (benchmarks/RESULTS.md).
 
 Usage: python benchmarks/model_quality.py [--quick] [--data DIR] [--model builtin|FOLDER]

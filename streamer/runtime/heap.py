@@ -17,8 +17,8 @@ from __future__ import annotations
 import gc
 
 
-def freeze_startup_objects() -> int:
-    """Collect, then exempt every surviving object from later collections; returns how many.
+def freeze_startup_objects() -> None:
+    """Collect, then exempt every surviving object from later collections.
 
     Call it once, after the model is loaded and the first frame made, before the clock starts:
     the collection itself is the long pause, taken while nothing is heard yet. Frozen objects
@@ -26,4 +26,3 @@ def freeze_startup_objects() -> int:
     """
     gc.collect()
     gc.freeze()
-    return gc.get_freeze_count()

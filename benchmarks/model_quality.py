@@ -66,6 +66,7 @@ import torch
 from PIL import Image
 from scipy import linalg, stats
 
+from streamer.audio.loudness import LoudnessConfig, mix_limiter, normalised_frame
 from streamer.audio.stitcher import AudioFrame, Stitcher
 from streamer.audio.vocoder import Vocoder
 from streamer.errors import UserError
@@ -378,12 +379,14 @@ def interpolation(
 def write_renders(
     transitions: list[list[GeneratedFrame]], pairs: list[tuple[str, str]], folder: Path
 ) -> list[float]:
-    """Each transition as the stream plays it (vocoded with warm starts, joined by the stitcher,
-    every frame heard once) to WAV, and its frames side by side to PNG. Returns the vocoder's
-    seconds per frame."""
+    """Each transition as the stream plays it (vocoded with warm starts, each frame levelled to
+    the stream's loudness, joined by the stitcher, every frame heard once, the stream's limiter
+    on the mix) to WAV, and its frames side by side to PNG. Returns the vocoder's seconds per
+    frame."""
     folder.mkdir(parents=True, exist_ok=True)
     params = SpectrogramParams()
     vocoder = Vocoder(params)
+    loudness = LoudnessConfig()
     beats = load_seed_loop(StreamSettings().seed_loop).beats
     seconds = []
     for number, (frames, (start, end)) in enumerate(zip(transitions, pairs), 1):
@@ -393,8 +396,12 @@ def write_renders(
             began = time.perf_counter()
             previous = vocoder.vocode(frame.mel, previous)
             seconds.append(time.perf_counter() - began)
-            stitcher.push(AudioFrame(frame_id, previous.samples, beats))
+            levelled = normalised_frame(previous.samples, params.sample_rate, loudness)
+            stitcher.push(AudioFrame(frame_id, levelled, beats))
         audio = stitcher.render(len(frames) * previous.samples.shape[1]).samples
+        limiter = mix_limiter(loudness, params.sample_rate, audio.shape[0])
+        delay = limiter.latency_samples  # flushed through, then cut: the WAV starts on time
+        audio = limiter.process(np.pad(audio, ((0, 0), (0, delay))))[:, delay:]
         stem = folder / f"transition-{number:02d}-{start}-to-{end}"
         soundfile.write(stem.with_suffix(".wav"), audio.T, params.sample_rate, subtype="PCM_16")
         strip = Image.new("RGB", (sum(f.image.width for f in frames), frames[0].image.height))

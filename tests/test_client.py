@@ -106,7 +106,8 @@ def assert_no_underruns(after: dict[str, Any], quanta: list[dict[str, Any]]) -> 
     silent = [i for i, quantum in enumerate(quanta) if quantum["silentFrom"] != -1]
     when = "before the tap"
     if silent:
-        when = f"{sum(quantum['frames'] for quantum in quanta[: silent[0]]) / after['contextRate']:.2f} s into playing"
+        played = sum(quantum["frames"] for quantum in quanta[: silent[0]])
+        when = f"{played / after['contextRate']:.2f} s into playing"
     assert (after["underruns"], after["underrunSeconds"], silent) == (0, 0, []), (
         f"underrun {when}; arrival jitter {after['jitterSeconds']:.3f} s, "
         f"buffered {after['depthSeconds']:.3f} s of {after['targetSeconds']:.3f}"

@@ -178,7 +178,9 @@ def run(args: argparse.Namespace) -> int:
     alphas = np.linspace(0.0, 1.0, size.alphas)
 
     made = {
-        name: make_frames(name, generator, prompts, pairs, captions, size.alphas, args)
+        name: make_frames(
+            name, generator, prompts, pairs, captions, size.alphas, args.denoising, args.guidance
+        )
         for name, generator in generators.items()
     }
     round_trips = vae_round_trips(generators["model"], [test.image_path(r) for r in prompts])
@@ -270,13 +272,14 @@ def make_frames(
     pairs: list[tuple[str, str]],
     captions: dict[str, str],
     alphas: int,
-    settings: argparse.Namespace,
+    denoising: float | None,
+    guidance: float | None,
 ) -> Made:
     """Adherence frames (a held-out caption each) and transitions, one frame per batch, at the
-    preset's denoising and guidance unless ``settings`` (the command line) gives them."""
+    preset's denoising and guidance unless the command line gives them."""
     seed_loop = StreamSettings().seed_loop
-    denoising = generator.preset.denoising if settings.denoising is None else settings.denoising
-    guidance = generator.preset.guidance if settings.guidance is None else settings.guidance
+    denoising = generator.preset.denoising if denoising is None else denoising
+    guidance = generator.preset.guidance if guidance is None else guidance
     requests = [
         FrameRequest(
             PromptBlend.single(record.caption),

@@ -109,8 +109,8 @@ def soak(
     # wall time at 15x); at real time the engine's own default, as a user's stream runs. (5 s at
     # real time had the first frame's period rendered before the second frame could be made: a
     # cold-start behind episode of the benchmark's own making.)
-    engine = EngineConfig(render_ahead_seconds=5.0) if speed > 1.0 else EngineConfig()
-    config = StreamConfig(settings=settings, engine=engine)
+    engine_config = EngineConfig(render_ahead_seconds=5.0) if speed > 1.0 else EngineConfig()
+    config = StreamConfig(settings=settings, engine=engine_config)
     engine = build_engine(config, maker)
     sink = CheckingSink()
     engine.add_sink(sink)

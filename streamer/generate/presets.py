@@ -12,9 +12,10 @@ PNDM/DDIM steps reach (Lu et al., 2022): 15 evaluations at denoising 0.75, with 
 unless another preset is chosen (``config.MODEL_PRESETS``): DPM-Solver++ on a 12-step schedule,
 the last 9 at denoising 0.75, guidance 4 (a from-scratch model on templated captions needs less
 than SD's 7). It knows only its captions' words, so it also brings the stream's first prompt
-and endless playlist, written in them (``BUILTIN_PROMPTS``). Its architecture was sized at these settings: 1.5 s per frame plus 0.25 s of
-vocoder on 2 loaded cores, 2.9x real time (benchmarks/builtin_model_speed.py). Guidance and
-steps are to be tuned on the trained model's quality figures.
+and endless playlist, written in them (``BUILTIN_PROMPTS``). Its architecture was sized at these
+settings: 1.5 s per frame plus 0.25 s of vocoder on 2 loaded cores, 2.9x real time
+(benchmarks/builtin_model_speed.py). Guidance and steps are to be tuned on the trained model's
+quality figures.
 
 ``lcm``: a latent consistency model distilled into a LoRA (LCM-LoRA for SD 1.5, which Riffusion
 is fine-tuned from) samples in 2-8 steps without classifier-free guidance: a 6-step schedule at

@@ -3,9 +3,17 @@ tracebacks when weights are missing or the hub cannot be reached."""
 
 from __future__ import annotations
 
+import fnmatch
+import http.server
+import json
 import os
+import re
+import shlex
 import subprocess
 import sys
+import threading
+import tomllib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +23,14 @@ from PIL import Image
 from streamer.errors import UserError
 from streamer.generate.config import GeneratorConfig
 from streamer.generate.generator import FrameGenerator
-from streamer.generate.loading import load_model, select_device, select_dtype
+from streamer.generate.loading import (
+    MINIMUM_VERSIONS,
+    check_library_versions,
+    hub_problem,
+    load_model,
+    select_device,
+    select_dtype,
+)
 from streamer.generate.request import FrameRequest, PromptBlend
 from streamer.generate.tiny_model import SINGLE_FILE_NAME
 
@@ -151,3 +166,109 @@ def test_device_and_dtype_choices():
     if not torch.cuda.is_available():
         with pytest.raises(UserError, match="not available"):
             select_device("cuda")
+
+
+class _FakeHub(http.server.BaseHTTPRequestHandler):
+    """The hub's model API: ``someone/private`` only for the token ``hf_fake``, ``someone/old``
+    renamed to it, everything else missing. Records each request's Authorization header."""
+
+    authorizations: list[str | None] = []
+
+    def do_GET(self) -> None:  # noqa: N802 (the handler's name is http.server's)
+        authorization = self.headers.get("Authorization")
+        self.authorizations.append(authorization)
+        if self.path == "/api/models/someone/old":
+            self.send_response(307)
+            self.send_header("Location", "/api/models/someone/private")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if self.path == "/api/models/someone/private" and authorization == "Bearer hf_fake":
+            body = json.dumps({"id": "someone/private", "private": True}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+        else:
+            body = b'{"error": "Repository not found"}'
+            self.send_response(401 if authorization is None else 404)
+            self.send_header("X-Error-Code", "RepoNotFound")
+            self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def fake_hub(monkeypatch):
+    from huggingface_hub import constants
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FakeHub)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _FakeHub.authorizations = []
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{server.server_port}")
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HOME", "/nonexistent-streamer-test")  # no saved token
+    yield _FakeHub
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_hub_check_sends_the_users_token_and_finds_their_private_model(fake_hub, monkeypatch):
+    assert "no model 'someone/private'" in hub_problem("someone/private")
+    assert fake_hub.authorizations == [None]
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")
+    assert hub_problem("someone/private") is None
+    assert fake_hub.authorizations[-1] == "Bearer hf_fake"
+
+
+def test_the_hub_check_follows_a_renamed_model(fake_hub, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")
+    assert hub_problem("someone/old") is None
+    assert len(fake_hub.authorizations) == 2  # the redirect and its target
+
+
+def test_a_missing_model_says_to_log_in_if_it_is_private(fake_hub, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")
+    problem = hub_problem("someone/nothing")
+    assert "HTTP 404" in problem and "hf auth login" in problem
+
+
+def test_the_download_advice_fetches_only_the_parts_streamer_loads(tmp_path):
+    config = GeneratorConfig(
+        model="riffusion/riffusion-model-v1", device="cpu", offline=True, cache_dir=str(tmp_path)
+    )
+    with pytest.raises(UserError) as error:
+        load_model(config)
+    command = re.search(r"`(hf download [^`]*)`", str(error.value)).group(1)
+    arguments = shlex.split(command)
+    assert arguments[:3] == ["hf", "download", "riffusion/riffusion-model-v1"]
+    patterns = arguments[arguments.index("--include") + 1 :]
+    wanted = ["model_index.json", "unet/config.json", "vae/diffusion_pytorch_model.safetensors",
+              "text_encoder/model.safetensors", "tokenizer/vocab.json",
+              "scheduler/scheduler_config.json"]
+    unwanted = ["safety_checker/model.safetensors", "feature_extractor/preprocessor_config.json",
+                "riffusion-model-v1.ckpt"]
+    assert all(any(fnmatch.fnmatch(name, p) for p in patterns) for name in wanted)
+    assert not any(fnmatch.fnmatch(name, p) for name in unwanted for p in patterns)
+
+
+def test_old_libraries_are_named_with_the_command_that_upgrades_them():
+    old = {"transformers": "4.55.4", "huggingface_hub": "2.5.0"}
+    with pytest.raises(UserError) as error:
+        check_library_versions(old.__getitem__)
+    message = str(error.value)
+    assert "transformers 4.55.4" in message and "huggingface_hub" not in message.split("\n")[0]
+    assert "pip install --upgrade 'transformers>=4.56'" in message
+    check_library_versions({"transformers": "5.25.0", "huggingface_hub": "1.1.0"}.__getitem__)
+
+
+def test_the_version_floors_are_the_ones_pyproject_declares():
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    declared = dict(
+        re.fullmatch(r"([A-Za-z0-9_.-]+)>=([0-9.]+)", requirement.split(";")[0].strip()).groups()
+        for requirement in pyproject["project"]["dependencies"]
+    )
+    assert {name: declared[name] for name in MINIMUM_VERSIONS} == MINIMUM_VERSIONS

@@ -8,6 +8,17 @@ from streamer.generate.presets import GeneratorPreset, preset_named
 
 #: Riffusion v1: Stable Diffusion 1.5 fine-tuned on 512x512 mel spectrograms (4 GB).
 DEFAULT_MODEL = "riffusion/riffusion-model-v1"
+#: The files of a diffusers Stable Diffusion repository that a frame needs (loading.py loads only
+#: these parts): not its safety checker, feature extractor or original-layout checkpoints, which
+#: in Riffusion's repository are several times the size of what streamer uses.
+MODEL_FILE_PATTERNS = (
+    "model_index.json",
+    "scheduler/*",
+    "tokenizer/*",
+    "text_encoder/*",
+    "unet/*",
+    "vae/*",
+)
 #: The small model trained here and shipped inside the package (streamer/generate/builtin/).
 BUILTIN_MODEL = "builtin"
 #: Riffusion's checkpoint on a GPU that can get it, else the built-in model (model_choice.py).
@@ -15,6 +26,12 @@ AUTO_MODEL = "auto"
 
 #: The preset a model plays with when the user chooses none; models not named play "default".
 MODEL_PRESETS = {BUILTIN_MODEL: "builtin"}
+
+
+def download_command(repo_id: str) -> str:
+    """The command that downloads the parts of a hub model streamer loads, into the cache."""
+    patterns = " ".join(f"'{pattern}'" for pattern in MODEL_FILE_PATTERNS)
+    return f"hf download {repo_id} --include {patterns}"
 
 
 def default_preset_for(model: str) -> str:

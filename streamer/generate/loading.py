@@ -14,17 +14,53 @@ from __future__ import annotations
 import dataclasses
 import os
 import warnings
-from collections.abc import Callable
-from importlib import resources
+from collections.abc import Callable, Mapping
+from importlib import metadata, resources
 from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
 
 from streamer.errors import UserError
-from streamer.generate.config import AUTO_MODEL, BUILTIN_MODEL, DEFAULT_MODEL, GeneratorConfig
+from streamer.generate.config import (
+    AUTO_MODEL,
+    BUILTIN_MODEL,
+    DEFAULT_MODEL,
+    GeneratorConfig,
+    download_command,
+)
 
 T = TypeVar("T")
+
+#: The oldest releases the loader works with (the floors in pyproject.toml, which a test keeps
+#: equal to these): transformers 4.56 added the ``dtype=`` argument of ``from_pretrained`` (older
+#: ones take it for a config field and load float32 weights, which the UNet then meets in
+#: another type); huggingface_hub 1.1 has the ``hf cache verify`` and ``hf cache rm`` commands
+#: our errors tell users to run (``hf download`` and ``hf auth login`` came in 0.34).
+MINIMUM_VERSIONS = {"transformers": "4.56", "huggingface_hub": "1.1"}
+
+
+def check_library_versions(installed: Callable[[str], str] = metadata.version) -> None:
+    """Raise a UserError naming every library older than ``MINIMUM_VERSIONS`` (an environment
+    made by hand, or pinned for another project), instead of a TypeError deep in a load."""
+    from packaging.version import Version
+
+    old = {
+        name: installed(name)
+        for name, floor in MINIMUM_VERSIONS.items()
+        if Version(installed(name)) < Version(floor)
+    }
+    if old:
+        found = ", ".join(f"{name} {version}" for name, version in old.items())
+        wanted = " ".join(f"'{name}>={MINIMUM_VERSIONS[name]}'" for name in old)
+        raise UserError(
+            f"streamer needs newer libraries than this environment has ({found}).\nTo fix it:\n"
+            f"  - upgrade them: `pip install --upgrade {wanted}`\n"
+            "  - or reinstall streamer into a fresh virtual environment (`./install.sh`)"
+        )
+
+
+check_library_versions()
 
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 
@@ -297,26 +333,31 @@ def model_in_cache(repo_id: str, cache_dir: str | None) -> bool:
 
 
 def hub_problem(repo_id: str, timeout_seconds: float = 10.0) -> str | None:
-    """Why the hub cannot provide ``repo_id``, in words, or None if it can (one request)."""
-    from huggingface_hub import constants
-    from huggingface_hub.utils import get_session
+    """Why the hub cannot provide ``repo_id``, in words, or None if it can (one request).
+
+    Asks as the user would download: with their token (``hf auth login`` or ``HF_TOKEN``), so a
+    private or gated model they may see is found, and following a renamed repository's redirect.
+    One request without retries, where a download would retry a refused connection for half a
+    minute.
+    """
+    from huggingface_hub import HfApi, constants
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
     try:
-        response = get_session().get(
-            f"{constants.ENDPOINT}/api/models/{repo_id}",
-            timeout=timeout_seconds,
-            follow_redirects=True,
+        HfApi().model_info(repo_id, timeout=timeout_seconds)
+    except RepositoryNotFoundError as error:  # 401 and 404 alike: hidden or absent
+        status = error.response.status_code if error.response is not None else "?"
+        return (
+            f"it is not in the cache and the hub has no model {repo_id!r} that this account can "
+            f"see (HTTP {status}; check the name, or log in with `hf auth login` or set HF_TOKEN "
+            "if it is private)"
         )
+    except HfHubHTTPError as error:
+        status = error.response.status_code if error.response is not None else "?"
+        return f"it is not in the cache and the hub answered HTTP {status}"
     except Exception as error:  # DNS, refused, timeout, proxy: the hub is out of reach
         cause = _summary(_root_cause(error))
         return f"it is not in the cache and the hub at {constants.ENDPOINT} is unreachable ({cause})"
-    if response.status_code in (401, 403, 404):
-        return (
-            f"it is not in the cache and the hub has no public model {repo_id!r} (HTTP "
-            f"{response.status_code}; check the name, or `hf auth login` if it is gated)"
-        )
-    if response.status_code >= 400:
-        return f"it is not in the cache and the hub answered HTTP {response.status_code}"
     return None
 
 
@@ -484,9 +525,10 @@ def _missing_from_hub_message(repo_id: str, what: str, config: GeneratorConfig, 
     from huggingface_hub import constants
 
     cache = config.cache_dir or constants.HF_HUB_CACHE
+    command = f"hf download {repo_id}" if what == "LoRA" else download_command(repo_id)
     fixes = [
-        f"download it once where the hub is reachable: `hf download {repo_id}` (the cache "
-        "can be copied to this machine)",
+        f"download it once where the hub is reachable: `{command}` (the cache can be copied "
+        "to this machine)",
     ]
     if what == "LoRA":
         fixes.append("or pass a local LoRA folder or .safetensors file with --lora PATH")

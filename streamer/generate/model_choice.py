@@ -15,7 +15,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from streamer.generate.config import AUTO_MODEL, BUILTIN_MODEL, DEFAULT_MODEL, GeneratorConfig
+from streamer.generate.config import (
+    AUTO_MODEL,
+    BUILTIN_MODEL,
+    DEFAULT_MODEL,
+    GeneratorConfig,
+    download_command,
+)
 
 #: How long the reachability probe waits for the hub: long enough for a slow link, short enough
 #: that a machine without network starts the built-in model promptly.
@@ -80,7 +86,7 @@ def choose_model(machine: Machine, hub_reachable: Callable[[], bool]) -> ModelCh
         why = "the hub is unreachable and Riffusion's checkpoint is not in the cache"
     return ModelChoice(
         BUILTIN_MODEL,
-        f"playing the built-in model ({device}): {why}; `hf download {DEFAULT_MODEL}` "
+        f"playing the built-in model ({device}): {why}; `{download_command(DEFAULT_MODEL)}` "
         f"(4 GB) where the hub is reachable, then {riffusion}, plays Riffusion's checkpoint",
     )
 

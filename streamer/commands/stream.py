@@ -372,6 +372,7 @@ def run_play(args: argparse.Namespace) -> int:
 
 
 def run_render(args: argparse.Namespace) -> int:
+    from streamer.generate.generator import UnplayableFrame
     from streamer.runtime.assemble import build_core, levelled, load_diffusion_maker
     from streamer.runtime.render import render_to_file
 
@@ -381,7 +382,10 @@ def run_render(args: argparse.Namespace) -> int:
     core = build_core(config)
     maker = levelled(config, load_diffusion_maker(config))
     with _until_stopped(None) as stop:
-        written = render_to_file(core, maker, args.out, args.seconds, stop)
+        try:
+            written = render_to_file(core, maker, args.out, args.seconds, stop)
+        except UnplayableFrame as error:  # the same frame would fail again: nothing to retry
+            raise UserError(f"the render stopped: {error}") from error
     rate = core.stitcher.config.sample_rate
     print(f"wrote {written / rate:.2f} s to {args.out}", file=sys.stderr)
     return 0

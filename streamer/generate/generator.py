@@ -19,12 +19,21 @@ on a CPU a batched frame equals the frame made alone to within one 8-bit pixel l
 in fp16 on a GPU expect a few levels. On a CPU, for a fixed batch, dtype and thread count, the
 output is bit-for-bit reproducible (tests).
 
+Safety on a GPU: a frame whose latent is not finite after the UNet (an fp16 overflow) is
+refused with ``UnplayableFrame`` rather than decoded to a black image, whose audio, levelled to
+the stream's loudness, would be loud noise; a decode that overflows is tried once more in fp32.
+Frames are decoded one at a time, so the decode needs one frame's memory, not the batch's.
+Compiled (``--compile``), the UNet sees only the row counts of ``compiled_row_counts``: each batch
+is padded up to the next, and ``warm_up`` compiles them all at load, so a batch that mixes
+denoising strengths or guidance never recompiles mid-stream.
+
 A generator is used from one thread (the producer's); its caches are not locked.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping, Sequence
@@ -44,8 +53,15 @@ from streamer.generate.request import FrameRequest
 from streamer.generate.schedulers import RENOISING_SCHEDULERS, make_scheduler
 from streamer.spectrogram.image import mel_from_image
 
+log = logging.getLogger(__name__)
+
 #: The VAE's downsampling factor in Stable Diffusion 1.x: image sides must be multiples of it.
 VAE_SCALE = 8
+
+
+class UnplayableFrame(RuntimeError):
+    """A frame came out of the model not finite (NaN or infinity): it must not be played. The
+    engine counts it as a failed batch and tries again; the log says which stage failed."""
 
 SeedImages = Callable[[str], Image.Image] | Mapping[str, Image.Image]
 
@@ -104,7 +120,10 @@ class FrameGenerator:
         compile: str = "none",
         max_cached_prompts: int = 256,
         max_cached_seed_images: int = 64,
+        compile_backend: str | Callable = "inductor",
     ) -> None:
+        """``compile`` is a torch.compile mode (``none``: eager); ``compile_backend`` is
+        torch.compile's backend (``eager`` or a counting backend in tests)."""
         self.model = model
         self.preset = preset
         self._seed_images = seed_images
@@ -112,8 +131,12 @@ class FrameGenerator:
         self._seed_latents: _Cache[str, torch.Tensor] = _Cache(max_cached_seed_images)
         self._unet = model.unet
         self._uses_cuda_graphs = compile == "reduce-overhead"
-        if compile != "none":
-            self._unet = torch.compile(model.unet, mode=compile, fullgraph=True, dynamic=False)
+        self.compiled = compile != "none"
+        if self.compiled:
+            mode = compile if compile_backend == "inductor" else None  # modes are inductor's
+            self._unet = torch.compile(
+                model.unet, backend=compile_backend, mode=mode, fullgraph=True, dynamic=False
+            )
 
     @classmethod
     def load(cls, config: GeneratorConfig, seed_images: SeedImages) -> FrameGenerator:
@@ -142,7 +165,7 @@ class FrameGenerator:
         before a UNet step or the decode once ``is_stale()`` is true."""
         if not requests:
             return []
-        model, dtype = self.model, self.model.dtype
+        dtype = self.model.dtype
         clock = _StageClock(self.device)
         with torch.inference_mode():
             # 1. Text: each prompt is encoded once and cached; a frame's embedding is the weighted
@@ -174,7 +197,7 @@ class FrameGenerator:
             with clock("unet"):
                 unet_calls = max(len(f.timesteps) for f in frames)
                 for call in range(unet_calls):
-                    check(is_stale)  # a control change stops a stale batch between steps
+                    self._check_stale(is_stale)  # a control change stops a stale batch
                     active = [
                         k for k, f in enumerate(frames) if call >= unet_calls - len(f.timesteps)
                     ]
@@ -184,7 +207,7 @@ class FrameGenerator:
                         k: frames[k].scheduler.scale_model_input(frames[k].latent, _now(frames[k]))
                         for k in active
                     }
-                    prediction = self._predict_noise(
+                    prediction = self._evaluate_unet(
                         torch.cat([inputs[k] for k in rows]),
                         torch.stack([_now(frames[k]) for k in rows]),
                         torch.cat([*(negative[k][None] for k in guided), conditional[active]]),
@@ -197,12 +220,12 @@ class FrameGenerator:
                             )
                         self._step(frames[k], noise_prediction)
 
-            # 5. Decode every frame's latent to an image, then the image to mel amplitudes.
-            check(is_stale)
+            # 5. Refuse a frame the UNet made non-finite; decode the rest one at a time, then
+            #    each image to mel amplitudes.
+            _refuse_non_finite(frames)
+            self._check_stale(is_stale)
             with clock("vae_decode"):
-                latents = torch.cat([f.latent for f in frames]) / model.vae.config.scaling_factor
-                pixels = model.vae.decode(latents).sample
-                images = _to_images(pixels)
+                images = [self._decode(k, frame.latent) for k, frame in enumerate(frames)]
         with clock("to_mel"):
             mels = [mel_from_image(image)[0] for image in images]
         timings = BatchTimings(
@@ -299,6 +322,69 @@ class FrameGenerator:
             torch.compiler.cudagraph_mark_step_begin()
         return self._unet(latents, timesteps.to(self.device), encoder_hidden_states=text).sample
 
+    def _evaluate_unet(
+        self, latents: torch.Tensor, timesteps: torch.Tensor, text: torch.Tensor
+    ) -> torch.Tensor:
+        """``_predict_noise`` of the rows, padded when compiled to the next of
+        ``compiled_row_counts`` (repeating the last row; its prediction is dropped), so the
+        compiled UNet meets only shapes it was warmed up with."""
+        rows = latents.shape[0]
+        if not self.compiled:
+            return self._predict_noise(latents, timesteps, text)
+        padding = next(count for count in compiled_row_counts(rows) if count >= rows) - rows
+        if padding:
+            latents, timesteps, text = (
+                torch.cat([tensor, tensor[-1:].expand(padding, *tensor.shape[1:])])
+                for tensor in (latents, timesteps, text)
+            )
+        return self._predict_noise(latents, timesteps, text)[:rows]
+
+    def _check_stale(self, is_stale: IsStale) -> None:
+        """``check(is_stale)`` once the device has done the work queued so far. With CUDA graphs
+        a whole step is one launch, so without waiting the loop would queue every step before
+        the first ran and ask ``is_stale`` long before a change could cancel anything."""
+        if self._uses_cuda_graphs:
+            torch.cuda.synchronize(self.device)
+        check(is_stale)
+
+    def _decode(self, index: int, latent: torch.Tensor) -> Image.Image:
+        """One frame's latent decoded to an image: in fp32 if the model's type overflows (the SD
+        VAE's known fp16 failure), refused if it overflows even there."""
+        vae = self.model.vae
+        latent = latent / vae.config.scaling_factor
+        pixels = vae.decode(latent).sample
+        if not torch.isfinite(pixels).all() and vae.dtype != torch.float32:
+            log.warning("frame %d decoded to NaN in %s; decoding it again in fp32", index, vae.dtype)
+            try:
+                vae.to(torch.float32)
+                pixels = vae.decode(latent.float()).sample
+            finally:
+                vae.to(self.model.dtype)
+        if not torch.isfinite(pixels).all():
+            raise UnplayableFrame(f"frame {index} of the batch decoded to NaN or infinity")
+        return _to_images(pixels)[0]
+
+    def warm_up(self, max_frames: int, seed_image: str) -> float:
+        """Compile the UNet for every row count a batch of up to ``max_frames`` frames can use
+        (at the seed image's size); returns the seconds it took (0 when not compiled)."""
+        if not self.compiled:
+            return 0.0
+        started = time.perf_counter()
+        latent = self._seed_latent(seed_image)
+        scheduler = make_scheduler(self.preset.scheduler, self.model.noise_schedule)
+        scheduler.set_timesteps(self.preset.num_inference_steps, device=self.device)
+        embedding = self._prompt_embeddings({""})[""].to(self.model.dtype)
+        with torch.inference_mode():
+            for rows in compiled_row_counts(2 * max_frames):
+                self._predict_noise(
+                    latent.expand(rows, *latent.shape[1:]).contiguous(),
+                    scheduler.timesteps[:1].repeat(rows),
+                    embedding.expand(rows, *embedding.shape).contiguous(),
+                )
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter() - started
+
     def _step(self, frame: _Denoising, noise_prediction: torch.Tensor) -> None:
         """One scheduler step of one frame. LCM re-noises its clean estimate between steps: with
         the frame's own slerped noise rather than the scheduler's random draw."""
@@ -316,6 +402,27 @@ class FrameGenerator:
 
 
 # --- small helpers -----------------------------------------------------------------------------
+
+
+def compiled_row_counts(rows: int) -> list[int]:
+    """The UNet batch sizes a compiled UNet is built for, up to the first that holds ``rows``:
+    powers of two, so padding wastes less than half a batch and a batch of up to 16 frames
+    with guidance (32 rows) needs six compilations."""
+    counts = [1]
+    while counts[-1] < rows:
+        counts.append(2 * counts[-1])
+    return counts
+
+
+def _refuse_non_finite(frames: Sequence[_Denoising]) -> None:
+    """Raise ``UnplayableFrame`` if a frame's latent is not finite: decoded, it would be a black
+    image, whose audio is finite and would be levelled up to a burst of noise."""
+    for index, frame in enumerate(frames):
+        if not torch.isfinite(frame.latent).all():
+            raise UnplayableFrame(
+                f"frame {index} of the batch came out of the UNet as NaN or infinity (an "
+                "overflow of its number type: try --dtype fp32, or bf16 on a GPU that has it)"
+            )
 
 
 def _now(frame: _Denoising) -> torch.Tensor:

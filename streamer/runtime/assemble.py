@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 from streamer.audio.stitcher import Stitcher
 from streamer.plan.planner import Planner
@@ -64,5 +65,10 @@ def load_diffusion_maker(config: StreamConfig) -> FrameMaker:
     from streamer.runtime.diffusion_maker import DiffusionFrameMaker, seed_loop_image
 
     generator = FrameGenerator.load(config.model, seed_loop_image)
+    if generator.compiled:  # every batch shape now, rather than a minute's pause mid-stream
+        frames = config.engine.batch_frames
+        print(f"compiling the UNet for batches of up to {frames} frames...", file=sys.stderr)
+        seconds = generator.warm_up(frames, config.settings.seed_loop)
+        print(f"compiled the UNet in {seconds:.0f} s", file=sys.stderr, flush=True)
     vocoder = Vocoder(SpectrogramParams(), VocoderConfig(device=str(generator.device)))
     return DiffusionFrameMaker(generator, vocoder)

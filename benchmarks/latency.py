@@ -104,6 +104,9 @@ def main() -> int:
     )
     parser.add_argument("--no-model", action="store_true", help="stand-ins only, no model row")
     parser.add_argument(
+        "--num-inference-steps", type=int, help="the model's schedule length (default: its preset's)"
+    )
+    parser.add_argument(
         "--sweep",
         type=int,
         default=1,
@@ -134,7 +137,10 @@ def main() -> int:
                 from streamer.generate.tiny_model import build_tiny_model
 
                 model = str(build_tiny_model(Path(scratch) / "tiny"))
-            config = dataclasses.replace(base, model=GeneratorConfig(model=model, device=args.device))
+            generator = GeneratorConfig(
+                model=model, device=args.device, num_inference_steps=args.num_inference_steps
+            )
+            config = dataclasses.replace(base, model=generator)
             label = "tiny model" if args.model is None else f"{Path(model).name}"
             rows.append(measure(f"{label} ({args.device})", config, load_diffusion_maker(config), changes, 2, args.sweep))
     report(rows)

@@ -30,7 +30,10 @@ while they wait (``OMP_WAIT_POLICY=PASSIVE`` unless set otherwise): with libgomp
 waiting, a CPU loaded by other processes slows our many short parallel steps 5-10 times (and the
 baseline about 2 times). Ours is also timed on one thread.
 
-Usage: python benchmarks/vocoder.py [--quick]   (--quick: two frames, fewer variants, < 60 s)
+Usage: python benchmarks/vocoder.py [--quick | --smoke] [--device cuda]
+(--quick: two frames, fewer variants, < 60 s; --smoke: one synthesised frame, one variant, a
+stream of two frames, no baseline, a few seconds: a test runs it. ``--device`` runs ours there; the baseline
+always runs on the CPU, as Riffusion's reference.)
 """
 
 from __future__ import annotations
@@ -38,7 +41,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import shutil
 import statistics
 import sys
 import tempfile
@@ -57,6 +59,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from material import groove, song  # noqa: E402
 
 from streamer.audio.measures import spectral_convergence  # noqa: E402
+from streamer.errors import UserError  # noqa: E402
 from streamer.audio.vocoder import Vocoder, VocoderConfig  # noqa: E402
 from streamer.spectrogram import codec  # noqa: E402
 from streamer.spectrogram.params import SpectrogramParams  # noqa: E402
@@ -70,31 +73,30 @@ RENDERER = ROOT / "scripts" / "render_seed_loops.py"
 
 
 def fluidsynth_loops(count: int) -> list[tuple[str, np.ndarray]]:
-    """Seed-loop styles rendered by FluidSynth (the renderer script's own code), as audio."""
-    if shutil.which("fluidsynth") is None or count == 0:
+    """Seed-loop styles rendered by FluidSynth (the renderer script's own code), as audio; none
+    where FluidSynth or its sound font is missing."""
+    if count == 0:
         return []
     spec = importlib.util.spec_from_file_location("render_seed_loops", RENDERER)
     script = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = script  # its dataclasses look their module up
     spec.loader.exec_module(script)
-    if not script.DEFAULT_SOUNDFONT.exists():
+    config = script.SynthConfig()
+    try:
+        script.check_synth(config.soundfont)
+    except UserError:
         return []
-    loops = []
     with tempfile.TemporaryDirectory() as workdir:
-        for index, style in enumerate(script.STYLES[:count]):
-            events = list(script.events(style, script.REPETITIONS, seed=index))
-            midi = script.standard_midi_file(events)
-            rendered = script.render(midi, script.DEFAULT_SOUNDFONT, Path(workdir))
-            audio = script.with_room(script.one_period(rendered), seed=index)
-            audio *= script.PEAK_LEVEL / np.abs(audio).max()
-            loops.append((style.name, audio.astype(np.float32)))
-    return loops
+        return [
+            (style.name, script.render_style_audio(style, index, config, Path(workdir)))
+            for index, style in enumerate(script.STYLES[:count])
+        ]
 
 
-def frames(quick: bool) -> list[tuple[str, np.ndarray]]:
-    chosen = fluidsynth_loops(1 if quick else 6)
+def frames(size: str) -> list[tuple[str, np.ndarray]]:
+    chosen = fluidsynth_loops({"smoke": 0, "quick": 1, "full": 6}[size])
     chosen.append(("groove", groove(seed=0).samples))
-    if quick:
+    if size != "full":
         return chosen
     chosen.append(("groove-16-beats", groove(bpm=187.5, beats=16, seed=5).samples))
     chosen.append(("song", song(12.0, seed=3)[5 * PARAMS.sample_rate :][:LOOP].copy()))
@@ -105,7 +107,8 @@ def frames(quick: bool) -> list[tuple[str, np.ndarray]]:
 
 
 def circular_mel(audio: np.ndarray) -> torch.Tensor:
-    return codec.mel_from_audio(torch.from_numpy(audio)[None], PARAMS, circular=True)
+    mono = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
+    return codec.mel_from_audio(mono[None], PARAMS, circular=True)
 
 
 def error(reconstruction: np.ndarray, audio: np.ndarray) -> float:
@@ -125,20 +128,24 @@ def timed(run, repeats: int):
     return statistics.median(walls), statistics.median(cpus), result
 
 
-def compare(chosen, repeats: int) -> list[dict]:
+def compare(chosen, repeats: int, device: str, baseline: bool = True) -> list[dict]:
+    """Ours against the baseline, frame by frame (without ``baseline``, its columns are NaN:
+    Griffin-Lim at Riffusion's settings takes seconds per frame on a CPU)."""
     print("\nRTF: 5.12 s of audio over wall-clock seconds; per core: over CPU seconds (all")
     print("threads); load: 1-minute load average of the (shared, 2-core) machine after the row")
     print(
         f"\n{'frame':18} {'base RTF':>9} {'per core':>9} {'base SC':>8} {'ours RTF':>9} "
         f"{'per core':>9} {'1 thread':>9} {'ours SC':>8} {'speedup':>8} {'load':>6}"
     )
-    vocoder = Vocoder(PARAMS)
+    vocoder = Vocoder(PARAMS, VocoderConfig(device=device))
     vocoder.vocode(circular_mel(chosen[0][1]))  # plans and caches, as in a running stream
     rows = []
     for name, audio in chosen:
         reflect_mel = codec.mel_from_audio(torch.from_numpy(audio)[None], PARAMS)
-        base_wall, base_cpu, base = timed(
-            lambda: codec.audio_from_mel(reflect_mel, PARAMS).numpy(), 1
+        base_wall, base_cpu, base = (
+            timed(lambda: codec.audio_from_mel(reflect_mel, PARAMS).numpy(), 1)
+            if baseline
+            else (float("nan"), float("nan"), None)
         )
         mel = circular_mel(audio)
         ours_wall, ours_cpu, ours = timed(lambda: vocoder.vocode(mel).samples, repeats)
@@ -149,7 +156,7 @@ def compare(chosen, repeats: int) -> list[dict]:
             "frame": name,
             "base_rtf": SECONDS / base_wall,
             "base_core_rtf": SECONDS / base_cpu,
-            "base_sc": error(base, audio),
+            "base_sc": float("nan") if base is None else error(base, audio),
             "ours_rtf": SECONDS / ours_wall,
             "ours_core_rtf": SECONDS / ours_cpu,
             "ours_one_thread_rtf": SECONDS / one_thread_wall,
@@ -180,15 +187,18 @@ VARIANTS = {
     FULL_RATE: {"decimation": 1},
     "full rate, n_fft 17640 (Riffusion's)": {"decimation": 1, "n_fft": 17640},
 }
-QUICK_VARIANTS = [DEFAULT, "fast Griffin-Lim instead of AGLA", FULL_RATE]
+SIZED_VARIANTS = {
+    "smoke": [DEFAULT],
+    "quick": [DEFAULT, "fast Griffin-Lim instead of AGLA", FULL_RATE],
+    "full": list(VARIANTS),
+}
 
 
-def ablations(chosen, quick: bool) -> None:
-    names = QUICK_VARIANTS if quick else list(VARIANTS)
+def ablations(chosen, size: str, device: str) -> None:
     mels = [(circular_mel(audio), audio) for _, audio in chosen]
     print(f"\n{'variant':64} {'RTF':>8} {'SC mean':>8}   (over {len(mels)} frames)")
-    for name in names:
-        vocoder = Vocoder(PARAMS, VocoderConfig(**VARIANTS[name]))
+    for name in SIZED_VARIANTS[size]:
+        vocoder = Vocoder(PARAMS, VocoderConfig(**VARIANTS[name], device=device))
         vocoder.vocode(mels[0][0])
         times, errors = [], []
         for mel, audio in mels:
@@ -211,10 +221,10 @@ def mix_level_db(first: np.ndarray, second: np.ndarray) -> float:
     return 10.0 * np.log10(mix / ((np.mean(first**2) + np.mean(second**2)) / 2.0))
 
 
-def streaming(count: int) -> dict:
+def streaming(count: int, device: str) -> dict:
     sources = morph(9)[:count]  # steps of a quarter groove
     mels = [circular_mel(audio) for audio in sources]
-    vocoder = Vocoder(PARAMS)
+    vocoder = Vocoder(PARAMS, VocoderConfig(device=device))
     vocoder.vocode(mels[0])
     title = f"stream of {count} frames"
     print(f"\n{title:24} {'RTF':>8} {'SC mean':>8} {'SC max':>8} {'mix level':>10} {'warm':>5}")
@@ -245,19 +255,25 @@ def streaming(count: int) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="two frames, three variants (< 60 s)")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="two frames, three variants (< 60 s)")
+    size.add_argument(
+        "--smoke", action="store_true", help="one frame, one variant (seconds): the smallest run"
+    )
+    parser.add_argument("--device", default="cpu", help="where ours runs: cpu or cuda (default cpu)")
     args = parser.parse_args()
+    size = "smoke" if args.smoke else "quick" if args.quick else "full"
     torch.set_num_threads(2)
     started = time.perf_counter()
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-        f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}, "
+        f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}, ours on {args.device}, "
         f"load average at start {os.getloadavg()[0]:.2f}"
     )
-    chosen = frames(args.quick)
-    rows = compare(chosen, repeats=3)
-    ablations(chosen if args.quick else chosen[:4], args.quick)
-    stream = streaming(5 if args.quick else 9)
+    chosen = frames(size)
+    rows = compare(chosen, 1 if args.smoke else 3, args.device, baseline=not args.smoke)
+    ablations(chosen if size != "full" else chosen[:4], size, args.device)
+    stream = streaming({"smoke": 2, "quick": 5, "full": 9}[size], args.device)
 
     def median(key: str) -> float:
         return statistics.median(row[key] for row in rows)

@@ -221,13 +221,19 @@ def notes(style: Style, seed: int) -> list[Note]:
     return out
 
 
-def render_style(style: Style, index: int, config: SynthConfig, workdir: Path) -> Image.Image:
-    """The seed image of the ``index``-th style (the index seeds its humanisation and room)."""
+def render_style_audio(style: Style, index: int, config: SynthConfig, workdir: Path) -> np.ndarray:
+    """One period of the ``index``-th style's loop, peaking at ``PEAK_LEVEL`` (the index seeds
+    its humanisation and room)."""
     programs = [(DRUM_CHANNEL, style.drum_kit), (BASS_CHANNEL, style.bass_program)]
     events = loop_events(programs, notes(style, seed=index), style.steps, FRAME_SECONDS,
                          config.repetitions)
     loop = render_loop(standard_midi_file(events), index, config, workdir)
-    return loop_image(loop * (PEAK_LEVEL / np.max(np.abs(loop))))
+    return loop * (PEAK_LEVEL / np.max(np.abs(loop)))
+
+
+def render_style(style: Style, index: int, config: SynthConfig, workdir: Path) -> Image.Image:
+    """The seed image of the ``index``-th style."""
+    return loop_image(render_style_audio(style, index, config, workdir))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,7 @@ import torch
 
 from streamer.generate.config import GeneratorConfig
 from streamer.generate.request import FrameRequest, Keyframe, PromptBlend, transition
+from streamer.generate.tiny_model import build_tiny_lora
 from streamer.spectrogram.image import mel_from_image
 
 JAZZ, METAL = "jazz piano trio", "heavy metal guitar"
@@ -168,29 +169,8 @@ def test_seed_image_is_encoded_once_per_name(tiny_model_dir, seed_images):
     assert looked_up == ["narrow"]
 
 
-def make_lora(model_dir, directory):
-    """A random LoRA for the tiny UNet, saved in diffusers' LoRA format (as LCM-LoRA is)."""
-    from diffusers import StableDiffusionPipeline, UNet2DConditionModel
-    from peft import LoraConfig, get_peft_model_state_dict
-
-    unet = UNet2DConditionModel.from_pretrained(model_dir, subfolder="unet")
-    torch.manual_seed(0)
-    unet.add_adapter(
-        LoraConfig(
-            r=4,
-            lora_alpha=4,
-            target_modules=["to_q", "to_k", "to_v", "to_out.0"],
-            init_lora_weights=False,
-        )
-    )
-    StableDiffusionPipeline.save_lora_weights(
-        directory, unet_lora_layers=get_peft_model_state_dict(unet)
-    )
-    return directory / "pytorch_lora_weights.safetensors"
-
-
 def test_a_lora_is_fused_into_the_model(tiny_model_dir, seed_images, tmp_path):
-    lora = make_lora(tiny_model_dir, tmp_path)
+    lora = build_tiny_lora(tiny_model_dir, tmp_path)
     plain = make_generator(tiny_model_dir, seed_images)
     with_lora = make_generator(tiny_model_dir, seed_images, lora=str(lora))
     assert not any(

@@ -366,16 +366,18 @@ class FrameGenerator:
 
     def warm_up(self, max_frames: int, seed_image: str) -> float:
         """Compile the UNet for every row count a batch of up to ``max_frames`` frames can use
-        (at the seed image's size); returns the seconds it took (0 when not compiled)."""
+        (at the seed image's size); returns the seconds it took (0 when not compiled). With CUDA
+        graphs each count runs twice: graph trees record a graph on its second run."""
         if not self.compiled:
             return 0.0
         started = time.perf_counter()
-        latent = self._seed_latent(seed_image)
         scheduler = make_scheduler(self.preset.scheduler, self.model.noise_schedule)
         scheduler.set_timesteps(self.preset.num_inference_steps, device=self.device)
-        embedding = self._prompt_embeddings({""})[""].to(self.model.dtype)
+        counts = compiled_row_counts(2 * max_frames)
         with torch.inference_mode():
-            for rows in compiled_row_counts(2 * max_frames):
+            latent = self._seed_latent(seed_image)
+            embedding = self._prompt_embeddings({""})[""].to(self.model.dtype)
+            for rows in counts * 2 if self._uses_cuda_graphs else counts:
                 self._predict_noise(
                     latent.expand(rows, *latent.shape[1:]).contiguous(),
                     scheduler.timesteps[:1].repeat(rows),

@@ -108,6 +108,29 @@ def build_tiny_model(directory: str | Path, architecture: str = "tiny", seed: in
     return Path(directory)
 
 
+def build_tiny_lora(model_dir: str | Path, directory: str | Path) -> Path:
+    """A random LoRA for a model's UNet (seeded), saved in diffusers' LoRA format as LCM-LoRA is;
+    returns its .safetensors file. Fused, it changes every attention projection's weights."""
+    import torch
+    from diffusers import StableDiffusionPipeline, UNet2DConditionModel
+    from peft import LoraConfig, get_peft_model_state_dict
+
+    unet = UNet2DConditionModel.from_pretrained(model_dir, subfolder="unet")
+    torch.manual_seed(0)
+    unet.add_adapter(
+        LoraConfig(
+            r=4,
+            lora_alpha=4,
+            target_modules=["to_q", "to_k", "to_v", "to_out.0"],
+            init_lora_weights=False,
+        )
+    )
+    StableDiffusionPipeline.save_lora_weights(
+        directory, unet_lora_layers=get_peft_model_state_dict(unet)
+    )
+    return Path(directory) / "pytorch_lora_weights.safetensors"
+
+
 def write_model_folder(directory: str | Path, unet, vae, text_encoder, dtype=None):
     """Save the three parts, CLIP's tokenizer and SD 1.x's scheduler as a diffusers folder.
 

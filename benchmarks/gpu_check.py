@@ -13,7 +13,8 @@ load              40 the tiny model loads on CUDA in fp16, UNet channels_last, a
 agreement         50 CPU fp32 frames against CUDA fp16 and bf16 (mean pixel levels); a batched
                      frame against the same frame alone; all four samplers finite on a mixed batch
 sd15-eager        80 SD 1.5 frames at batch 1 and 4; ``DiffusionFrameMaker.make`` with the vocoder
-                     on CUDA; peak memory at 16 frames; cancellation latency, eager
+                     on CUDA; two batches with the maker's stages in a row and overlapped (the
+                     engine's finisher thread); peak memory at 16 frames; cancellation latency
 compiled         150 torch.compile with CUDA graphs (reduce-overhead): warm-up time, a batch of
                      mixed denoising strengths, recompiles after warm-up (must be 0),
                      cancellation latency under CUDA graphs
@@ -177,6 +178,23 @@ def cancellation_latency(generator: FrameGenerator) -> float:
     return statistics.median(latencies)
 
 
+def stages_in_a_row_and_overlapped(maker, planned: list) -> tuple[float, float]:
+    """Seconds for two batches made stage after stage, and with the first batch finished (on a
+    thread, as the engine's finisher does) while the second is generated."""
+    started = time.perf_counter()
+    for _ in range(2):
+        maker.finish(maker.generate(planned))
+    in_a_row = time.perf_counter() - started
+    started = time.perf_counter()
+    first = maker.generate(planned)
+    finisher = threading.Thread(target=maker.finish, args=(first,))
+    finisher.start()
+    second = maker.generate(planned)
+    finisher.join()
+    maker.finish(second)
+    return in_a_row, time.perf_counter() - started
+
+
 def compiled_graphs() -> int:
     """Graphs torch.compile has made in this process so far."""
     from torch._dynamo.utils import counters
@@ -306,6 +324,9 @@ def step_sd15_eager(context: Context) -> dict:
     figures["make_with_vocoder_s_per_frame"] = round(seconds, 3)
     assert all(np.isfinite(frame.samples).all() for frame in made)
     figures["vocoder_device"] = str(vocoder.device)
+    in_a_row, overlapped = stages_in_a_row_and_overlapped(maker, planned)
+    figures["two_batches_in_a_row_s"] = round(in_a_row, 3)
+    figures["two_batches_overlapped_s"] = round(overlapped, 3)
     if context.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
         generator.generate(mixed_batch(16))

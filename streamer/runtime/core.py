@@ -8,6 +8,8 @@ event                                  decision
 =====================================  =========================================================
 ``next_work(now)``                     ``MakeFrames`` (plan these, make them now) or ``Wait``
                                        (until a time: a retry; or until something changes)
+``frames_generated(now)``              a staged maker's batch left the accelerator: it is being
+                                       finished on the CPU, the next batch may start
 ``frames_made(made, now)``             frames queued for the stitcher; stale ones (of an older
                                        plan) discarded; an unplayable one dropped and re-planned
 ``frames_failed(planned, oom, now)``   ``Retry``: when to try again, whether the batch shrank
@@ -28,7 +30,10 @@ event                                  decision
 
 Rules:
 
-- Generation runs at most ``lookahead_frames`` ahead of playback, ``batch_frames`` per batch.
+- Generation runs at most ``lookahead_frames`` ahead of playback, ``batch_frames`` per batch;
+  frames being finished (``frames_generated``, not yet ``frames_made``) count as ahead. One batch
+  is generated at a time; ``frames_made`` is for the oldest batch being finished, or for the
+  batch in flight when none is (a maker in one stage).
 - A failed batch is retried after ``retry_seconds``, doubled per failure in a row up to
   ``max_retry_seconds`` (a broken GPU must not spin the CPU); after running out of accelerator
   memory the batch halves instead and is retried at once. After ``error_after_failures`` failed
@@ -190,6 +195,8 @@ class EngineCore:
         self.metrics = EngineMetrics(batch_frames=config.batch_frames)
         self.paused = False
         self._in_flight: tuple[PlannedFrame, ...] = ()
+        #: Generated batches being finished (vocoded) on the CPU, oldest first.
+        self._finishing: collections.deque[tuple[PlannedFrame, ...]] = collections.deque()
         self._making_since: float | None = None
         self._retry_at: float | None = None
         self._failures = 0  # failed batches in a row
@@ -214,7 +221,8 @@ class EngineCore:
             return Wait(None)
         if self._retry_at is not None and now < self._retry_at:
             return Wait(self._retry_at)
-        room = self.config.lookahead_frames - self.stitcher.pending_count
+        finishing = sum(len(batch) for batch in self._finishing)
+        room = self.config.lookahead_frames - self.stitcher.pending_count - finishing
         if room <= 0:
             return Wait(None)
         self._retry_at = None
@@ -222,10 +230,21 @@ class EngineCore:
         self._in_flight, self._making_since = tuple(planned), now
         return MakeFrames(self._in_flight)
 
+    def frames_generated(self, now: float) -> None:
+        """The batch in flight left the accelerator; it is finished apart, and the next batch
+        can be generated meanwhile."""
+        self._finishing.append(self._in_flight)
+        self._in_flight = ()
+
     def frames_made(self, made: Sequence[object], now: float) -> tuple[LogLine, ...]:
         """Queue a made batch. Frames of an older plan are discarded; the first unplayable frame
         is dropped and re-planned with the rest of its batch."""
-        batch, self._in_flight, self._making_since = self._in_flight, (), None
+        if self._finishing:
+            batch = self._finishing.popleft()
+        else:
+            batch, self._in_flight = self._in_flight, ()
+        if not self._in_flight:
+            self._making_since = None
         if len(made) < len(batch):
             problem = f"the frame maker returned {len(made)} frames for {len(batch)}"
             return (self._rejected(batch[len(made)].index, problem, now),)
@@ -245,8 +264,12 @@ class EngineCore:
     def frames_failed(
         self, planned: Sequence[PlannedFrame], out_of_memory: bool, now: float
     ) -> Retry:
-        """The maker raised: the frames are planned again, after a pause or in smaller batches."""
-        self._in_flight, self._making_since = (), None
+        """The maker raised: the frames are planned again, after a pause or in smaller batches.
+        Re-planning starts a new plan version, so a batch generated meanwhile is stale."""
+        if tuple(planned) in self._finishing:
+            self._finishing.remove(tuple(planned))
+        else:
+            self._in_flight, self._making_since = (), None
         self.metrics.frames_failed += len(planned)
         if planned:
             self.planner.replan_from(planned[0].index)
@@ -325,7 +348,8 @@ class EngineCore:
         for frame in discarded:
             self._queued.pop(frame.frame_id, None)
         self.metrics.frames_discarded += len(discarded)
-        unheard = [f.frame_id for f in discarded] + [f.index for f in self._in_flight]
+        making = [f.index for batch in (self._in_flight, *self._finishing) for f in batch]
+        unheard = [f.frame_id for f in discarded] + making
         self.planner.change(settings, min(unheard) if unheard else None)
         self._change_asked = (self.planner.plan_version, now)
         self._interrupt_next = True

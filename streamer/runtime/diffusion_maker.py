@@ -10,7 +10,7 @@ from PIL import Image
 from streamer.audio.vocoder import VocodedFrame, Vocoder
 from streamer.errors import UserError
 from streamer.generate.cancellation import IsStale, check, never_stale
-from streamer.generate.generator import FrameGenerator
+from streamer.generate.generator import FrameGenerator, GeneratedFrame
 from streamer.generate.request import FrameRequest
 from streamer.plan.planner import PlannedFrame
 from streamer.runtime.frames import MadeFrame
@@ -49,26 +49,45 @@ class DiffusionFrameMaker:
 
     The vocoder's warm start assumes consecutive frames follow each other in the stream; after a
     control change discarded frames, the next frame starts from the last one made, which is
-    still the nearest in sound.
+    still the nearest in sound. A ``StagedFrameMaker``: on an accelerator, the engine vocodes
+    one batch while the model generates the next.
     """
 
     def __init__(self, generator: FrameGenerator, vocoder: Vocoder) -> None:
         self.generator = generator
         self.vocoder = vocoder
+        self.overlaps = generator.device.type != "cpu"  # on a CPU both stages want its cores
         self._previous: VocodedFrame | None = None
 
     def make(
         self, planned: Sequence[PlannedFrame], is_stale: IsStale = never_stale
     ) -> list[MadeFrame]:
+        return self.finish(self.generate(planned, is_stale), is_stale)
+
+    def generate(
+        self, planned: Sequence[PlannedFrame], is_stale: IsStale = never_stale
+    ) -> tuple[Sequence[PlannedFrame], list[GeneratedFrame], float]:
+        """The model's frames for ``planned``, and the seconds they took."""
         started = time.perf_counter()
-        generated = self.generator.generate([request_for(frame) for frame in planned], is_stale)
+        frames = self.generator.generate([request_for(frame) for frame in planned], is_stale)
+        return planned, frames, time.perf_counter() - started
+
+    def finish(
+        self,
+        generated: tuple[Sequence[PlannedFrame], list[GeneratedFrame], float],
+        is_stale: IsStale = never_stale,
+    ) -> list[MadeFrame]:
+        """Vocode each generated frame and encode its picture."""
+        planned, frames, generate_seconds = generated
+        started = time.perf_counter()
         loops = []
-        for frame in generated:
+        for frame in frames:
             check(is_stale)
             self._previous = self.vocoder.vocode(frame.mel, self._previous)
             loops.append(self._previous.samples)
-        per_frame = (time.perf_counter() - started) / max(1, len(generated))
+        seconds = generate_seconds + time.perf_counter() - started
+        per_frame = seconds / max(1, len(frames))  # working time, not time spent waiting
         return [
             MadeFrame(plan, samples, png_bytes(frame.image), seconds_to_make=per_frame)
-            for plan, frame, samples in zip(planned, generated, loops)
+            for plan, frame, samples in zip(planned, frames, loops)
         ]

@@ -1,6 +1,8 @@
 """The live engine: threads that move data between the pure core and the world.
 
     producer thread:   core.next_work -> frame maker (generate + vocode) -> core.frames_made
+    finisher thread:   (a staged maker that overlaps: the producer generates, then hands the
+                       batch over with core.frames_generated) vocode -> core.frames_made
     renderer thread:   core.render -> sample ring, ``core.render_ahead_seconds`` ahead of the clock
     clock:             sample ring -> the sound device or the software clock's tick -> played tap
     publisher thread:  played tap -> core.heard / core.status -> sinks (audio, events, pictures)
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import queue
 import sys
 import threading
 import time
@@ -28,7 +31,7 @@ from streamer.generate.cancellation import FrameCancelled
 from streamer.plan.settings import StreamSettings
 from streamer.runtime.core import EngineConfig, EngineCore, EngineMetrics, LogLine, Wait
 from streamer.runtime.follow import LinkConfig, SessionTimeline
-from streamer.runtime.frames import FrameMaker
+from streamer.runtime.frames import FrameMaker, stages_overlap
 from streamer.runtime.ports import StreamSink
 from streamer.runtime.ring import PlayedTap, SampleRing
 
@@ -72,6 +75,9 @@ class Engine:
         self._stale = threading.Event()
         self._playing = threading.Event()
         self._stop = threading.Event()
+        #: Generated batches for the finisher thread (with a staged maker that overlaps): one
+        #: waits while one is finished; the core's lookahead bounds them anyway.
+        self._generated: queue.Queue = queue.Queue(maxsize=1)
         self._threads: list[threading.Thread] = []
 
     # -- wiring ---------------------------------------------------------------------------------
@@ -79,11 +85,11 @@ class Engine:
         self._sinks.append(sink)
 
     def start(self) -> None:
-        for target, name in (
-            (self._produce, "producer"),
-            (self._render, "renderer"),
-            (self._publish, "publisher"),
-        ):
+        threads = [(self._produce, "producer"), (self._render, "renderer")]
+        threads.append((self._publish, "publisher"))
+        if stages_overlap(self.maker):
+            threads.append((self._finish, "finisher"))
+        for target, name in threads:
             thread = threading.Thread(target=target, name=f"streamer-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -158,24 +164,64 @@ class Engine:
                     self._lock.wait(timeout=min(POLL_SECONDS, max(0.0, timeout)))
                     continue
                 self._stale.clear()
+            overlap = stages_overlap(self.maker)
             try:
-                made = list(self.maker.make(list(work.frames), self._batch_is_unwanted))
+                if overlap:
+                    generated = self.maker.generate(list(work.frames), self._batch_is_unwanted)
+                else:
+                    made = list(self.maker.make(list(work.frames), self._batch_is_unwanted))
             except FrameCancelled:
                 with self._lock:
                     self.core.frames_cancelled(time.monotonic())
                 continue
             except Exception as error:
-                with self._lock:
-                    retry = self.core.frames_failed(
-                        work.frames, _is_out_of_memory(error), time.monotonic()
-                    )
-                log.log(retry.log.level, retry.log.message, exc_info=error)
-                if retry.release_memory:
-                    _release_cached_memory()
+                self._failed(work.frames, error)
                 continue
-            with self._lock:
-                lines = self.core.frames_made(made, time.monotonic())
-            _write(lines)
+            if overlap:
+                with self._lock:
+                    self.core.frames_generated(time.monotonic())
+                self._hand_over((work.frames, generated))
+                continue
+            self._made(made)
+
+    def _hand_over(self, batch: tuple) -> None:
+        """Give a generated batch to the finisher, waiting while it holds one already."""
+        while not self._stop.is_set():
+            try:
+                self._generated.put(batch, timeout=POLL_SECONDS)
+                return
+            except queue.Full:
+                continue
+
+    def _finish(self) -> None:
+        """The finisher thread: the CPU's stage of each generated batch, in order."""
+        while not self._stop.is_set():
+            try:
+                planned, generated = self._generated.get(timeout=POLL_SECONDS)
+            except queue.Empty:
+                continue
+            try:
+                made = list(self.maker.finish(generated))
+            except Exception as error:
+                self._failed(planned, error)
+                continue
+            self._made(made)
+
+    def _made(self, made: list) -> None:
+        with self._lock:
+            lines = self.core.frames_made(made, time.monotonic())
+            self._lock.notify_all()  # room for the producer, if it waits
+        _write(lines)
+
+    def _failed(self, planned, error: Exception) -> None:
+        with self._lock:
+            retry = self.core.frames_failed(planned, _is_out_of_memory(error), time.monotonic())
+            if self.core.batch_is_stale:  # re-planned: a batch generated meanwhile is unwanted
+                self._stale.set()
+            self._lock.notify_all()
+        log.log(retry.log.level, retry.log.message, exc_info=error)
+        if retry.release_memory:
+            _release_cached_memory()
 
     def _batch_is_unwanted(self) -> bool:
         """Polled by the maker between UNet steps: the batch is stale, or the engine stops (a

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -32,3 +32,26 @@ class FrameMaker(Protocol):
         Raises ``FrameCancelled`` soon after ``is_stale()`` turns true (a control change made
         the batch useless): between UNet steps, not after the batch."""
         ...
+
+
+class StagedFrameMaker(FrameMaker, Protocol):
+    """A frame maker whose work has two stages on different hardware: ``generate`` on the
+    accelerator (the model) and ``finish`` on the CPU (vocoder, picture, levelling); ``make`` is
+    the two in a row. With ``overlaps`` true the engine runs them on two threads, so the CPU
+    finishes one batch while the accelerator generates the next, instead of idling."""
+
+    #: Whether the stages use different hardware, so that running them at once gains time.
+    overlaps: bool
+
+    def generate(self, planned: Sequence[PlannedFrame], is_stale: IsStale = never_stale) -> Any:
+        """The accelerator's part of ``make``: raises ``FrameCancelled`` as ``make`` does."""
+        ...
+
+    def finish(self, generated: Any) -> list[MadeFrame]:
+        """The CPU's part of ``make``, from what ``generate`` returned."""
+        ...
+
+
+def stages_overlap(maker: FrameMaker) -> bool:
+    """Whether the engine should run ``maker``'s stages on two threads."""
+    return bool(getattr(maker, "overlaps", False))

@@ -5,11 +5,13 @@ Each frame is the seed loop's own audio (its spectrogram vocoded once and cached
 mixed in whose pitch follows the frame's prompt blend, so a prompt change is audible and can be
 found in the output; it then waits until ``seconds_per_frame`` have passed, standing in for a
 generator of that speed, in ``STEPS`` slices like a UNet's steps, between which a stale batch
-is cancelled.
+is cancelled. With ``finish_seconds`` it is a ``StagedFrameMaker`` whose ``finish`` waits that
+long per frame, standing in for the CPU's vocoding of a GPU's frames.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from collections.abc import Sequence
@@ -41,8 +43,15 @@ STEPS = 10
 
 
 class StandInFrameMaker:
-    def __init__(self, seconds_per_frame: float, params: SpectrogramParams | None = None) -> None:
+    def __init__(
+        self,
+        seconds_per_frame: float,
+        params: SpectrogramParams | None = None,
+        finish_seconds: float = 0.0,
+    ) -> None:
         self.seconds_per_frame = seconds_per_frame
+        self.finish_seconds = finish_seconds
+        self.overlaps = finish_seconds > 0
         self.params = params or SpectrogramParams()
         self._vocoder = Vocoder(self.params)
         self._loops: dict[str, tuple[np.ndarray, bytes]] = {}
@@ -57,6 +66,12 @@ class StandInFrameMaker:
     def make(
         self, planned: Sequence[PlannedFrame], is_stale: IsStale = never_stale
     ) -> list[MadeFrame]:
+        return self.finish(self.generate(planned, is_stale))
+
+    def generate(
+        self, planned: Sequence[PlannedFrame], is_stale: IsStale = never_stale
+    ) -> list[MadeFrame]:
+        """The frames, after ``seconds_per_frame`` each (the accelerator's stage)."""
         made = []
         for frame in planned:
             started = time.perf_counter()
@@ -72,3 +87,11 @@ class StandInFrameMaker:
                 time.sleep(max(0.0, until - time.perf_counter()))
             made.append(MadeFrame(frame, samples, png, time.perf_counter() - started))
         return made
+
+    def finish(self, generated: list[MadeFrame]) -> list[MadeFrame]:
+        """The same frames, after ``finish_seconds`` each (the CPU's stage)."""
+        time.sleep(self.finish_seconds * len(generated))
+        return [
+            dataclasses.replace(frame, seconds_to_make=frame.seconds_to_make + self.finish_seconds)
+            for frame in generated
+        ]

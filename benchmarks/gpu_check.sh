@@ -56,7 +56,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   for requirement in "${missing[@]}"; do
     name=${requirement%%==*}
     wheel=$(ls "$WHEELS"/${name//-/_}-${requirement#*==}-*.whl 2>/dev/null | head -1)
-    [ -n "$wheel" ] || { echo "missing $requirement and its wheel: run 'benchmarks/gpu_check.sh prepare' first"; exit 1; }
+    if [ -z "$wheel" ]; then
+      echo "missing $requirement and its wheel: run 'benchmarks/gpu_check.sh prepare' first"
+      exit 1
+    fi
     wheels+=("$wheel")
   done
   echo "installing ${missing[*]} into /tmp/site"
@@ -66,7 +69,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 export PYTHONPATH=$ROOT${PYTHONPATH:+:$PYTHONPATH}
 
-[ "${1:-}" != "--dry-run" ] && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+if [ "${1:-}" != "--dry-run" ]; then
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+fi
 # The steps' limits add up to 8.5 minutes; this one guards the whole run.
 timeout 540 "$python" benchmarks/gpu_check.py --out "$OUT" "$@"
 status=$?

@@ -104,7 +104,7 @@ def main() -> int:
     )
     parser.add_argument("--no-model", action="store_true", help="stand-ins only, no model row")
     parser.add_argument(
-        "--num-inference-steps", type=int, help="the model's schedule length (default: its preset's)"
+        "--num-inference-steps", type=int, help="the model's schedule (default: its preset's)"
     )
     parser.add_argument(
         "--sweep",

@@ -32,8 +32,9 @@ baseline about 2 times). Ours is also timed on one thread.
 
 Usage: python benchmarks/vocoder.py [--quick | --smoke] [--device cuda]
 (--quick: two frames, fewer variants, < 60 s; --smoke: one synthesised frame, one variant, a
-stream of two frames, no baseline, a few seconds: a test runs it. ``--device`` runs ours there; the baseline
-always runs on the CPU, as Riffusion's reference.)
+stream of two frames, no baseline, a few seconds: the GPU check's dry run runs it, and so a
+test. ``--device`` runs ours there; the baseline always runs on the CPU, as Riffusion's
+reference.)
 """
 
 from __future__ import annotations
@@ -260,7 +261,7 @@ def main() -> int:
     size.add_argument(
         "--smoke", action="store_true", help="one frame, one variant (seconds): the smallest run"
     )
-    parser.add_argument("--device", default="cpu", help="where ours runs: cpu or cuda (default cpu)")
+    parser.add_argument("--device", default="cpu", help="where ours runs (default cpu)")
     args = parser.parse_args()
     size = "smoke" if args.smoke else "quick" if args.quick else "full"
     torch.set_num_threads(2)

@@ -106,7 +106,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--compile",
         choices=("none", "default", "reduce-overhead"),
-        help="torch.compile the UNet (reduce-overhead adds CUDA graphs); pays off on a GPU only",
+        help="torch.compile the UNet (reduce-overhead adds CUDA graphs); pays off on a GPU only. "
+        "It compiles at start for every batch size --batch-frames can use (minutes on a GPU)",
     )
 
 

@@ -272,3 +272,10 @@ def test_the_version_floors_are_the_ones_pyproject_declares():
         for requirement in pyproject["project"]["dependencies"]
     )
     assert {name: declared[name] for name in MINIMUM_VERSIONS} == MINIMUM_VERSIONS
+
+
+def test_the_readme_gives_the_same_download_command():
+    from streamer.generate.config import DEFAULT_MODEL, download_command
+
+    readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
+    assert download_command(DEFAULT_MODEL) in readme

@@ -354,7 +354,7 @@ class FrameGenerator:
         latent = latent / vae.config.scaling_factor
         pixels = vae.decode(latent).sample
         if not torch.isfinite(pixels).all() and vae.dtype != torch.float32:
-            log.warning("frame %d decoded to NaN in %s; decoding it again in fp32", index, vae.dtype)
+            log.warning("frame %d decoded to NaN in %s; decoding it in fp32", index, vae.dtype)
             try:
                 vae.to(torch.float32)
                 pixels = vae.decode(latent.float()).sample

@@ -52,8 +52,11 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-# CUDA is asked about through NVML, so that this process never starts CUDA before it forks.
+# CUDA is asked about through NVML, so that this process never starts CUDA before it forks. OpenMP
+# threads sleep while they wait, as the CLI has them (read once, when torch loads: here): spinning
+# threads slowed the dry run's vocoder 5x on a shared CPU.
 os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -460,6 +463,11 @@ def main() -> int:
     parser.add_argument("--dry-run", action="store_true", help="on the CPU, tiny model only")
     parser.add_argument("--steps", help=f"comma list (default all): {', '.join(STEPS)}")
     parser.add_argument("--work", type=Path, help="folder for the models (default OUT/models)")
+    parser.add_argument(
+        "--start-method",
+        choices=("fork", "spawn"),
+        help="how step processes start (default: fork in a dry run, spawn on a GPU)",
+    )
     args = parser.parse_args()
     steps = args.steps.split(",") if args.steps else list(STEPS)
     unknown = [name for name in steps if name not in STEPS]
@@ -468,7 +476,7 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     work = (args.work or args.out / "models").resolve()
     context = Context(args.dry_run, args.out.resolve(), work)
-    start_method = "fork" if args.dry_run else "spawn"
+    start_method = args.start_method or ("fork" if args.dry_run else "spawn")
     print(f"# gpu check ({'dry run, CPU' if args.dry_run else 'CUDA'}): {', '.join(steps)}")
     results = []
     with open(args.out / "results.txt", "a") as lines:

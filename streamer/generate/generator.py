@@ -61,7 +61,8 @@ VAE_SCALE = 8
 
 class UnplayableFrame(RuntimeError):
     """A frame came out of the model not finite (NaN or infinity): it must not be played. The
-    engine counts it as a failed batch and tries again; the log says which stage failed."""
+    engine counts it as a failed batch and tries again; the message says which stage failed."""
+
 
 SeedImages = Callable[[str], Image.Image] | Mapping[str, Image.Image]
 
@@ -331,7 +332,7 @@ class FrameGenerator:
         rows = latents.shape[0]
         if not self.compiled:
             return self._predict_noise(latents, timesteps, text)
-        padding = next(count for count in compiled_row_counts(rows) if count >= rows) - rows
+        padding = compiled_row_counts(rows)[-1] - rows
         if padding:
             latents, timesteps, text = (
                 torch.cat([tensor, tensor[-1:].expand(padding, *tensor.shape[1:])])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeGuard
 
 import numpy as np
 
@@ -52,6 +52,6 @@ class StagedFrameMaker(FrameMaker, Protocol):
         ...
 
 
-def stages_overlap(maker: FrameMaker) -> bool:
+def stages_overlap(maker: FrameMaker) -> TypeGuard[StagedFrameMaker]:
     """Whether the engine should run ``maker``'s stages on two threads."""
     return bool(getattr(maker, "overlaps", False))

@@ -10,16 +10,16 @@ models            75 builds the tiny model, a LoRA for it, and the SD 1.5 archit
                      weights) as a diffusers folder
 versions          20 library versions meet the loader's floors; the GPU's name and memory
 load              40 the tiny model loads on CUDA in fp16, UNet channels_last, a LoRA fused
-agreement         50 CPU fp32 frames against CUDA fp16 and bf16 (mean pixel levels); a batched
+agreement         40 CPU fp32 frames against CUDA fp16 and bf16 (mean pixel levels); a batched
                      frame against the same frame alone; all four samplers finite on a mixed batch
-sd15-eager        80 SD 1.5 frames at batch 1 and 4; ``DiffusionFrameMaker.make`` with the vocoder
+sd15-eager        70 SD 1.5 frames at batch 1 and 4; ``DiffusionFrameMaker.make`` with the vocoder
                      on CUDA; two batches with the maker's stages in a row and overlapped (the
                      engine's finisher thread); peak memory at 16 frames; cancellation latency
-compiled         150 torch.compile with CUDA graphs (reduce-overhead): warm-up time, a batch of
+compiled         190 torch.compile with CUDA graphs (reduce-overhead): warm-up time, a batch of
                      mixed denoising strengths, recompiles after warm-up (must be 0),
                      cancellation latency under CUDA graphs
-vocoder           25 ``benchmarks/vocoder.py --smoke`` with the vocoder on CUDA
-latency           70 ``benchmarks/latency.py --quick`` with the SD 1.5 architecture on CUDA
+vocoder           20 ``benchmarks/vocoder.py --smoke`` with the vocoder on CUDA
+latency           60 ``benchmarks/latency.py --quick`` with the SD 1.5 architecture on CUDA
 =============  ===== ===========================================================================
 
 ``--dry-run`` runs the same steps on the CPU with the tiny model in place of SD 1.5, smaller
@@ -407,11 +407,11 @@ STEPS: dict[str, tuple[Callable[[Context], dict], float]] = {
     "models": (step_models, 75),
     "versions": (step_versions, 20),
     "load": (step_load, 40),
-    "agreement": (step_agreement, 50),
-    "sd15-eager": (step_sd15_eager, 80),
-    "compiled": (step_compiled, 150),
-    "vocoder": (step_vocoder, 25),
-    "latency": (step_latency, 70),
+    "agreement": (step_agreement, 40),
+    "sd15-eager": (step_sd15_eager, 70),
+    "compiled": (step_compiled, 190),  # inductor compiles SD 1.5's UNet twice: minutes
+    "vocoder": (step_vocoder, 20),
+    "latency": (step_latency, 60),
 }
 DRY_RUN_SLOWER = 3
 

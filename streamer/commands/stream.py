@@ -10,6 +10,7 @@ import argparse
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
@@ -260,6 +261,18 @@ def _wait(stop: threading.Event) -> None:
         pass
 
 
+def _first_frame_played(engine, stop: threading.Event) -> bool:
+    """Wait for the first frame to play; False when a stop request comes first (a slow first
+    frame must not hold up Ctrl-C or SIGTERM)."""
+    deadline = time.monotonic() + FIRST_FRAME_TIMEOUT_SECONDS
+    while not engine.wait_until_playing(0.2):
+        if stop.is_set():
+            return False
+        if time.monotonic() > deadline:
+            raise UserError("no frame was generated in time; see the log above")
+    return True
+
+
 def run_serve(args: argparse.Namespace) -> int:
     from streamer.runtime.control import EngineControl
     from streamer.sinks.server import ServerThread, StreamServer
@@ -298,13 +311,12 @@ def run_serve(args: argparse.Namespace) -> int:
                 inputs.enter_context(local.running(control))
             print(f"streaming at {server.url}", flush=True)
             print(f"performer token: {server.performer_token}", flush=True)
-            if not engine.wait_until_playing(FIRST_FRAME_TIMEOUT_SECONDS):
-                raise UserError("no frame was generated in time; see the log above")
-            clock = _start_clock(engine, device_config)
-            try:
-                _wait(stop)
-            finally:
-                clock.stop()
+            if _first_frame_played(engine, stop):
+                clock = _start_clock(engine, device_config)
+                try:
+                    _wait(stop)
+                finally:
+                    clock.stop()
         finally:
             inputs.close()  # no more commands for a stopping engine
             server_thread.stop()  # listeners get their close frame now...
@@ -357,14 +369,13 @@ def run_play(args: argparse.Namespace) -> int:
                 scenes = {scene.name: scene for scene in config.scenes}
                 local_control = EngineControl(engine, _seed_loops(config), scenes)
                 inputs.enter_context(local.running(local_control))
-            if not engine.wait_until_playing(FIRST_FRAME_TIMEOUT_SECONDS):
-                raise UserError("no frame was generated in time; see the log above")
-            clock = _start_clock(engine, device_config)
-            print("playing; Ctrl-C stops", file=sys.stderr, flush=True)
-            try:
-                _wait(stop)
-            finally:
-                clock.stop()
+            if _first_frame_played(engine, stop):
+                clock = _start_clock(engine, device_config)
+                print("playing; Ctrl-C stops", file=sys.stderr, flush=True)
+                try:
+                    _wait(stop)
+                finally:
+                    clock.stop()
         finally:
             inputs.close()  # no more commands for a stopping engine
             engine.stop()

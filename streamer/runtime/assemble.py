@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 from streamer.audio.stitcher import Stitcher
 from streamer.plan.planner import Planner
@@ -58,11 +59,13 @@ def build_engine(config: StreamConfig, maker: FrameMaker) -> Engine:
 
 
 def load_diffusion_maker(config: StreamConfig) -> FrameMaker:
-    """Load the checkpoint and the vocoder on the configured device (slow: seconds to minutes)."""
+    """Load the checkpoint and the vocoder on the configured device (slow: seconds to minutes),
+    and say on stderr which compute type it runs in and why (it follows the machine)."""
     from streamer.audio.vocoder import Vocoder, VocoderConfig
     from streamer.generate.generator import FrameGenerator
     from streamer.runtime.diffusion_maker import DiffusionFrameMaker, seed_loop_image
 
     generator = FrameGenerator.load(config.model, seed_loop_image)
+    print(generator.model.compute_announcement(), file=sys.stderr, flush=True)
     vocoder = Vocoder(SpectrogramParams(), VocoderConfig(device=str(generator.device)))
     return DiffusionFrameMaker(generator, vocoder)

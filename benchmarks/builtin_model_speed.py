@@ -1,56 +1,238 @@
-"""Which built-in model size streams in real time on 2 CPU cores: candidates side by side.
+"""How fast the built-in model streams on this CPU, and what each speed lever would buy.
 
-Speed does not depend on weight values, so each candidate architecture is built with random
-weights, in bf16 (the CPU default), and a frame is made through the unchanged
-``FrameGenerator.generate`` with warm caches (prompt embeddings and seed latent cached, as in a
-running stream), then vocoded cold by ``streamer.audio.vocoder.Vocoder`` (the stream's other
-per-frame cost). Candidates alternate frame by frame, so a load change on the shared CPU hits
-all of them alike; medians are reported. The stream keeps up at a real-time factor >= 1 and
-has headroom at >= 2 (5.12 s of audio per frame / seconds per frame, vocoder included).
-Sampling: the ``builtin`` preset (``streamer.generate.presets``) at each ``--steps`` schedule length.
+Machines differ (../shared/notes/cpu-classes.md): an AVX2-only CPU emulates bf16 70x slower
+than fp32, a CPU with AVX-512 BF16 runs it 1.5-2x faster. So every row names the CPU class
+(``torch.backends.cpu.get_cpu_capability()``, native bf16 or not) and the compute type, and the
+type the stream would choose here (``streamer.generate.compute_type``) is in the RESULT line.
+To measure an AVX2 machine on a bf16 one: ``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2``.
 
-Usage: python benchmarks/builtin_model_speed.py [--frames N] [--threads N] [--steps 8,12]
+Default: the shipped model (``--model builtin``), side by side in one process, alternating
+call by call so a load change on a shared CPU hits every row alike; medians. Per row:
+
+- the parts of a frame: one UNet call of 2 rows (a guided step: prompt and negative prompt),
+  one of 1 row (what a guidance-distilled model, or guidance 1, costs), one VAE decode, and
+  the vocoder (``streamer.audio.vocoder.Vocoder``, warm-started as in a stream);
+- the frame modelled from them for the ``builtin`` preset's 12-step schedule (9 guided
+  evaluations at denoising 0.75) and an 8-step one (6 evaluations), guided and one-row, and the
+  stream's real-time factor, 5.12 s / (frame + vocoder);
+- levers: ``eager`` (what the stream runs), ``channels_last`` (NHWC convolutions), ``compile``
+  (``torch.compile``, inductor on the CPU: its compile time is reported too).
+
+A frame through the unchanged ``FrameGenerator.generate`` at the preset checks the model
+against the parts (``measured frame``).
+
+``--candidates small,medium`` instead compares architecture sizes at random weights (how the
+built-in model's size was chosen; benchmarks/RESULTS.md).
+
+Usage: python benchmarks/builtin_model_speed.py [--quick] [--dtypes fp32,bf16] [--levers ...]
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import os
 import statistics
+import sys
 import tempfile
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 from transformers import CLIPTokenizer
 
 from streamer.audio.vocoder import Vocoder
+from streamer.generate.compute_type import cast, cpu_facts
+from streamer.generate.config import BUILTIN_MODEL, GeneratorConfig
 from streamer.generate.generator import FrameGenerator
-from streamer.generate.loading import StableDiffusionModel
+from streamer.generate.loading import StableDiffusionModel, load_model
+from streamer.generate.presets import evaluations, preset_named
 from streamer.generate.request import FrameRequest, PromptBlend
-from streamer.generate.tiny_model import (
-    random_components,
-    sd1_scheduler,
-    write_clip_tokenizer,
-)
+from streamer.generate.tiny_model import random_components, sd1_scheduler, write_clip_tokenizer
 from streamer.seeds.library import load_seed_loop
 from streamer.spectrogram import SpectrogramParams
-from streamer.generate.presets import preset_named  # noqa: E402
 from streamer.training.architecture import CANDIDATES, parameter_counts
 
 FRAME_SECONDS = 512 * 441 / 44100
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+LEVERS = ("eager", "channels_last", "compile")
+#: Schedules modelled: steps of the full schedule at the preset's denoising (0.75).
+SCHEDULES = (12, 8)
+
+
+@dataclasses.dataclass
+class Row:
+    """One compute type with one lever: the callables timed, and their seconds."""
+
+    dtype: str
+    lever: str
+    unet_2: Callable[[], object]
+    unet_1: Callable[[], object]
+    decode: Callable[[], object]
+    seconds: dict[str, list[float]] = dataclasses.field(default_factory=dict)
+    compile_s: float = 0.0
+
+    def median(self, part: str) -> float:
+        return statistics.median(self.seconds[part])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=3, help="timed frames per candidate")
+    parser.add_argument("--quick", action="store_true", help="eager only, 2 calls a part (< 60 s)")
+    parser.add_argument("--calls", type=int, default=5, help="timed calls per part and row")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
-    parser.add_argument("--steps", default="12", help="comma-separated num_inference_steps")
-    parser.add_argument("--candidates", default=",".join(CANDIDATES))
+    parser.add_argument(
+        "--dtypes", help="comma list of fp32,bf16 (default: fp32, and bf16 where it is native)"
+    )
+    parser.add_argument("--levers", default=",".join(LEVERS), help="comma list of " + ",".join(LEVERS))
+    parser.add_argument("--model", default=BUILTIN_MODEL, help="the model (default: builtin)")
+    parser.add_argument("--candidates", help="compare these architectures at random weights instead")
+    parser.add_argument("--frames", type=int, default=3, help="--candidates: timed frames each")
+    parser.add_argument("--steps", default="12", help="--candidates: comma list of schedules")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.candidates:
+        compare_candidates(args)
+        return
+    facts = cpu_facts()
+    names = (args.dtypes or ("fp32,bf16" if facts.native_bf16 else "fp32")).split(",")
+    levers = ["eager"] if args.quick else args.levers.split(",")
+    calls = 2 if args.quick else args.calls
+    print(f"# built-in model speed: {facts.describe()}, {args.threads} threads, torch "
+          f"{torch.__version__}, load average {os.getloadavg()[0]:.1f}", flush=True)
+    model = load_model(GeneratorConfig(model=args.model, device="cpu"))
+    print(f"# {model.compute_announcement()}", flush=True)
+    rows = [row for name in names for row in make_rows(model, name, levers)]
+    for row in rows:  # warm-up (and compile) first, then time the rows in turns
+        start = time.perf_counter()
+        row.unet_2(), row.unet_1(), row.decode()
+        row.compile_s = time.perf_counter() - start if row.lever == "compile" else 0.0
+    for _ in range(calls):
+        for row in rows:
+            for part in ("unet_2", "unet_1", "decode"):
+                started = time.perf_counter()
+                getattr(row, part)()
+                row.seconds.setdefault(part, []).append(time.perf_counter() - started)
+    vocode_s, measured_s = measure_frame(model, calls)
+    print_table(rows, vocode_s)
+    base = next(r for r in rows if r.lever == "eager" and DTYPES[r.dtype] == model.dtype)
+    frame = modelled_frame(base, 12, guided=True)
+    print(f"\nmeasured frame (FrameGenerator, {model.compute_announcement().split(':')[0]}, "
+          f"builtin preset): {measured_s:.2f} s; modelled {frame:.2f} s; vocoder {vocode_s:.3f} s")
+    best = min(rows, key=lambda r: modelled_frame(r, 12, guided=True))
+    print(
+        f"RESULT builtin_model_speed capability={facts.capability} "
+        f"native_bf16={int(facts.native_bf16)} dtype={dtype_name(model.dtype)} "
+        f"frame_s={measured_s:.3f} vocoder_s={vocode_s:.3f} "
+        f"stream_rtf={FRAME_SECONDS / (measured_s + vocode_s):.2f} "
+        f"unet2_s={base.median('unet_2'):.3f} unet1_s={base.median('unet_1'):.3f} "
+        f"decode_s={base.median('decode'):.3f} best_lever={best.dtype}/{best.lever} "
+        f"best_rtf={rtf(modelled_frame(best, 12, guided=True), vocode_s):.2f} quick={int(args.quick)}"
+    )
+
+
+def make_rows(model: StableDiffusionModel, name: str, levers: list[str]) -> list[Row]:
+    """A row per lever in type ``name``, each on its own copy of the UNet and decoder."""
+    dtype = DTYPES[name]
+    generator = torch.Generator().manual_seed(0)
+    latent = torch.randn(2, 4, 64, 64, generator=generator).to(dtype)
+    text = torch.randn(2, 77, model.unet.config.cross_attention_dim, generator=generator)
+    text, timestep = text.to(dtype), torch.tensor([500, 500])
+    rows = []
+    for lever in levers:
+        unet = cast(copy.deepcopy(model.unet), dtype)
+        vae = cast(copy.deepcopy(model.vae), dtype)
+        rows_latent = latent
+        if lever == "channels_last":
+            unet.to(memory_format=torch.channels_last)
+            vae.to(memory_format=torch.channels_last)
+            rows_latent = latent.contiguous(memory_format=torch.channels_last)
+        decode: Callable = vae.decode
+        if lever == "compile":
+            unet = torch.compile(unet)
+            decode = torch.compile(vae.decode)
+        rows.append(
+            Row(
+                name,
+                lever,
+                _inference(lambda u=unet, x=rows_latent: u(x, timestep, encoder_hidden_states=text)),
+                _inference(
+                    lambda u=unet, x=rows_latent: u(x[:1], timestep[:1], encoder_hidden_states=text[:1])
+                ),
+                _inference(lambda d=decode, x=rows_latent: d(x[:1])),
+            )
+        )
+    return rows
+
+
+def measure_frame(model: StableDiffusionModel, calls: int) -> tuple[float, float]:
+    """The vocoder's seconds per frame (warm-started) and a frame's through the generator."""
+    seed = load_seed_loop("house_117").image()
+    generator = FrameGenerator(model, preset_named("builtin"), {"seed": seed})
+    request = FrameRequest(PromptBlend.single("house track, piano chords"), "seed", seed_a=1)
+    vocoder = Vocoder(SpectrogramParams())
+    previous, frame_s, vocode_s = None, [], []
+    for _ in range(1 + max(1, calls // 2)):
+        (frame,) = generator.generate([request])
+        frame_s.append(frame.timings.total_s)
+        started = time.perf_counter()
+        previous = vocoder.vocode(frame.mel, previous)
+        vocode_s.append(time.perf_counter() - started)
+    return statistics.median(vocode_s[1:]), statistics.median(frame_s[1:])
+
+
+def modelled_frame(row: Row, steps: int, guided: bool) -> float:
+    unet = row.median("unet_2" if guided else "unet_1")
+    return evaluations(steps, preset_named("builtin").denoising) * unet + row.median("decode")
+
+
+def rtf(frame_s: float, vocode_s: float) -> float:
+    return FRAME_SECONDS / (frame_s + vocode_s)
+
+
+def print_table(rows: list[Row], vocode_s: float) -> None:
+    head = "| type | lever | UNet 2 rows s | UNet 1 row s | decode s | compile s |"
+    rule = "|---|---|---:|---:|---:|---:|"
+    for steps in SCHEDULES:
+        count = evaluations(steps, preset_named("builtin").denoising)
+        head += f" {steps} steps ({count}x2) s / RTF | {steps} steps, 1 row s / RTF |"
+        rule += "---:|---:|"
+    print(head + "\n" + rule)
+    for row in rows:
+        line = (
+            f"| {row.dtype} | {row.lever} | {row.median('unet_2'):.3f} | {row.median('unet_1'):.3f}"
+            f" | {row.median('decode'):.3f} | {row.compile_s:.0f} |"
+        )
+        for steps in SCHEDULES:
+            for guided in (True, False):
+                frame = modelled_frame(row, steps, guided)
+                line += f" {frame:.2f} / {rtf(frame, vocode_s):.2f}x |"
+        print(line)
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return {v: k for k, v in DTYPES.items()}[dtype]
+
+
+def _inference(call: Callable[[], object]) -> Callable[[], object]:
+    def run() -> object:
+        with torch.inference_mode():
+            return call()
+
+    return run
+
+
+def compare_candidates(args: argparse.Namespace) -> None:
+    """Architecture sizes at random weights, each a frame through the unchanged generator in
+    the type this machine would choose, candidates alternating frame by frame."""
+    facts = cpu_facts()
+    dtype = torch.bfloat16 if facts.native_bf16 else torch.float32
     names = args.candidates.split(",")
     steps = [int(s) for s in args.steps.split(",")]
     seed = load_seed_loop("house_117").image()
@@ -58,13 +240,13 @@ def main() -> None:
         tokenizer = CLIPTokenizer.from_pretrained(write_clip_tokenizer(folder))
     generators = {}
     for name in names:
-        unet, vae, text = random_components(CANDIDATES[name], seed=0)
+        parts = random_components(CANDIDATES[name], seed=0)
         model = StableDiffusionModel(
-            *(part.to(torch.bfloat16).eval().requires_grad_(False) for part in (unet, vae, text)),
+            *(cast(part, dtype).eval().requires_grad_(False) for part in parts),
             tokenizer,
             dict(sd1_scheduler().config),
             torch.device("cpu"),
-            torch.bfloat16,
+            dtype,
             name,
         )
         for count in steps:
@@ -74,37 +256,29 @@ def main() -> None:
     request = FrameRequest(PromptBlend.single("house beat, piano chords"), "seed", seed_a=1)
     for generator in generators.values():  # warm the caches and the allocator
         generator.generate([request])
-    frame_s = {key: [] for key in generators}
-    unet_s = {key: [] for key in generators}
-    decode_s = {key: [] for key in generators}
+    frame_s: dict = {key: [] for key in generators}
     vocoder_s = []
     for _ in range(args.frames):
         for key, generator in generators.items():
             (frame,) = generator.generate([request])
             frame_s[key].append(frame.timings.total_s)
-            unet_s[key].append(frame.timings.unet_s)
-            decode_s[key].append(frame.timings.vae_decode_s)
-        start = time.perf_counter()
+        started = time.perf_counter()
         vocoder.vocode(frame.mel)
-        vocoder_s.append(time.perf_counter() - start)
+        vocoder_s.append(time.perf_counter() - started)
     vocode = statistics.median(vocoder_s)
-    print(f"load average {os.getloadavg()}; threads {args.threads}; vocoder {vocode:.2f} s cold")
-    print(
-        "| candidate | steps (evals) | params UNet/VAE/text (M) | fp16 MB | UNet s | "
-        "decode s | frame s | + vocoder s | stream RTF |"
-    )
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|")
+    print(f"# {facts.describe()}, {dtype_name(dtype)}, {args.threads} threads, vocoder {vocode:.2f} s")
+    print("| candidate | steps | params UNet/VAE/text (M) | frame s | + vocoder s | stream RTF |")
+    print("|---|---|---|---:|---:|---:|")
     for (name, count), seconds in frame_s.items():
         counts = parameter_counts(CANDIDATES[name])
         total = statistics.median(seconds) + vocode
-        evaluations = generators[(name, count)].preset.unet_evaluations()
         print(
-            f"| {name} | {count} ({evaluations}x2) | "
-            f"{counts['unet'] / 1e6:.1f}/{counts['vae'] / 1e6:.1f}/{counts['text_encoder'] / 1e6:.1f}"
-            f" | {sum(counts.values()) * 2 / 1e6:.0f} | {statistics.median(unet_s[(name, count)]):.2f}"
-            f" | {statistics.median(decode_s[(name, count)]):.2f}"
-            f" | {statistics.median(seconds):.2f} | {total:.2f} | {FRAME_SECONDS / total:.2f}x |"
+            f"| {name} | {count} | {counts['unet'] / 1e6:.1f}/{counts['vae'] / 1e6:.1f}/"
+            f"{counts['text_encoder'] / 1e6:.1f} | {statistics.median(seconds):.2f} | {total:.2f}"
+            f" | {FRAME_SECONDS / total:.2f}x |"
         )
+    print(f"RESULT builtin_model_speed_candidates capability={facts.capability} "
+          f"dtype={dtype_name(dtype)} vocoder_s={vocode:.3f}")
 
 
 if __name__ == "__main__":

@@ -47,6 +47,7 @@ from diffusers.utils import logging as diffusers_logging
 from PIL import Image
 
 from streamer.generate.generator import FrameGenerator
+from streamer.generate.compute_type import cpu_facts
 from streamer.generate.loading import StableDiffusionModel, select_device, select_dtype
 from streamer.generate.presets import PRESETS
 from streamer.generate.request import Keyframe, transition
@@ -82,8 +83,10 @@ def main() -> int:
     if device.type == "cpu":
         torch.set_num_threads(args.threads or os.cpu_count() or 1)
         torch.set_flush_denormal(True)
-    default_dtype = {v: k for k, v in DTYPES.items()}[select_dtype(device)]
-    dtypes = (args.dtypes or ("bf16,fp32" if device.type == "cpu" else "fp16")).split(",")
+    native_bf16 = device.type == "cpu" and cpu_facts().native_bf16
+    chosen = select_dtype(device) or (torch.bfloat16 if native_bf16 else torch.float32)
+    default_dtype = {v: k for k, v in DTYPES.items()}[chosen]
+    dtypes = (args.dtypes or ("bf16,fp32" if native_bf16 else default_dtype)).split(",")
     if args.quick:
         dtypes = dtypes[:1] if args.dtypes else [default_dtype]
     compiles = (

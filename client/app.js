@@ -177,8 +177,18 @@ function showNowPlaying(event) {
 function showStatus(status) {
   const badge = $("status");
   badge.dataset.state = status.state;
-  const ahead = typeof status.lookahead_seconds === "number" ? ` · ${status.lookahead_seconds.toFixed(1)} s ahead` : "";
-  badge.textContent = `${status.state}${ahead}`;
+  if (status.state === "starting") {
+    // Nothing plays until the first frame is made: say so, and for how long, not "0.0 s ahead".
+    const making = typeof status.making_seconds === "number" ? `${status.making_seconds.toFixed(0)} s` : "…";
+    badge.textContent = `making the first frame · ${making}`;
+    const waiting = $("np-waiting");
+    if (waiting) waiting.textContent = `the first frame is being made (${making} so far)…`;
+  } else {
+    const ahead = typeof status.lookahead_seconds === "number" ? ` · ${status.lookahead_seconds.toFixed(1)} s ahead` : "";
+    badge.textContent = `${status.state}${ahead}`;
+  }
+  $("advice").hidden = !status.advice;
+  $("advice").textContent = status.advice ?? "";
   if (typeof status.paused === "boolean") steering.showPaused(status.paused);
   else if (status.state === "paused") steering.showPaused(true);
 }

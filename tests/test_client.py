@@ -29,6 +29,7 @@ import pytest
 from client_server import FRAME_FRAMES, PERFORMER_TOKEN, SAMPLE_RATE, FakeEngine, TestStream
 from opus_reference import decode_opus
 from streamer.plan.commands import Prompt, SetDenoising, SetPrompts
+from streamer.runtime.ports import Status
 from streamer.sinks.protocol import AudioMessage, FrameMessage, OpusMessage
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -377,6 +378,36 @@ def test_an_opus_listener_reconnects_to_a_restarted_server_with_a_fresh_encoder_
 # ---- steering ----------------------------------------------------------------------------------
 
 STEERING_CONTROLS = "#steer input, #steer button, #steer select"
+
+
+def test_while_the_first_frame_is_made_the_page_says_so_for_how_long_and_what_is_slow(
+    page: Any,
+) -> None:
+    advice = "this machine takes 12.0 s to make a frame (the first one, so far), longer than ..."
+
+    class FirstFrameNotMade(FakeEngine):
+        """A stream whose first frame is still being made: nothing plays, no event comes."""
+
+        def start(self, sink: Any) -> None:
+            pass
+
+        def stop(self) -> None:
+            pass
+
+    with TestStream(FirstFrameNotMade()) as stream:
+        page.goto(stream.url)
+        page.wait_for_function("() => streamer.connection.hello !== null")
+        stream.sent.server.publish_event(
+            Status("starting", 0.0, 0.0, 0, 0, making_seconds=12.4, advice=advice)
+        )
+        page.wait_for_function(
+            "() => document.getElementById('status').textContent === 'making the first frame · 12 s'"
+        )
+        assert page.text_content("#np-waiting") == "the first frame is being made (12 s so far)…"
+        assert page.is_visible("#advice") and page.text_content("#advice") == advice
+        stream.sent.server.publish_event(Status("ok", 5.12, 1.4, 1, 0))
+        page.wait_for_function("() => document.getElementById('status').textContent === 'ok · 5.1 s ahead'")
+        assert not page.is_visible("#advice")
 
 
 def test_without_a_token_the_steering_controls_are_disabled(page: Any, stream: TestStream) -> None:

@@ -78,6 +78,7 @@ def test_nothing_is_rendered_before_the_first_frame():
 def test_failures_back_off_doubling_report_error_and_recover():
     engine = core(retry_seconds=0.5, max_retry_seconds=1.5, error_after_failures=2)
     make(engine)
+    play(engine, 0.1)
     work = engine.next_work(10.0)
     retry = engine.frames_failed(work.frames, out_of_memory=False, now=10.0)
     assert retry.at == 10.5 and not retry.release_memory
@@ -124,7 +125,7 @@ def test_running_out_of_memory_halves_the_batch_and_retries_at_once():
     assert retry.release_memory and retry.at == 0.0
     assert engine.metrics.batch_frames == 2
     assert [p.index for p in engine.next_work(0.0).frames] == [0, 1]
-    assert engine.state == "ok"
+    assert engine.state == "starting"  # not "error": running out of memory is no failure
 
 
 @pytest.mark.parametrize(
@@ -276,6 +277,8 @@ def test_a_late_frame_is_one_behind_episode_with_one_warning():
 
 def test_status_goes_out_on_a_change_of_state_and_once_per_interval():
     engine = core(status_interval_seconds=1.0)
+    make(engine)
+    play(engine, 0.1)
     assert engine.status(0.0).state == "ok"
     assert engine.status(0.5) is None
     engine.set_paused(True)
@@ -295,3 +298,44 @@ def test_a_heard_frame_announces_its_settings_and_its_picture():
     assert playing.bpm == pytest.approx(117.1875) and playing.seed_loop == "house_117"
     assert picture.png == b"\x89PNG frame 0"
     assert engine.heard(switch, 0.0) is None  # announced once
+
+
+def test_until_the_first_frame_plays_the_status_says_it_is_being_made_and_for_how_long():
+    engine = core()
+    assert engine.status(0.0).state == "starting"
+    work = engine.next_work(10.0)
+    status = engine.status(13.0, force=True)
+    assert (status.state, status.making_seconds, status.advice) == ("starting", 3.0, None)
+    engine.frames_made([made(p) for p in work.frames], 13.5)
+    assert engine.status(13.5, force=True).state == "starting"  # made, not yet heard
+    play(engine, 0.1, now=13.6)
+    status = engine.status(13.6, force=True)
+    assert (status.state, status.making_seconds) == ("ok", 0.0)
+
+
+def test_a_machine_slower_than_real_time_is_told_so_with_the_fix_once():
+    engine = core()
+    engine.next_work(0.0)
+    assert engine.speed_warning(5.0) == ()  # 5 s for a 5.12 s frame: keeps up
+    (line,) = engine.speed_warning(6.0)
+    assert "6.0 s to make a frame (the first one, so far), longer than the 5.12 s" in line.message
+    assert "--dtype fp32" in line.message and "--model builtin" in line.message
+    assert engine.speed_warning(9.0) == ()  # said once
+    assert engine.status(9.0).advice.startswith("this machine takes 9.0 s")
+
+
+def test_the_slow_warning_follows_the_measured_time_per_frame():
+    engine = core(lookahead_frames=3)
+    work = engine.next_work(0.0)
+    slow = dataclasses.replace(made(work.frames[0]), seconds_to_make=7.0)
+    engine.frames_made([slow], 7.0)
+    (line,) = engine.speed_warning(7.0)
+    assert "takes 7.0 s to make a frame, longer" in line.message
+    work = engine.next_work(7.0)  # the next frames come fast: the average falls back
+    for _ in range(8):
+        work = engine.next_work(7.0)
+        if isinstance(work, MakeFrames):
+            engine.frames_made([made(p) for p in work.frames], 7.5)
+        engine.render(PERIOD, 7.5)
+    assert engine.metrics.seconds_per_frame < 5.12
+    assert engine.speed_warning(8.0) == () and engine.status(8.0, force=True).advice is None

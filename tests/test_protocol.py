@@ -183,6 +183,8 @@ def test_events_must_be_engine_events_and_hold_no_nan() -> None:
         "seconds_per_frame": 0.5,
         "frames_made": 1,
         "underrun_samples": 0,
+        "making_seconds": 0.0,
+        "advice": None,
     }
     playing = json.loads(event_text(now_playing(7, 441, prompts=(("jazz", 0.25), ("rain", 0.75)))))
     assert playing["type"] == "now_playing" and playing["frame_id"] == 7

@@ -8,6 +8,7 @@ checkpoint.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from streamer.config import add_model_options, chosen_model, model_config_from_args
@@ -127,6 +128,7 @@ def run_generate(args: argparse.Namespace) -> int:
     generator = FrameGenerator.load(config, {args.seed_loop: seed_image})
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    print(generator.model.compute_announcement(), file=sys.stderr, flush=True)
     print(
         f"{args.frames} frame(s) with {config.model} on {generator.device} "
         f"({generator.model.dtype}), preset {preset.name}: {preset.scheduler}, "

@@ -10,6 +10,7 @@ import argparse
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
@@ -212,7 +213,10 @@ def _linked(engine, follow: bool) -> Iterator[None]:
 
 def _add_duration(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--seconds", type=float, help="stop after this many seconds of wall time (default: run until Ctrl-C)"
+        "--seconds",
+        type=float,
+        help="stop after playing this many seconds (wall time from the first frame; default: until "
+        "Ctrl-C)",
     )
 
 
@@ -230,21 +234,15 @@ def _device_config(args: argparse.Namespace):
 
 
 @contextmanager
-def _until_stopped(seconds: float | None) -> Iterator[threading.Event]:
-    """An event set by SIGINT, SIGTERM or after ``seconds``: the live commands wait on it."""
+def _until_stopped() -> Iterator[threading.Event]:
+    """An event set by SIGINT or SIGTERM: the live commands wait on it."""
     stop = threading.Event()
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     for sig in previous:
         signal.signal(sig, lambda *_: stop.set())
-    timer = threading.Timer(seconds, stop.set) if seconds else None
-    if timer:
-        timer.daemon = True
-        timer.start()
     try:
         yield stop
     finally:
-        if timer:
-            timer.cancel()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
@@ -255,9 +253,24 @@ def _load_engine(config: StreamConfig):
     return build_engine(config, load_diffusion_maker(config))
 
 
-def _wait(stop: threading.Event) -> None:
+def _wait(stop: threading.Event, seconds: float | None) -> None:
+    """Play until a stop request, or for ``seconds`` (``--seconds``) from now if given."""
+    deadline = None if not seconds else time.monotonic() + seconds
     while not stop.wait(0.2):
-        pass
+        if deadline is not None and time.monotonic() >= deadline:
+            return
+
+
+def _first_frame_played(engine, stop: threading.Event) -> bool:
+    """Wait for the first frame to play; False when a stop request comes first (a slow first
+    frame must not hold up Ctrl-C or SIGTERM)."""
+    deadline = time.monotonic() + FIRST_FRAME_TIMEOUT_SECONDS
+    while not engine.wait_until_playing(0.2):
+        if stop.is_set():
+            return False
+        if time.monotonic() > deadline:
+            raise UserError("no frame was generated in time; see the log above")
+    return True
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -285,7 +298,7 @@ def run_serve(args: argparse.Namespace) -> int:
     server = StreamServer(server_config, control)
     server_thread = ServerThread(server)
     with (
-        _until_stopped(args.seconds) as stop,
+        _until_stopped() as stop,
         ExitStack() as inputs,
         _icecast(args, engine),
         _linked(engine, args.link),
@@ -298,13 +311,12 @@ def run_serve(args: argparse.Namespace) -> int:
                 inputs.enter_context(local.running(control))
             print(f"streaming at {server.url}", flush=True)
             print(f"performer token: {server.performer_token}", flush=True)
-            if not engine.wait_until_playing(FIRST_FRAME_TIMEOUT_SECONDS):
-                raise UserError("no frame was generated in time; see the log above")
-            clock = _start_clock(engine, device_config)
-            try:
-                _wait(stop)
-            finally:
-                clock.stop()
+            if _first_frame_played(engine, stop):
+                clock = _start_clock(engine, device_config)
+                try:
+                    _wait(stop, args.seconds)
+                finally:
+                    clock.stop()
         finally:
             inputs.close()  # no more commands for a stopping engine
             server_thread.stop()  # listeners get their close frame now...
@@ -344,7 +356,7 @@ def run_play(args: argparse.Namespace) -> int:
     _check_icecast_options(args)
     engine = _load_engine(config)
     with (
-        _until_stopped(args.seconds) as stop,
+        _until_stopped() as stop,
         ExitStack() as inputs,
         _icecast(args, engine),
         _linked(engine, args.link),
@@ -357,14 +369,13 @@ def run_play(args: argparse.Namespace) -> int:
                 scenes = {scene.name: scene for scene in config.scenes}
                 local_control = EngineControl(engine, _seed_loops(config), scenes)
                 inputs.enter_context(local.running(local_control))
-            if not engine.wait_until_playing(FIRST_FRAME_TIMEOUT_SECONDS):
-                raise UserError("no frame was generated in time; see the log above")
-            clock = _start_clock(engine, device_config)
-            print("playing; Ctrl-C stops", file=sys.stderr, flush=True)
-            try:
-                _wait(stop)
-            finally:
-                clock.stop()
+            if _first_frame_played(engine, stop):
+                clock = _start_clock(engine, device_config)
+                print("playing; Ctrl-C stops", file=sys.stderr, flush=True)
+                try:
+                    _wait(stop, args.seconds)
+                finally:
+                    clock.stop()
         finally:
             inputs.close()  # no more commands for a stopping engine
             engine.stop()
@@ -381,7 +392,7 @@ def run_render(args: argparse.Namespace) -> int:
     config = stream_config_from_args(args, chosen_model)
     core = build_core(config)
     maker = levelled(config, load_diffusion_maker(config))
-    with _until_stopped(None) as stop:
+    with _until_stopped() as stop:
         try:
             written = render_to_file(core, maker, args.out, args.seconds, stop)
         except UnplayableFrame as error:  # the same frame would fail again: nothing to retry

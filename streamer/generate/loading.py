@@ -22,6 +22,13 @@ from typing import Any, TypeVar
 import torch
 
 from streamer.errors import UserError
+from streamer.generate.compute_type import (
+    ComputeType,
+    cast,
+    choose_cpu_dtype,
+    cpu_facts,
+    unet_call_timer,
+)
 from streamer.generate.config import (
     AUTO_MODEL,
     BUILTIN_MODEL,
@@ -78,11 +85,10 @@ BUILTIN_MODEL_FILES = (
     "tokenizer/merges.txt",
 )
 
-#: Default compute type per device kind. CPU: bfloat16, measured 1.45x faster than float32 for
-#: the SD 1.5 UNet on this project's AVX-512-BF16 CPU (interleaved A/B, benchmarks/RESULTS.md);
-#: on a CPU without native bf16 pass ``--dtype fp32``. MPS: float32, because float16 has given
-#: NaN (black) images on some PyTorch/macOS versions. CUDA: float16, SD 1.x's release type.
-DEFAULT_DTYPES = {"cuda": torch.float16, "cpu": torch.bfloat16, "mps": torch.float32}
+#: Default compute type per accelerator. MPS: float32, because float16 has given NaN (black)
+#: images on some PyTorch/macOS versions. CUDA: float16, SD 1.x's release type. A CPU's follows
+#: the machine, decided at load (compute_type.py): bf16 where native and faster, else fp32.
+DEFAULT_DTYPES = {"cuda": torch.float16, "mps": torch.float32}
 
 _DTYPE_NAMES = {
     "fp16": torch.float16,
@@ -108,6 +114,11 @@ class StableDiffusionModel:
     device: torch.device
     dtype: torch.dtype
     source: str
+    #: Why it computes in ``dtype``, for the start-up line (``compute_announcement``).
+    dtype_reason: str = ""
+
+    def compute_announcement(self) -> str:
+        return ComputeType(self.dtype, self.dtype_reason or "chosen by the caller").announcement()
 
 
 def select_device(requested: str | None = None) -> torch.device:
@@ -134,10 +145,12 @@ def select_device(requested: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
-def select_dtype(device: torch.device, requested: str | None = None) -> torch.dtype:
-    """The requested compute type, or the device's default (``DEFAULT_DTYPES``)."""
+def select_dtype(device: torch.device, requested: str | None = None) -> torch.dtype | None:
+    """The requested compute type, or the accelerator's default (``DEFAULT_DTYPES``); None on a
+    CPU when none is requested: the machine decides at load (``compute_type.choose_cpu_dtype``).
+    """
     if not requested:
-        return DEFAULT_DTYPES.get(device.type, torch.float32)
+        return DEFAULT_DTYPES.get(device.type) if device.type != "cpu" else None
     try:
         dtype = _DTYPE_NAMES[requested.lower()]
     except KeyError:
@@ -154,7 +167,8 @@ def load_model(config: GeneratorConfig) -> StableDiffusionModel:
     if config.model == AUTO_MODEL:
         raise ValueError("resolve --model auto before loading (model_choice.resolve_model)")
     device = select_device(config.device)
-    dtype = select_dtype(device, config.dtype)
+    chosen = select_dtype(device, config.dtype)
+    dtype = chosen or torch.float32  # a CPU loads in fp32, then takes the type it measures best
     reference = os.path.expanduser(config.model)
     path = Path(reference)
     if config.model == BUILTIN_MODEL:
@@ -173,10 +187,21 @@ def load_model(config: GeneratorConfig) -> StableDiffusionModel:
     unet, vae, text_encoder, tokenizer, noise_schedule = parts
     for module in (unet, vae, text_encoder):  # already in ``dtype``: loaded with it
         module.to(device=device).eval().requires_grad_(False)
+    if chosen is None:
+        compute = choose_cpu_dtype(
+            cpu_facts(),
+            unet_call_timer(unet, unet.config.sample_size, unet.config.cross_attention_dim),
+        )
+        for module in (unet, vae, text_encoder):
+            cast(module, compute.dtype)
+        dtype, reason = compute.dtype, compute.reason
+    else:
+        reason = "asked for with --dtype" if config.dtype else f"{device.type}'s default"
     if device.type == "cuda":
         unet.to(memory_format=torch.channels_last)
     return StableDiffusionModel(
-        unet, vae, text_encoder, tokenizer, noise_schedule, device, dtype, source=str(config.model)
+        unet, vae, text_encoder, tokenizer, noise_schedule, device, dtype,
+        source=str(config.model), dtype_reason=reason,
     )
 
 

@@ -59,12 +59,14 @@ def build_engine(config: StreamConfig, maker: FrameMaker) -> Engine:
 
 
 def load_diffusion_maker(config: StreamConfig) -> FrameMaker:
-    """Load the checkpoint and the vocoder on the configured device (slow: seconds to minutes)."""
+    """Load the checkpoint and the vocoder on the configured device (slow: seconds to minutes),
+    and say on stderr which compute type it runs in and why (it follows the machine)."""
     from streamer.audio.vocoder import Vocoder, VocoderConfig
     from streamer.generate.generator import FrameGenerator
     from streamer.runtime.diffusion_maker import DiffusionFrameMaker, seed_loop_image
 
     generator = FrameGenerator.load(config.model, seed_loop_image)
+    print(generator.model.compute_announcement(), file=sys.stderr, flush=True)
     if generator.compiled:  # every batch shape now, rather than a minute's pause mid-stream
         frames = config.engine.batch_frames
         print(f"compiling the UNet for batches of up to {frames} frames...", file=sys.stderr)

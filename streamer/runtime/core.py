@@ -23,6 +23,8 @@ event                                  decision
                                        control latency, if the switch is a change's first frame
 ``status(now)``                        a ``Status`` to publish when the state changed or a
                                        while passed
+``speed_warning(now)``                 a warning, once, when frames take longer to make than
+                                       to play (again after they have caught up)
 ``follow(config)``, ``session(...)``   from now on play at a Link session's tempo and phase
                                        (``streamer.runtime.follow``); ``render`` then needs
                                        ``heard_at``, when the block's first sample is heard
@@ -42,6 +44,10 @@ Rules:
 - A frame that cannot be played (not finite, wrong shape or type) counts as a failure and is
   re-planned, with the frames after it in its batch.
 - The stream never stops: while nothing new is ready the current frame loops (``behind``).
+- Until the first frame is rendered the state is ``starting``, and the status says for how long
+  the first frame has been in the making. A machine that makes frames slower than they play (the
+  average time per frame, or the first frame's time so far, over a frame's stream time) is told
+  so with the fix, in the status's ``advice`` and once in the log.
 - With a ``LoudnessConfig`` the mix goes through a look-ahead true-peak limiter as it is
   rendered (frames come already levelled: ``streamer.runtime.levelled``); rendered positions
   stay the stitcher's (the limiter's delay is filled from the first render's extra samples).
@@ -209,6 +215,7 @@ class EngineCore:
         #: before it was heard has no latency to report.
         self._change_asked: tuple[int, float] | None = None
         self._last_status: tuple[StreamState, float] | None = None
+        self._warned_slow = False
         #: Following a Link session: the follower, the stretch between the stitcher and the
         #: output, and switches pulled from the stitcher but not yet reached by the output.
         self._follower: TempoFollower | None = None
@@ -511,7 +518,40 @@ class EngineCore:
             return "paused"
         if self._failures >= self.config.error_after_failures:
             return "error"
+        if not self._started:
+            return "starting"
         return "behind" if self._behind else "ok"
+
+    def _making_seconds(self, now: float) -> float:
+        return 0.0 if self._making_since is None else max(0.0, now - self._making_since)
+
+    def _slow_advice(self, now: float) -> str | None:
+        """What to do about frames that take longer to make than to play, or None."""
+        frame_seconds = self.planner.config.frame_seconds
+        if self.metrics.frames_made:
+            per_frame, so_far = self.metrics.seconds_per_frame, ""
+        else:  # the first batch: its time so far already tells
+            per_frame = self._making_seconds(now) / max(1, len(self._in_flight))
+            so_far = " (the first one, so far)"
+        if per_frame <= frame_seconds:
+            return None
+        return (
+            f"this machine takes {per_frame:.1f} s to make a frame{so_far}, longer than the "
+            f"{frame_seconds:.2f} s it plays, so frames repeat while the next is made; to keep up: "
+            "a faster compute type (the start-up line 'computing in ...' says which runs and why; "
+            "--dtype fp32 where bf16 is emulated), fewer steps (--steps), the built-in model "
+            "(--model builtin) or a GPU"
+        )
+
+    def speed_warning(self, now: float) -> tuple[LogLine, ...]:
+        """A warning the first time frames are found slower to make than to play, and again each
+        time after they caught up."""
+        advice = self._slow_advice(now)
+        if advice is None or self._warned_slow:
+            self._warned_slow = advice is not None
+            return ()
+        self._warned_slow = True
+        return (LogLine(logging.WARNING, advice),)
 
     def status(self, now: float, *, force: bool = False) -> Status | None:
         """A status event when the state changed, ``status_interval_seconds`` passed, or
@@ -534,6 +574,8 @@ class EngineCore:
             seconds_per_frame=round(self.metrics.seconds_per_frame, 4),
             frames_made=self.metrics.frames_made,
             underrun_samples=self.metrics.underrun_samples,
+            making_seconds=round(self._making_seconds(now), 1),
+            advice=self._slow_advice(now),
         )
 
 

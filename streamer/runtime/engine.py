@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 #: Longest a waiting thread sleeps before it looks at the stop flag again.
 POLL_SECONDS = 0.1
+#: Longest ``stop`` waits for the engine's threads, in seconds.
+STOP_SECONDS = 2.0
 #: Stream time the played tap holds for a publisher that is held up, in seconds (1.7 MB of mono;
 #: a quarter of a second of wall time even in a soak test at 40x real time).
 TAP_SECONDS = 10.0
@@ -95,11 +97,17 @@ class Engine:
             self._threads.append(thread)
 
     def stop(self) -> None:
+        """Stop the threads: within ``STOP_SECONDS`` whatever the machine's speed. A frame in
+        progress ends at its next UNet step; one step that takes longer (a type this CPU
+        emulates) is left to its daemon thread, which ends with the process."""
         self._stop.set()
         with self._lock:
             self._lock.notify_all()
+        deadline = time.monotonic() + STOP_SECONDS
         for thread in self._threads:
-            thread.join(timeout=30)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        if any(thread.is_alive() for thread in self._threads):
+            log.warning("stopped without waiting for the frame in progress to reach its next step")
 
     def wait_until_playing(self, timeout: float) -> bool:
         """Wait until the first frame is rendered (there is something to hear)."""
@@ -272,6 +280,8 @@ class Engine:
                             events.append(heard[0])
                             pictures.append(heard[1])
                 status = self.core.status(now)
+                warnings = self.core.speed_warning(now)
+            _write(warnings)
             if status is not None:
                 events.append(status)
             if played is not None:

@@ -50,9 +50,10 @@ class NowPlaying:
     paused: bool
 
 
-#: ``ok``; ``behind``: the frame loops because its successor is late; ``error``: the frame maker
-#: failed several times in a row and is being retried; ``paused``.
-StreamState = Literal["ok", "behind", "error", "paused"]
+#: ``starting``: the first frame is being made, nothing plays yet; ``ok``; ``behind``: the frame
+#: loops because its successor is late; ``error``: the frame maker failed several times in a row
+#: and is being retried; ``paused``.
+StreamState = Literal["starting", "ok", "behind", "error", "paused"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +63,11 @@ class Status:
     seconds_per_frame: float
     frames_made: int
     underrun_samples: int
+    #: How long the frames being made have taken so far (0 when none are): while ``starting``,
+    #: how long the listener has been waiting for the first frame.
+    making_seconds: float = 0.0
+    #: Set while frames take longer to make than to play: what is wrong and how to fix it.
+    advice: str | None = None
 
 
 StreamEvent = Union[NowPlaying, Status]

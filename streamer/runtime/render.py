@@ -16,6 +16,7 @@ import soundfile
 from tqdm import tqdm
 
 from streamer.errors import UserError
+from streamer.generate.cancellation import FrameCancelled, IsStale, never_stale
 from streamer.runtime.core import EngineCore, Wait
 from streamer.runtime.frames import FrameMaker
 
@@ -53,7 +54,10 @@ def render_to_file(
         raise UserError(f"cannot write {os.fspath(path)}: {error}") from None
     with output, tqdm(total=round(seconds, 2), unit="s", desc="rendering", leave=False) as progress:
         while written < total and not stop.is_set():
-            fill_lookahead(core, maker, written / rate)
+            try:
+                fill_lookahead(core, maker, written / rate, stop.is_set)
+            except FrameCancelled:  # stopped within the frame being made, however slow it is
+                break
             rendered = core.render(min(chunk, total - written), written / rate)
             assert rendered is not None, "the lookahead holds a frame"
             output.write(rendered.audio.samples.T)
@@ -62,9 +66,12 @@ def render_to_file(
     return written
 
 
-def fill_lookahead(core: EngineCore, maker: FrameMaker, now: float) -> None:
+def fill_lookahead(
+    core: EngineCore, maker: FrameMaker, now: float, is_stale: IsStale = never_stale
+) -> None:
     """Make frames until the core has as many ready as it wants. A maker that raises stops the
-    render (there is no stream to keep alive); one that keeps returning unplayable frames too."""
+    render (there is no stream to keep alive); one that keeps returning unplayable frames too.
+    ``is_stale`` true ends the frame being made (``FrameCancelled``): a stop request."""
     for _ in range(3 * core.config.lookahead_frames):
         work = core.next_work(now)
         if isinstance(work, Wait):
@@ -72,6 +79,6 @@ def fill_lookahead(core: EngineCore, maker: FrameMaker, now: float) -> None:
                 return
             now = work.until  # a back-off passes at once offline
             continue
-        for line in core.frames_made(maker.make(list(work.frames)), now):
+        for line in core.frames_made(maker.make(list(work.frames), is_stale), now):
             log.log(line.level, line.message)
     raise RuntimeError("the frame maker keeps returning unusable frames; see the log")

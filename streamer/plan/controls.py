@@ -154,7 +154,8 @@ class Integer:
     kind = "integer"
 
     def check(self, name: str, value: Any, limits: PromptLimits) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or not self.low <= value <= self.high:
+        whole = isinstance(value, int) and not isinstance(value, bool)
+        if not (whole and self.low <= value <= self.high):
             raise ControlError(
                 ErrorCode.INVALID_VALUE,
                 f"{name} must be an integer in [{self.low}, {self.high}]",
@@ -237,7 +238,9 @@ class ControlSchema:
         self.by_message = {message: tuple(controls) for message, controls in by_message.items()}
 
 
-def _unique(what: str, table: dict[str, Control], controls: Sequence[Control]) -> dict[str, Control]:
+def _unique(
+    what: str, table: dict[str, Control], controls: Sequence[Control]
+) -> dict[str, Control]:
     if len(table) != len(controls):
         raise ValueError(f"two controls share {what}")
     return table
@@ -260,7 +263,8 @@ def check_prompts(pairs: Sequence[tuple[Any, Any]], limits: PromptLimits) -> Set
         raise ControlError(ErrorCode.TOO_LARGE, f"at most {limits.max_prompts} prompts at once")
     prompts = []
     for index, (text, weight) in enumerate(pairs):
-        text = check_text(f"prompts[{index}].text", text, limits.max_prompt_chars, allow_empty=False)
+        name = f"prompts[{index}].text"
+        text = check_text(name, text, limits.max_prompt_chars, allow_empty=False)
         prompts.append(Prompt(text, WEIGHT.check(f"prompts[{index}].weight", weight, limits)))
     if sum(prompt.weight for prompt in prompts) <= 0:
         raise ControlError(ErrorCode.INVALID_VALUE, "at least one prompt needs a weight above 0")

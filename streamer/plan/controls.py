@@ -186,7 +186,6 @@ class Button:
     """No value: pressing it is the command (a MIDI button or an OSC button's release does
     nothing)."""
 
-    kind = "button"
     fader = None
 
 

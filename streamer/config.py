@@ -45,10 +45,10 @@ from streamer.generate.config import (
 )
 from streamer.audio.stitcher import QUANTIZE_CHOICES
 from streamer.generate.presets import PRESETS, SCHEDULER_NAMES
+from streamer.plan.controls import MAX_NAME_CHARS
 from streamer.plan.scenes import Scene
 from streamer.plan.settings import PromptBlend, Transition
 from streamer.runtime.stream_config import StreamConfig
-from streamer.sinks.control import MAX_SCENE_CHARS
 
 
 def parse_prompt(text: str) -> tuple[str, float]:
@@ -266,8 +266,8 @@ def _scenes(tables: Any, path: str) -> tuple[Scene, ...]:
     scenes = []
     for name, table in tables.items():
         where = f"scenes.{name}"
-        if not name.strip() or len(name) > MAX_SCENE_CHARS:
-            raise UserError(f"{path}: {where}: a scene's name is 1 to {MAX_SCENE_CHARS} characters")
+        if not name.strip() or len(name) > MAX_NAME_CHARS:
+            raise UserError(f"{path}: {where}: a scene's name is 1 to {MAX_NAME_CHARS} characters")
         options = _options(table, path, set(_SCENE_OPTIONS), where + ".")
         try:
             prompts = options.get("prompt")

@@ -128,6 +128,18 @@ def test_running_out_of_memory_halves_the_batch_and_retries_at_once():
     assert engine.state == "starting"  # not "error": running out of memory is no failure
 
 
+def test_metrics_read_by_another_thread_are_a_copy_later_counts_leave_alone():
+    engine = core(lookahead_frames=4, batch_frames=4)
+    before = engine.metrics.snapshot()
+    work = engine.next_work(0.0)
+    engine.frames_failed(work.frames, out_of_memory=True, now=0.0)
+    make(engine)
+    engine.metrics.control_latencies_seconds.append(1.0)
+    assert (before.frames_failed, before.frames_made, before.batch_frames) == (0, 0, 4)
+    assert not before.control_latencies_seconds
+    assert before.control_latencies_seconds.maxlen == 1000
+
+
 @pytest.mark.parametrize(
     "garbage",
     [

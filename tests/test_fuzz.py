@@ -36,10 +36,11 @@ from streamer.runtime.assemble import build_engine
 from streamer.runtime.control import EngineControl
 from streamer.runtime.clocks import SoftwareClock
 from streamer.runtime.standin import StandInFrameMaker
+from streamer.plan.controls import ErrorCode
 from streamer.seeds.library import list_seed_loops
 from streamer.sinks.config import ServerConfig
 from streamer.sinks.control import CLIENT_MESSAGE_TYPES
-from streamer.sinks.protocol import AudioMessage, ErrorCode, decode_binary
+from streamer.sinks.protocol import AudioMessage, decode_binary
 from streamer.sinks.server import ServerThread, StreamServer
 
 LONG = os.environ.get("STREAMER_LONG_TESTS") == "1"

@@ -12,6 +12,7 @@ import pytest
 import soxr
 
 from streamer.audio.blocks import AudioBlock
+from streamer.backoff import Backoff
 from streamer.errors import UserError
 from streamer.runtime.clocks import SoftwareClock
 from streamer.runtime.ports import NowPlaying
@@ -19,7 +20,6 @@ from streamer.runtime.standin import StandInFrameMaker
 from streamer.sinks.icecast import IcecastSink
 from streamer.sinks.icecast_encoder import StreamEncoder
 from streamer.sinks.icecast_protocol import (
-    Backoff,
     IcecastConfig,
     SourceRefused,
     check_source_response,
@@ -97,7 +97,7 @@ def test_the_source_request_names_the_station_and_asks_before_sending():
 def test_reconnection_waits_double_up_to_the_cap_and_reset_after_a_connection():
     backoff = Backoff(0.5, 3.0)
     assert [backoff.failed() for _ in range(5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
-    backoff.connected()
+    backoff.succeeded()
     assert backoff.failed() == 0.5
 
 

@@ -34,9 +34,9 @@ from streamer.plan.commands import (
     SetTransition,
     Skip,
 )
+from streamer.plan.controls import ControlError
 from streamer.plan.scenes import Scene
 from streamer.plan.settings import StreamSettings
-from streamer.sinks.control import ControlError
 
 mido = pytest.importorskip("mido", reason='mido is not installed (pip install ".[midi]")')
 

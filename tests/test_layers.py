@@ -63,6 +63,18 @@ def test_no_module_imports_a_layer_above_its_own():
     assert not upward, "imports that point up the layers:\n" + "\n".join(upward)
 
 
+def test_the_inputs_never_import_the_sinks():
+    """MIDI and OSC sit beside the WebSocket server: what they share with it (the control
+    vocabulary, its checks and error codes) lives below both, in ``streamer.plan.controls``."""
+    tangled = [
+        f"{module_name(path)} imports {imported}"
+        for path in sorted((PACKAGE / "inputs").rglob("*.py"))
+        for imported in imported_modules(path)
+        if imported == "streamer.sinks" or imported.startswith("streamer.sinks.")
+    ]
+    assert not tangled, "\n".join(tangled)
+
+
 def test_the_layer_table_knows_every_package():
     packages = {module_name(p) for p in PACKAGE.rglob("__init__.py")}
     unknown = [p for p in packages if p != "streamer" and layer_of(p) == 0 and p not in LAYERS[0]]

@@ -29,12 +29,12 @@ from streamer.plan.commands import (
     SetTransition,
     Skip,
 )
-from streamer.sinks.control import Auth, ControlError, parse_client_message
+from streamer.plan.controls import ControlError, ErrorCode
+from streamer.sinks.control import Auth, parse_client_message
 from streamer.sinks.packer import AudioPacker, EncodedBlock
 from streamer.sinks.pacing import ListenerPacing, Verdict
 from streamer.sinks.protocol import (
     AudioMessage,
-    ErrorCode,
     FrameMessage,
     MessageFormatError,
     audio_messages_contiguous,

@@ -14,11 +14,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping, Sequence
 
-from streamer.plan.commands import Prompt, RecallScene, SetPrompts
+from streamer.plan.commands import Command, Prompt, RecallScene, SetPrompts
+from streamer.plan.controls import ControlError, ErrorCode, PromptLimits, check_prompts
 from streamer.plan.scenes import Scene
-from streamer.sinks.config import ServerConfig
-from streamer.sinks.control import ControlError, check_prompts
-from streamer.sinks.protocol import ErrorCode
 
 
 class PromptDesk:
@@ -26,11 +24,12 @@ class PromptDesk:
         self,
         prompts: Sequence[tuple[str, float]],
         scenes: Mapping[str, Scene],
-        limits: ServerConfig | None = None,
+        limits: PromptLimits = PromptLimits(),
     ) -> None:
-        """``limits``: the longest prompt and most prompts, as the WebSocket server's."""
+        """``limits``: the longest prompt and most prompts (as the WebSocket server's, unless
+        its settings narrow them)."""
         self.scenes = dict(scenes)
-        self.limits = limits or ServerConfig()
+        self.limits = limits
         self._prompts = [Prompt(text, weight) for text, weight in prompts]
         self._lock = threading.Lock()
 
@@ -64,6 +63,13 @@ class PromptDesk:
                 "every prompt weight is 0: the stream keeps its last blend until one is raised",
             )
         return SetPrompts(live)
+
+    def follow(self, command: Command) -> Command:
+        """``command``, once the desk has taken note of it: a scene recalled moves its prompts
+        onto the faders (and an unknown scene is refused here)."""
+        if isinstance(command, RecallScene):
+            return self.recall(command.name)
+        return command
 
     def recall(self, name: str) -> RecallScene:
         """Scene ``name``; its prompts become the desk's."""

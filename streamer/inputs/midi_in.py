@@ -19,7 +19,7 @@ from streamer.errors import UserError
 from streamer.inputs.desk import PromptDesk
 from streamer.inputs.midi_map import Ignored, MidiMap, MidiOutcome, midi_command
 from streamer.inputs.pump import CommandPump
-from streamer.sinks.control import ControlError
+from streamer.plan.controls import ControlError
 
 logger = logging.getLogger(__name__)
 

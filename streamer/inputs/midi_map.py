@@ -24,43 +24,25 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from streamer.errors import UserError
 from streamer.inputs.desk import PromptDesk
 from streamer.inputs.pump import Routed
-from streamer.plan.commands import (
-    Command,
-    Pause,
-    Resume,
-    SetDenoising,
-    SetGuidance,
-    SetSeed,
-    SetTransition,
-    Skip,
+from streamer.plan.controls import (
+    CONTROLS,
+    PROMPTS_KEY,
+    WEIGHT,
+    Button,
+    Control,
+    ControlSchema,
+    button_controls,
+    fader_controls,
 )
 from streamer.plan.settings import MAX_PROMPTS
-from streamer.sinks.control import (
-    DENOISING_RANGE,
-    GUIDANCE_RANGE,
-    MAX_SEED,
-    TRANSITION_BARS_RANGE,
-    TRANSITION_SECONDS_RANGE,
-    WEIGHT_RANGE,
-)
 
-#: Continuous target -> (what the protocol allows, the default range a fader spans).
-CONTINUOUS: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {
-    "weight": (WEIGHT_RANGE, (0.0, 1.0)),
-    "denoising": (DENOISING_RANGE, (0.05, 1.0)),  # the engine takes 0.05 at least
-    "guidance": (GUIDANCE_RANGE, (0.0, 15.0)),
-    "transition_seconds": (TRANSITION_SECONDS_RANGE, (0.0, 32.0)),
-    "transition_bars": (TRANSITION_BARS_RANGE, (0.0, 16.0)),
-    "seed": ((0.0, float(MAX_SEED)), (0.0, 127.0)),
-}
-BUTTONS = {"pause": Pause(), "resume": Resume(), "skip": Skip()}
 #: A button is pressed at this value or above (a release sends 0).
 PRESSED = 64
 
@@ -74,10 +56,18 @@ DEFAULT_FIRST_SCENE_NOTE = 36
 
 @dataclasses.dataclass(frozen=True)
 class ControlTarget:
-    target: str
-    prompt: int | None = None  # for "weight": the prompt's number, from 1
+    """What one control change moves, over [low, high]: a control of the schema, or (``control``
+    None) the weight of the desk's prompt number ``prompt``, from 1."""
+
+    control: Control | None
+    prompt: int | None = None
     low: float = 0.0
     high: float = 1.0
+
+    @property
+    def target(self) -> str:
+        """Its name in a mapping file."""
+        return "weight" if self.control is None else self.control.name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,12 +88,13 @@ class Ignored:
 
 def default_midi_map(scene_names: Sequence[str]) -> MidiMap:
     controls = {
-        DEFAULT_FIRST_WEIGHT_CC + index: ControlTarget("weight", index + 1, *CONTINUOUS["weight"][1])
+        DEFAULT_FIRST_WEIGHT_CC + index: ControlTarget(None, index + 1, *_fader_span(WEIGHT))
         for index in range(MAX_PROMPTS)
     }
-    for offset, target in enumerate(("denoising", "guidance", "transition_seconds", "seed")):
+    for offset, name in enumerate(("denoising", "guidance", "transition_seconds", "seed")):
+        control = CONTROLS.by_name[name]
         controls[DEFAULT_FIRST_WEIGHT_CC + MAX_PROMPTS + offset] = ControlTarget(
-            target, None, *CONTINUOUS[target][1]
+            control, None, *_fader_span(control.value)
         )
     scenes = list(scene_names)[:128]
     return MidiMap(
@@ -116,6 +107,12 @@ def default_midi_map(scene_names: Sequence[str]) -> MidiMap:
         },
         programs=dict(enumerate(scenes)),
     )
+
+
+def _fader_span(value: Any) -> tuple[float, float]:
+    """The span a fader moves a value over unless a mapping file says otherwise."""
+    assert value.fader is not None
+    return value.fader
 
 
 def read_midi_map(path: str, scene_names: Sequence[str]) -> MidiMap:
@@ -131,7 +128,14 @@ def read_midi_map(path: str, scene_names: Sequence[str]) -> MidiMap:
     return midi_map_from_toml(data, scene_names, where=path)
 
 
-def midi_map_from_toml(data: Mapping[str, Any], scene_names: Sequence[str], where: str) -> MidiMap:
+def midi_map_from_toml(
+    data: Mapping[str, Any],
+    scene_names: Sequence[str],
+    where: str,
+    schema: ControlSchema = CONTROLS,
+) -> MidiMap:
+    """The mapping in a parsed TOML file; its targets are the controls of ``schema`` (every
+    control of the stream unless told) and ``weight``."""
     unknown = sorted(set(data) - {"channel", "cc", "notes", "programs"})
     if unknown:
         raise UserError(f"{where}: unknown key {unknown[0]!r}; a MIDI map has channel, cc, notes, programs")
@@ -139,7 +143,7 @@ def midi_map_from_toml(data: Mapping[str, Any], scene_names: Sequence[str], wher
     if channel is not None and (isinstance(channel, bool) or channel not in range(1, 17)):
         raise UserError(f"{where}: channel must be 1..16 (or left out for every channel), got {channel!r}")
     controls = {
-        number: _control(f"{where}: cc.{number}", spec)
+        number: _control(f"{where}: cc.{number}", spec, schema)
         for number, spec in _numbered(where, "cc", data.get("cc", {})).items()
     }
     notes, programs = (
@@ -163,34 +167,36 @@ def _numbered(where: str, table: str, value: Any) -> dict[int, Any]:
     return numbered
 
 
-def _control(where: str, spec: Any) -> ControlTarget:
+def _control(where: str, spec: Any, schema: ControlSchema) -> ControlTarget:
     if not isinstance(spec, dict) or "target" not in spec:
         raise UserError(f'{where} must be a table with a target, e.g. {{ target = "denoising" }}')
     target = spec["target"]
     unknown = sorted(set(spec) - {"target", "prompt", "range"})
     if unknown:
         raise UserError(f"{where}: unknown key {unknown[0]!r}; use target, prompt, range")
-    if target in BUTTONS:
+    buttons, faders = button_controls(schema), fader_controls(schema)
+    if target in buttons:
         if set(spec) != {"target"}:
             raise UserError(f"{where}: a {target} button takes no prompt or range")
-        return ControlTarget(target)
-    if target not in CONTINUOUS:
-        choices = ", ".join([*CONTINUOUS, *BUTTONS])
+        return ControlTarget(buttons[target])
+    if target != "weight" and target not in faders:
+        choices = ", ".join(["weight", *faders, *buttons])
         raise UserError(f"{where}: unknown target {target!r}; use one of {choices}")
-    allowed, default = CONTINUOUS[target]
+    control = faders.get(target)
+    value = WEIGHT if control is None else control.value
     prompt = spec.get("prompt")
-    if target == "weight":
+    if control is None:
         if isinstance(prompt, bool) or prompt not in range(1, MAX_PROMPTS + 1):
             raise UserError(f"{where}: a weight needs prompt = 1..{MAX_PROMPTS}, got {prompt!r}")
     elif prompt is not None:
         raise UserError(f"{where}: only a weight takes a prompt")
-    span = spec.get("range", list(default))
-    if not _is_range(span) or not all(allowed[0] <= v <= allowed[1] for v in span):
+    span = spec.get("range", list(_fader_span(value)))
+    if not _is_range(span) or not all(value.low <= v <= value.high for v in span):
         raise UserError(
-            f"{where}: range must be two numbers within [{allowed[0]:g}, {allowed[1]:g}], "
-            f"got {spec.get('range')!r}"
+            f"{where}: range must be two numbers within [{value.low:g}, {value.high:g}] "
+            f"({value.unit}), got {spec.get('range')!r}"
         )
-    return ControlTarget(target, prompt, float(span[0]), float(span[1]))
+    return ControlTarget(control, prompt, float(span[0]), float(span[1]))
 
 
 def _is_range(value: Any) -> bool:
@@ -236,23 +242,13 @@ def _recall(table: Mapping[int, str], number: int, kind: str, desk: PromptDesk) 
 
 
 def _control_command(spec: ControlTarget, value: int, desk: PromptDesk) -> MidiOutcome:
-    if spec.target in BUTTONS:
+    control = spec.control
+    if control is not None and isinstance(control.value, Button):
         if value < PRESSED:
-            return Ignored(f"{spec.target} button released")
-        return Routed(None, BUTTONS[spec.target])
+            return Ignored(f"{control.name} button released")
+        return Routed(control.key, control.command())
     scaled = spec.low + (spec.high - spec.low) * value / 127
-    if spec.target == "weight":
+    if control is None:
         assert spec.prompt is not None
-        return Routed("prompts", desk.set_weight(spec.prompt, scaled))
-    key, make = _CONTINUOUS_COMMANDS[spec.target]
-    return Routed(key, make(scaled))
-
-
-#: Continuous target -> (the pump's key: values of one key replace one another, the command).
-_CONTINUOUS_COMMANDS: dict[str, tuple[str, Callable[[float], Command]]] = {
-    "denoising": ("denoising", SetDenoising),
-    "guidance": ("guidance", SetGuidance),
-    "transition_seconds": ("transition", lambda seconds: SetTransition(seconds=seconds)),
-    "transition_bars": ("transition", lambda bars: SetTransition(bars=bars)),
-    "seed": ("seed", lambda seed: SetSeed(round(seed))),
-}
+        return Routed(PROMPTS_KEY, desk.set_weight(spec.prompt, scaled))
+    return Routed(control.key, control.command(control.value.from_fader(scaled)))

@@ -20,7 +20,7 @@ from pythonosc.osc_packet import OscPacket, ParseError
 from streamer.inputs.desk import PromptDesk
 from streamer.inputs.osc_map import osc_command
 from streamer.inputs.pump import Applied, CommandPump, Outcome
-from streamer.sinks.control import ControlError
+from streamer.plan.controls import ControlError
 
 logger = logging.getLogger(__name__)
 

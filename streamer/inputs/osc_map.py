@@ -1,47 +1,31 @@
 """OSC messages -> engine commands: the address space of docs/OSC.md, pure.
 
-Each address mirrors a WebSocket control message (docs/PROTOCOL.md) and goes through the same
-checks (``streamer.sinks.control``), so a value the browser may not send, OSC may not either.
+Each address mirrors a WebSocket control message (docs/PROTOCOL.md): both are read from the
+control schema (``streamer.plan.controls``) and go through its checks, so a value the browser
+may not send, OSC may not either.
 Every problem is a ``ControlError`` with the protocol's error codes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from streamer.inputs.desk import PromptDesk
 from streamer.inputs.pump import Routed
-from streamer.plan.commands import (
-    Pause,
-    Resume,
-    SetDenoising,
-    SetGuidance,
-    SetNegativePrompt,
-    SetSeed,
-    SetSeedLoop,
-    SetTransition,
-    Skip,
-)
-from streamer.sinks.control import (
-    DENOISING_RANGE,
-    GUIDANCE_RANGE,
-    MAX_SCENE_CHARS,
-    MAX_SEED_LOOP_CHARS,
-    TRANSITION_BARS_RANGE,
-    TRANSITION_SECONDS_RANGE,
-    WEIGHT_RANGE,
+from streamer.plan.controls import (
+    CONTROLS,
+    PROMPTS_KEY,
+    WEIGHT,
+    Button,
+    Control,
     ControlError,
-    check_number,
-    check_seed,
-    check_text,
+    ControlSchema,
+    ErrorCode,
 )
-from streamer.sinks.protocol import ErrorCode
 
 PREFIX = "/streamer/"
 WEIGHT_PREFIX = PREFIX + "weight/"
-
-Handler = Callable[[Sequence[Any], PromptDesk], Routed | None]
 
 
 def _one(address: str, args: Sequence[Any], kind: str) -> Any:
@@ -65,72 +49,34 @@ def _prompts(args: Sequence[Any], desk: PromptDesk) -> Routed:
     return Routed(None, desk.set_prompts(list(zip(args[0::2], args[1::2]))))
 
 
-def _number(name: str, bounds: tuple[float, float], make: Callable[[float], Any], key: str) -> Handler:
-    def handle(args: Sequence[Any], desk: PromptDesk) -> Routed:
-        return Routed(key, make(check_number(name, _one(PREFIX + name, args, "number"), bounds)))
-
-    return handle
+#: The prompts' addresses; every other address is a control of the schema's.
+_PROMPT_ADDRESSES = {"prompt": _prompt, "prompts": _prompts}
 
 
-def _seed(args: Sequence[Any], desk: PromptDesk) -> Routed:
-    return Routed("seed", SetSeed(check_seed(_one(PREFIX + "seed", args, "integer"))))
-
-
-def _text(name: str, max_chars: int | None, make: Callable[[str], Any], *, allow_empty: bool) -> Handler:
-    """``max_chars`` None: as long as a prompt may be."""
-
-    def handle(args: Sequence[Any], desk: PromptDesk) -> Routed:
-        limit = desk.limits.max_prompt_chars if max_chars is None else max_chars
-        text = check_text(name, _one(PREFIX + name, args, "string"), limit, allow_empty=allow_empty)
-        return Routed(None, make(text))
-
-    return handle
-
-
-def _bare(name: str, command: Any) -> Handler:
-    """No argument, or a button's one: pressed (1, true) acts, released (0, false) does not."""
-
-    def handle(args: Sequence[Any], desk: PromptDesk) -> Routed | None:
+def _control(control: Control, args: Sequence[Any], desk: PromptDesk) -> Routed | None:
+    """A control's message: its one value, checked, or a button (no argument, or a button's
+    one: pressed (1, true) acts, released (0, false) does not)."""
+    address = PREFIX + control.osc
+    if isinstance(control.value, Button):
         if not args:
-            return Routed(None, command)
-        pressed = _one(PREFIX + name, args, "button value (or none)")
+            return Routed(control.key, control.command())
+        pressed = _one(address, args, "button value (or none)")
         if not isinstance(pressed, (bool, int, float)):
             raise ControlError(
-                ErrorCode.INVALID_VALUE, f"{PREFIX}{name} takes no argument or a button's number"
+                ErrorCode.INVALID_VALUE, f"{address} takes no argument or a button's number"
             )
-        return Routed(None, command) if pressed else None
-
-    return handle
-
-
-def _scene(args: Sequence[Any], desk: PromptDesk) -> Routed:
-    name = check_text("scene", _one(PREFIX + "scene", args, "string"), MAX_SCENE_CHARS, allow_empty=False)
-    return Routed(None, desk.recall(name))
+        return Routed(control.key, control.command()) if pressed else None
+    value = control.check(control.osc, _one(address, args, control.value.kind), desk.limits)
+    return Routed(control.key, desk.follow(control.command(value)))
 
 
-_HANDLERS: dict[str, Handler] = {
-    "prompt": _prompt,
-    "prompts": _prompts,
-    "negative_prompt": _text("negative_prompt", None, SetNegativePrompt, allow_empty=True),
-    "denoising": _number("denoising", DENOISING_RANGE, SetDenoising, "denoising"),
-    "guidance": _number("guidance", GUIDANCE_RANGE, SetGuidance, "guidance"),
-    "seed": _seed,
-    "seed_loop": _text("seed_loop", MAX_SEED_LOOP_CHARS, SetSeedLoop, allow_empty=False),
-    "scene": _scene,
-    "transition": _number(
-        "transition", TRANSITION_SECONDS_RANGE, lambda s: SetTransition(seconds=s), "transition"
-    ),
-    "transition_bars": _number(
-        "transition_bars", TRANSITION_BARS_RANGE, lambda b: SetTransition(bars=b), "transition"
-    ),
-    "pause": _bare("pause", Pause()),
-    "resume": _bare("resume", Resume()),
-    "skip": _bare("skip", Skip()),
-}
+def addresses(schema: ControlSchema = CONTROLS) -> tuple[str, ...]:
+    """Every address the OSC input answers (``<n>``: a prompt's number, from 1)."""
+    names = [*_PROMPT_ADDRESSES, *(control.osc for control in schema.controls)]
+    return tuple(PREFIX + name for name in names) + (WEIGHT_PREFIX + "<n>",)
 
 
-#: Every address the OSC input answers (``<n>``: a prompt's number, from 1).
-ADDRESSES = tuple(PREFIX + name for name in _HANDLERS) + (WEIGHT_PREFIX + "<n>",)
+ADDRESSES = addresses()
 
 
 def _decimal(value: Any) -> Any:
@@ -139,9 +85,12 @@ def _decimal(value: Any) -> Any:
     return float(f"{value:.7g}") if isinstance(value, float) else value
 
 
-def osc_command(address: str, args: Sequence[Any], desk: PromptDesk) -> Routed | None:
+def osc_command(
+    address: str, args: Sequence[Any], desk: PromptDesk, schema: ControlSchema = CONTROLS
+) -> Routed | None:
     """The command for one OSC message (None: a button's release, nothing to do); raises
-    ``ControlError`` for anything else."""
+    ``ControlError`` for anything else. The controls are those of ``schema`` (every control of
+    the stream unless told)."""
     args = [_decimal(arg) for arg in args]
     if address.startswith(WEIGHT_PREFIX):
         number = address[len(WEIGHT_PREFIX) :]
@@ -149,12 +98,14 @@ def osc_command(address: str, args: Sequence[Any], desk: PromptDesk) -> Routed |
             raise ControlError(
                 ErrorCode.UNKNOWN_TYPE, f"{WEIGHT_PREFIX}<n> needs a prompt number from 1"
             )
-        weight = check_number("weight", _one(address[:40], args, "number"), WEIGHT_RANGE)
-        return Routed("prompts", desk.set_weight(int(number), weight))
-    handler = _HANDLERS.get(address[len(PREFIX) :]) if address.startswith(PREFIX) else None
-    if handler is None:
+        weight = WEIGHT.check("weight", _one(address[:40], args, "number"), desk.limits)
+        return Routed(PROMPTS_KEY, desk.set_weight(int(number), weight))
+    name = address[len(PREFIX) :] if address.startswith(PREFIX) else None
+    if name in _PROMPT_ADDRESSES:
+        return _PROMPT_ADDRESSES[name](args, desk)
+    if name not in schema.by_osc:
         raise ControlError(
             ErrorCode.UNKNOWN_TYPE,
-            f"unknown address {address[:80]!r}; use one of {', '.join(ADDRESSES)}",
+            f"unknown address {address[:80]!r}; use one of {', '.join(addresses(schema))}",
         )
-    return handler(args, desk)
+    return _control(schema.by_osc[name], args, desk)

@@ -18,8 +18,8 @@ from typing import Any
 
 from streamer.inputs.coalesce import Coalescer
 from streamer.plan.commands import Command
+from streamer.plan.controls import ErrorCode
 from streamer.runtime.ports import ControlRejected, StreamControl
-from streamer.sinks.protocol import ErrorCode
 
 logger = logging.getLogger(__name__)
 

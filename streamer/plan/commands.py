@@ -1,8 +1,9 @@
 """What a performer can ask of the stream: the engine's commands, whoever sends them.
 
 The WebSocket server parses them from JSON (``streamer.sinks.control``), MIDI and OSC map their
-messages onto the same types (``streamer.inputs``); the engine applies them
-(``streamer.runtime.control``). Values here are already within the protocol's ranges.
+messages onto the same types (``streamer.inputs``), all three by the control schema
+(``streamer.plan.controls``); the engine applies them (``streamer.runtime.control``). Values
+here are already within the schema's ranges.
 """
 
 from __future__ import annotations

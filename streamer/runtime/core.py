@@ -67,6 +67,7 @@ import numpy as np
 from streamer.audio.loudness import LoudnessConfig, mix_limiter
 from streamer.audio.stitcher import AudioFrame, StitchedAudio, Stitcher, SwitchEvent
 from streamer.audio.stretch import StreamStretcher
+from streamer.backoff import Backoff
 from streamer.plan.planner import PlannedFrame, Planner
 from streamer.plan.settings import StreamSettings
 from streamer.runtime.follow import LinkConfig, SessionTimeline, TempoFollower
@@ -132,11 +133,18 @@ class EngineMetrics:
     underrun_samples: int = 0  # samples the clock found missing (heard as silence)
     behind_episodes: int = 0  # times a frame had to loop on because its successor was late
     batches_cancelled: int = 0  # batches stopped part-way because a change made them stale
-    batch_frames: int = 0  # frames per batch now: halved after the accelerator ran out of memory
+    batch_frames: int = 0  # the core's frames per batch now (halved when memory ran out)
     #: Control change -> first sample of its plan heard, for the latest 1000 changes.
     control_latencies_seconds: collections.deque[float] = dataclasses.field(
         default_factory=lambda: collections.deque(maxlen=1000)
     )
+
+    def snapshot(self) -> EngineMetrics:
+        """A copy that later counts leave alone, for a reader on another thread."""
+        latencies = self.control_latencies_seconds
+        return dataclasses.replace(
+            self, control_latencies_seconds=collections.deque(latencies, maxlen=latencies.maxlen)
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,14 +206,16 @@ class EngineCore:
             else mix_limiter(loudness, stitcher.config.sample_rate, stitcher.config.channels)
         )
         self.seed_loop_beats = seed_loop_beats
-        self.metrics = EngineMetrics(batch_frames=config.batch_frames)
+        #: Frames per batch now: the configured number, halved each time memory ran out.
+        self._batch_frames = config.batch_frames
+        self.metrics = EngineMetrics(batch_frames=self._batch_frames)
         self.paused = False
         self._in_flight: tuple[PlannedFrame, ...] = ()
         #: Generated batches being finished (vocoded) on the CPU, oldest first.
         self._finishing: collections.deque[tuple[PlannedFrame, ...]] = collections.deque()
         self._making_since: float | None = None
         self._retry_at: float | None = None
-        self._failures = 0  # failed batches in a row
+        self._backoff = Backoff(config.retry_seconds, config.max_retry_seconds)
         self._interrupt_next = False
         self._started = False
         self._behind = False
@@ -233,7 +243,7 @@ class EngineCore:
         if room <= 0:
             return Wait(None)
         self._retry_at = None
-        planned = self.planner.next_frames(min(room, self.metrics.batch_frames))
+        planned = self.planner.next_frames(min(room, self._batch_frames))
         self._in_flight, self._making_since = tuple(planned), now
         return MakeFrames(self._in_flight)
 
@@ -265,7 +275,7 @@ class EngineCore:
                 problem = self._queue(frame)
             if problem is not None:
                 return (self._rejected(planned.index, problem, now),)
-        self._failures = 0
+        self._backoff.succeeded()
         return ()
 
     def frames_failed(
@@ -280,17 +290,18 @@ class EngineCore:
         self.metrics.frames_failed += len(planned)
         if planned:
             self.planner.replan_from(planned[0].index)
-        if out_of_memory and self.metrics.batch_frames > 1:
-            self.metrics.batch_frames //= 2
+        if out_of_memory and self._batch_frames > 1:
+            self._batch_frames //= 2
+            self.metrics.batch_frames = self._batch_frames
             self._retry_at = now
             message = (
                 "the accelerator ran out of memory; retrying with batches of "
-                f"{self.metrics.batch_frames} frames"
+                f"{self._batch_frames} frames"
             )
             return Retry(now, True, LogLine(logging.WARNING, message))
         delay = self._back_off(now)
         message = (
-            f"making frames failed ({self._failures} in a row); the current frame keeps "
+            f"making frames failed ({self._backoff.failures} in a row); the current frame keeps "
             f"looping, retry in {delay:.1f} s"
         )
         return Retry(now + delay, False, LogLine(logging.ERROR, message))
@@ -336,9 +347,7 @@ class EngineCore:
         )
 
     def _back_off(self, now: float) -> float:
-        self._failures += 1
-        config = self.config
-        delay = min(config.max_retry_seconds, config.retry_seconds * 2 ** (self._failures - 1))
+        delay = self._backoff.failed()
         self._retry_at = now + delay
         return delay
 
@@ -397,8 +406,12 @@ class EngineCore:
         return () if refused is None else (LogLine(*refused),)
 
     def seed_bpm(self) -> float | None:
-        """The tempo frames are made at: the seed loop's (None if it does not know its beats)."""
-        beats = self.seed_loop_beats.get(self.planner.settings.seed_loop)
+        """The tempo frames are made at now: the seed loop's."""
+        return self.loop_bpm(self.planner.settings.seed_loop)
+
+    def loop_bpm(self, seed_loop: str) -> float | None:
+        """The tempo of a seed loop's frames (None if the loop does not know its beats)."""
+        beats = self.seed_loop_beats.get(seed_loop)
         return None if not beats else beats * 60.0 / self.planner.config.frame_seconds
 
     def _render_following(self, num_samples: int, heard_at: float) -> StitchedAudio:
@@ -500,8 +513,7 @@ class EngineCore:
         if asked is not None and planned.plan_version >= asked[0]:
             self._change_asked = None
             self.metrics.control_latencies_seconds.append(now - asked[1])
-        beats = self.seed_loop_beats.get(planned.seed_loop)
-        bpm = beats * 60.0 / self.planner.config.frame_seconds if beats else None
+        bpm = self.loop_bpm(planned.seed_loop)
         follower = self._follower
         if bpm is not None and follower is not None and follower.session is not None:
             bpm = follower.session.tempo_bpm  # what is heard: the stretch plays the session's
@@ -516,7 +528,7 @@ class EngineCore:
     def state(self) -> StreamState:
         if self.paused:
             return "paused"
-        if self._failures >= self.config.error_after_failures:
+        if self._backoff.failures >= self.config.error_after_failures:
             return "error"
         if not self._started:
             return "starting"

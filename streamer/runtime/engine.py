@@ -116,10 +116,10 @@ class Engine:
     # -- control (any thread) -------------------------------------------------------------------
     @property
     def metrics(self) -> EngineMetrics:
-        """The core's counters, with the clock's underruns up to now."""
+        """A copy of the core's counters, with the clock's underruns up to now."""
         with self._lock:
             self.core.underruns(self.tap.missing_samples)
-        return self.core.metrics
+            return self.core.metrics.snapshot()
 
     @property
     def settings(self) -> StreamSettings:
@@ -128,7 +128,8 @@ class Engine:
 
     @property
     def paused(self) -> bool:
-        return self.core.paused
+        with self._lock:
+            return self.core.paused
 
     def change(self, settings: StreamSettings) -> int:
         """Head for new settings (see ``EngineCore.change``); returns the new plan version."""
@@ -247,13 +248,14 @@ class Engine:
             room = self.ring.capacity - ahead + chunk  # fill up to `ahead` at most
             if not self.ring.wait_for_room(room, timeout=POLL_SECONDS):
                 continue
-            now = time.monotonic()
-            heard_at = None
-            if self.core.following:
-                # Its first sample is heard once the clock has played what the ring holds, and
-                # the sound device has played what it holds.
-                heard_at = now + self.ring.buffered / self.sample_rate + self.output_latency_seconds
             with self._lock:
+                now = time.monotonic()
+                heard_at = None
+                if self.core.following:
+                    # Its first sample is heard once the clock has played what the ring holds,
+                    # and the sound device has played what it holds.
+                    delay = self.ring.buffered / self.sample_rate + self.output_latency_seconds
+                    heard_at = now + delay
                 rendered = self.core.render(chunk, now, heard_at)
                 if rendered is None:  # nothing to play yet: render no silence
                     self._lock.wait(timeout=POLL_SECONDS)

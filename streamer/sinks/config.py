@@ -7,6 +7,8 @@ import math
 from typing import Literal
 
 from streamer.errors import UserError
+from streamer.plan.controls import PromptLimits
+from streamer.plan.settings import MAX_PROMPT_CHARS, MAX_PROMPTS
 from streamer.sinks.opus import MAX_KBIT_PER_SECOND, MIN_KBIT_PER_SECOND
 
 SampleFormat = Literal["s16", "f32"]
@@ -33,8 +35,8 @@ class ServerConfig:
     #: closes the connection (1009) before it is buffered.
     max_message_bytes: int = 32 * 1024
     max_messages_per_second: float = 30.0
-    max_prompt_chars: int = 500
-    max_prompts: int = 8
+    max_prompt_chars: int = MAX_PROMPT_CHARS
+    max_prompts: int = MAX_PROMPTS
     #: Browser origins allowed to open the WebSocket; empty: any. List the player's own origin
     #: too (``http://127.0.0.1:8765``), or browsers opening it from this server are refused. A
     #: request without an Origin header (not a browser) is always allowed: such a client could
@@ -64,6 +66,11 @@ class ServerConfig:
     opus_kbit_per_second: float | None = None
     ping_interval_seconds: float = 20.0
     ping_timeout_seconds: float = 20.0
+
+    @property
+    def prompt_limits(self) -> PromptLimits:
+        """The prompts this server's clients may send."""
+        return PromptLimits(self.max_prompt_chars, self.max_prompts)
 
     def __post_init__(self) -> None:
         problems = []

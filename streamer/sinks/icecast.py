@@ -20,10 +20,10 @@ import socket
 import threading
 
 from streamer.audio.blocks import AudioBlock
+from streamer.backoff import Backoff
 from streamer.runtime.ports import FramePicture, NowPlaying, StreamEvent
 from streamer.sinks.icecast_encoder import StreamEncoder, default_bitrate_kbps
 from streamer.sinks.icecast_protocol import (
-    Backoff,
     IcecastConfig,
     SourceRefused,
     check_source_response,
@@ -116,7 +116,7 @@ class IcecastSink:
                 )
                 self._stop.wait(delay)
                 continue
-            backoff.connected()
+            backoff.succeeded()
             self.connections += 1
             log.info("sending the stream to Icecast: %s", self.target.listen_url)
             try:

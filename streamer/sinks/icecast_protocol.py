@@ -171,21 +171,3 @@ def title_of(playing: NowPlaying) -> str:
 
 def _header_text(text: str) -> str:
     return " ".join(text.split())  # no line breaks can reach the request head
-
-
-class Backoff:
-    """Waits between reconnection tries: ``first`` doubled per failure in a row, up to
-    ``longest``; back to ``first`` after a connection that worked."""
-
-    def __init__(self, first: float, longest: float) -> None:
-        self.first = first
-        self.longest = longest
-        self.failures = 0
-
-    def failed(self) -> float:
-        """The wait before the next try."""
-        self.failures += 1
-        return min(self.longest, self.first * 2 ** (self.failures - 1))
-
-    def connected(self) -> None:
-        self.failures = 0

@@ -56,21 +56,6 @@ class MessageFormatError(ValueError):
     """A binary message that does not follow this protocol version."""
 
 
-class ErrorCode(enum.StrEnum):
-    """The ``code`` of an error reply; a client can branch on it, the message is for people."""
-
-    BAD_JSON = "bad_json"
-    BAD_MESSAGE = "bad_message"
-    UNKNOWN_TYPE = "unknown_type"
-    UNKNOWN_FIELD = "unknown_field"
-    MISSING_FIELD = "missing_field"
-    INVALID_VALUE = "invalid_value"
-    TOO_LARGE = "too_large"
-    RATE_LIMITED = "rate_limited"
-    UNAUTHORIZED = "unauthorized"
-    INTERNAL_ERROR = "internal_error"
-
-
 @dataclasses.dataclass(frozen=True)
 class AudioMessage:
     """Consecutive samples of the stream, interleaved.

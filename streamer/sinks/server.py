@@ -33,11 +33,12 @@ from websockets.http11 import Request, Response
 
 from streamer.audio.blocks import AudioBlock
 from streamer.errors import UserError
+from streamer.plan.controls import ErrorCode
 from streamer.runtime.ports import ControlRejected, FramePicture, StreamControl, StreamEvent
 from streamer.sinks.broadcast import Broadcaster, BroadcastStats, write_now
 from streamer.sinks.client_files import content_type, find_client_dir, resolve_client_file
 from streamer.sinks.config import ServerConfig
-from streamer.sinks.protocol import CODECS, ErrorCode, ack_text, error_text, hello_text
+from streamer.sinks.protocol import CODECS, ack_text, error_text, hello_text
 from streamer.sinks.session import Apply, ControlSession, Disconnect, Reply, StartListening
 
 logger = logging.getLogger(__name__)

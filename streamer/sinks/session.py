@@ -14,8 +14,9 @@ import hmac
 
 from streamer.sinks.config import ServerConfig
 from streamer.plan.commands import Command
-from streamer.sinks.control import Auth, ClientRequest, ControlError, parse_client_message
-from streamer.sinks.protocol import ErrorCode, ack_text, error_text
+from streamer.plan.controls import ControlError, ErrorCode
+from streamer.sinks.control import Auth, ClientRequest, parse_client_message
+from streamer.sinks.protocol import ack_text, error_text
 
 
 class Role(enum.StrEnum):

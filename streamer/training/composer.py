@@ -569,7 +569,7 @@ class Composition:
 
     @property
     def bpm(self) -> Fraction:
-        return self.beats * 60 / FRAME_SECONDS
+        return loop_bpm(self.beats)
 
     @property
     def programs(self) -> list[tuple[int, int]]:
@@ -629,6 +629,11 @@ def _tiled(rhythm, steps: int):
                 yield bar_start + entry[0], entry
 
 
+def loop_bpm(beats: int) -> Fraction:
+    """The tempo of a loop of ``beats`` beats that fills one frame."""
+    return beats * 60 / FRAME_SECONDS
+
+
 def compose(seed: int, index: int, config: ComposerConfig = ComposerConfig()) -> Composition:
     """The composition of clip ``index`` of the data set made with ``seed``.
 
@@ -637,104 +642,165 @@ def compose(seed: int, index: int, config: ComposerConfig = ComposerConfig()) ->
     """
     rng = random.Random(f"streamer-composer:{seed}:{index}")
     style = STYLES[index % len(STYLES)]
-    beats = rng.choice(style.beats)
-    steps = STEPS_PER_BEAT * beats
-    kind = rng.random()
-    kind = ("drums_only" if kind < config.drums_only_share
-            else "solo" if kind < config.drums_only_share + config.solo_share else "ensemble")
-    sparse = rng.random() < config.sparse_share
-    feel = "sparse" if sparse else "busy"
-    minor = rng.random() < style.minor_share
-    harmony = _Harmony(rng.randrange(12), minor)
-    progression = rng.choice(style.minor_progressions if minor else style.major_progressions)
-    segments = _segments(beats, progression)
-    tones = (4 + (rng.random() < 0.3)) if rng.random() < style.sevenths else 3
+    arranger = _Arranger(rng, style, config)
+    return _described(seed, index, arranger, arranger.arrangement())
 
-    def swung(step: int) -> Fraction:
-        offbeat = step % 4 == 2 if style.swing_eighths else step % 2 == 1
-        return Fraction(step) + (style.swing if offbeat else 0)
 
-    def velocity(base: int) -> int:
-        soft = -14 if sparse else 0
-        jitter = rng.randint(-config.velocity_jitter, config.velocity_jitter)
-        return max(1, min(127, base + soft + jitter))
+def _kind(draw: float, config: ComposerConfig) -> str:
+    """The clip's kind for a uniform draw in [0, 1): drums only, a solo, or an ensemble."""
+    if draw < config.drums_only_share:
+        return "drums_only"
+    return "solo" if draw < config.drums_only_share + config.solo_share else "ensemble"
 
-    def monophonic(channel: int, timed: list[tuple[int, int, int, int]]) -> tuple[Note, ...]:
-        """Notes (step, length, key, velocity) each cut short of the next onset and of the
-        loop's end, so no note is cut off by a later one on the same key."""
-        timed = sorted(timed)
-        out = []
-        for number, (step, length, key, vel) in enumerate(timed):
-            following = timed[number + 1][0] if number + 1 < len(timed) else steps
-            end = min(step + length, following) - Fraction(1, 8)
-            out.append(Note(channel, key, vel, swung(step), max(end, swung(step) + Fraction(1, 4))))
-        return tuple(out)
 
-    def chordal(channel: int, hits: list[tuple[int, int]], floor: int, base: int,
-                voices: int) -> tuple[Note, ...]:
-        hits = sorted(hits)
-        out = []
-        for number, (step, length) in enumerate(hits):
-            following = hits[number + 1][0] if number + 1 < len(hits) else steps
-            # A chord never holds past the change of harmony.
-            segment_end = next(end for start, end, _ in segments if start <= step < end)
-            end = min(step + length, following, segment_end) - Fraction(1, 8)
-            vel = velocity(base)
-            for key in harmony.chord(_degree_at(segments, step), voices, floor):
-                out.append(Note(channel, key, vel, swung(step), max(end, swung(step) + Fraction(1, 4))))
-        return tuple(out)
+class _Arranger:
+    """One clip's arrangement: its loop, kind, feel and harmony, drawn on construction, and one
+    method per part.
 
-    def drums_part() -> Part:
-        kit = rng.choice(style.kits)
-        groove = rng.choice(style.sparse_grooves if sparse else style.grooves)
+    Every draw comes from ``rng`` in a fixed order (the order of the calls below), so a clip is
+    the same clip from release to release: drawing one more number, or one fewer, anywhere
+    changes every clip after it in the data set's renders.
+    """
+
+    def __init__(self, rng: random.Random, style: Style, config: ComposerConfig) -> None:
+        self.rng, self.style, self.config = rng, style, config
+        self.beats = rng.choice(style.beats)
+        self.steps = STEPS_PER_BEAT * self.beats
+        self.kind = _kind(rng.random(), config)
+        self.sparse = rng.random() < config.sparse_share
+        self.feel = "sparse" if self.sparse else "busy"
+        self.minor = rng.random() < style.minor_share
+        self.harmony = _Harmony(rng.randrange(12), self.minor)
+        progression = rng.choice(style.minor_progressions if self.minor
+                                 else style.major_progressions)
+        self.segments = _segments(self.beats, progression)
+        self.tones = (4 + (rng.random() < 0.3)) if rng.random() < style.sevenths else 3
+
+    # --- the arrangement, by kind ----------------------------------------------------------------
+
+    def arrangement(self) -> tuple[Part, ...]:
+        if self.kind == "drums_only":
+            return (self.drums(),)
+        if self.kind == "solo":
+            return self.solo()
+        return self.ensemble()
+
+    def solo(self) -> tuple[Part, ...]:
+        """One instrument plays bass, chords and (mostly) a melody; no drums."""
+        rng, style = self.rng, self.style
+        solo = INSTRUMENTS[rng.choices(list(SOLO_INSTRUMENTS), list(SOLO_INSTRUMENTS.values()))[0]]
+        floor = 12 * style.chord_octave
+        parts = [
+            Part("bass", 0, solo.program, solo.name, self.bass(0, floor - 12)),
+            Part("chords", 1, solo.program, solo.name, self.chords(1, floor, 72)),
+        ]
+        if not self.sparse or rng.random() < 0.5:
+            parts.append(Part("melody", 2, solo.program, solo.name, self.melody(2)))
+        return tuple(parts)
+
+    def ensemble(self) -> tuple[Part, ...]:
+        """Bass and chords, then a pad, an arpeggio and a melody by chance, then drums by
+        chance; each part on its own instrument where the style has enough."""
+        rng, style, config = self.rng, self.style, self.config
+        bass = self._pick(style.bass, set())
+        chords = self._pick(style.chords, {bass.name})
+        taken = {bass.name, chords.name}
+        bass_floor = 28 if bass.family == "bass" else 36
+        chord_floor = 12 * style.chord_octave + 3
+        parts = [
+            Part("bass", 0, bass.program, bass.name, self.bass(0, bass_floor)),
+            Part("chords", 1, chords.program, chords.name, self.chords(1, chord_floor, 76)),
+        ]
+        for role, share, names in (("pad", config.pad_share, style.pads),
+                                   ("arpeggio", config.arp_share, style.arps),
+                                   ("melody", config.melody_share, style.melodies)):
+            if self.sparse and role != "melody":
+                share /= 2
+            if rng.random() >= share:
+                continue
+            instrument = self._pick(names, taken)
+            taken.add(instrument.name)
+            channel = len(parts)
+            if role == "pad":
+                notes = self.pad(channel, chord_floor)
+            elif role == "arpeggio":
+                notes = self.arpeggio(channel)
+            else:
+                notes = self.melody(channel)
+            parts.append(Part(role, channel, instrument.program, instrument.name, notes))
+        if rng.random() < style.drums_share:
+            parts.append(self.drums())
+        return tuple(parts)
+
+    def _pick(self, names: tuple[str, ...], taken: set[str]) -> Instrument:
+        free = [name for name in names if name not in taken] or list(names)
+        return INSTRUMENTS[self.rng.choice(free)]
+
+    # --- the parts ---------------------------------------------------------------------------
+
+    def drums(self) -> Part:
+        style = self.style
+        kit = self.rng.choice(style.kits)
+        groove = self.rng.choice(style.sparse_grooves if self.sparse else style.grooves)
         notes = []
         for key, row in groove.items():
-            for step in range(steps):
+            for step in range(self.steps):
                 letter = row[step % len(row)]
                 if letter != ".":
-                    vel = velocity(DRUM_VELOCITIES[letter])
-                    notes.append(Note(DRUM_CHANNEL, key, vel, swung(step),
-                                      swung(step) + Fraction(1, 2)))
+                    vel = self._velocity(DRUM_VELOCITIES[letter])
+                    start = self._swung(step)
+                    notes.append(Note(DRUM_CHANNEL, key, vel, start, start + Fraction(1, 2)))
         return Part("drums", DRUM_CHANNEL, KITS[kit], DRUM_KIT, tuple(notes))
 
-    def bass_notes(channel: int, floor: int) -> tuple[Note, ...]:
-        rhythm = rng.choice(style.bass_rhythms)
+    def bass(self, channel: int, floor: int) -> tuple[Note, ...]:
+        rhythm = self.rng.choice(self.style.bass_rhythms)
         timed = []
-        for step, (_, length, tone) in _tiled(rhythm, steps):
-            if sparse and tone != ROOT and rng.random() < 0.5:
+        for step, (_, length, tone) in _tiled(rhythm, self.steps):
+            if self.sparse and tone != ROOT and self.rng.random() < 0.5:
                 continue
-            degree = _degree_at(segments, step)
-            root = harmony.key(degree, floor)
-            key = root + 12 if tone == OCTAVE else harmony.key(degree + tone, root)
-            timed.append((step, length, key, velocity(100)))
-        return monophonic(channel, timed)
+            degree = _degree_at(self.segments, step)
+            root = self.harmony.key(degree, floor)
+            key = root + 12 if tone == OCTAVE else self.harmony.key(degree + tone, root)
+            timed.append((step, length, key, self._velocity(100)))
+        return self._monophonic(channel, timed)
 
-    def comp_hits() -> list[tuple[int, int]]:
-        rhythm = rng.choice(style.comp_rhythms)
-        hits = [(step, length) for step, (_, length) in _tiled(rhythm, steps)]
-        if sparse and len(hits) > 4:
+    def chords(self, channel: int, floor: int, base: int) -> tuple[Note, ...]:
+        """The style's comping rhythm (every other hit when sparse) in the clip's voicing."""
+        rhythm = self.rng.choice(self.style.comp_rhythms)
+        hits = [(step, length) for step, (_, length) in _tiled(rhythm, self.steps)]
+        if self.sparse and len(hits) > 4:
             hits = hits[::2]
-        return hits
+        return self._chordal(channel, hits, floor, base, self.tones)
 
-    def arpeggio_notes(channel: int) -> tuple[Note, ...]:
-        spacing = 4 if sparse else rng.choice((1, 2))
+    def pad(self, channel: int, floor: int) -> tuple[Note, ...]:
+        """Triads held for each chord of the progression."""
+        hits = [(start, end - start) for start, end, _ in self.segments]
+        return self._chordal(channel, hits, floor, 60, 3)
+
+    def arpeggio(self, channel: int) -> tuple[Note, ...]:
+        rng = self.rng
+        spacing = 4 if self.sparse else rng.choice((1, 2))
         shape = rng.choice(("up", "down", "updown"))
         timed = []
-        for number, step in enumerate(range(0, steps, spacing)):
-            chord = harmony.chord(_degree_at(segments, step), tones, 12 * (style.chord_octave + 2))
+        floor = 12 * (self.style.chord_octave + 2)
+        for number, step in enumerate(range(0, self.steps, spacing)):
+            chord = self.harmony.chord(_degree_at(self.segments, step), self.tones, floor)
             cycle = chord + [chord[0] + 12]
             if shape == "down":
                 cycle = cycle[::-1]
             elif shape == "updown":
                 cycle = cycle + cycle[-2:0:-1]
-            timed.append((step, spacing, cycle[number % len(cycle)], velocity(80)))
-        return monophonic(channel, timed)
+            timed.append((step, spacing, cycle[number % len(cycle)], self._velocity(80)))
+        return self._monophonic(channel, timed)
 
-    def melody_notes(channel: int) -> tuple[Note, ...]:
-        grid = 2 if sparse or rng.random() < 0.5 else 1
-        density = 0.35 if sparse else 0.6
+    def melody(self, channel: int) -> tuple[Note, ...]:
+        """A one-bar motif repeated over the loop: chord tones on the beat, near the last
+        note; steps of the scale between."""
+        rng, steps = self.rng, self.steps
+        grid = 2 if self.sparse or rng.random() < 0.5 else 1
+        density = 0.35 if self.sparse else 0.6
         position = rng.randrange(7)  # scale degree above the melody's floor
-        floor = 12 * (style.chord_octave + 2) - 5
+        floor = 12 * (self.style.chord_octave + 2) - 5
         timed = []
         motif_steps = min(steps, STEPS_PER_BAR)
         motif = [step for step in range(0, motif_steps, grid)
@@ -744,73 +810,71 @@ def compose(seed: int, index: int, config: ComposerConfig = ComposerConfig()) ->
                 step = bar_start + offset
                 if step >= steps:
                     break
-                chord_root = _degree_at(segments, step)
+                chord_root = _degree_at(self.segments, step)
                 if step % STEPS_PER_BEAT == 0:  # on the beat: a chord tone near the last note
                     position = min((chord_root + 2 * n + 7 * octave for n in range(3)
                                     for octave in (-1, 0, 1)), key=lambda d: abs(d - position))
                 else:
                     position += rng.choice((-2, -1, -1, 1, 1, 2))
                 position = max(0, min(11, position))
-                key = harmony.melodic(position, floor)
-                timed.append((step, 4 * grid, key, velocity(96)))
-        return monophonic(channel, timed)
+                key = self.harmony.melodic(position, floor)
+                timed.append((step, 4 * grid, key, self._velocity(96)))
+        return self._monophonic(channel, timed)
 
-    def pick(names: tuple[str, ...], taken: set[str]) -> Instrument:
-        free = [name for name in names if name not in taken] or list(names)
-        return INSTRUMENTS[rng.choice(free)]
+    # --- timing, dynamics and note ends ----------------------------------------------------------
 
-    parts: list[Part] = []
-    if kind == "drums_only":
-        parts.append(drums_part())
-    elif kind == "solo":
-        solo = INSTRUMENTS[rng.choices(list(SOLO_INSTRUMENTS), list(SOLO_INSTRUMENTS.values()))[0]]
-        floor = 12 * style.chord_octave
-        parts.append(Part("bass", 0, solo.program, solo.name, bass_notes(0, floor - 12)))
-        parts.append(Part("chords", 1, solo.program, solo.name,
-                          chordal(1, comp_hits(), floor, 72, tones)))
-        if not sparse or rng.random() < 0.5:
-            parts.append(Part("melody", 2, solo.program, solo.name, melody_notes(2)))
-    else:
-        taken: set[str] = set()
-        bass = pick(style.bass, taken)
-        chords = pick(style.chords, taken | {bass.name})
-        taken = {bass.name, chords.name}
-        bass_floor = 28 if bass.family == "bass" else 36
-        parts.append(Part("bass", 0, bass.program, bass.name, bass_notes(0, bass_floor)))
-        parts.append(Part("chords", 1, chords.program, chords.name,
-                          chordal(1, comp_hits(), 12 * style.chord_octave + 3, 76, tones)))
-        channel = 2
-        for role, share, names in (("pad", config.pad_share, style.pads),
-                                   ("arpeggio", config.arp_share, style.arps),
-                                   ("melody", config.melody_share, style.melodies)):
-            if sparse and role != "melody":
-                share /= 2
-            if rng.random() >= share:
-                continue
-            instrument = pick(names, taken)
-            taken.add(instrument.name)
-            if role == "pad":
-                hits = [(start, end - start) for start, end, _ in segments]
-                notes = chordal(channel, hits, 12 * style.chord_octave + 3, 60, 3)
-            elif role == "arpeggio":
-                notes = arpeggio_notes(channel)
-            else:
-                notes = melody_notes(channel)
-            parts.append(Part(role, channel, instrument.program, instrument.name, notes))
-            channel += 1
-        if rng.random() < style.drums_share:
-            parts.append(drums_part())
-    return _described(seed, index, style, beats, tuple(parts), kind, harmony, minor, feel)
+    def _swung(self, step: int) -> Fraction:
+        offbeat = step % 4 == 2 if self.style.swing_eighths else step % 2 == 1
+        return Fraction(step) + (self.style.swing if offbeat else 0)
+
+    def _velocity(self, base: int) -> int:
+        soft = -14 if self.sparse else 0
+        jitter = self.rng.randint(-self.config.velocity_jitter, self.config.velocity_jitter)
+        return max(1, min(127, base + soft + jitter))
+
+    def _span(
+        self, step: int, length: int, following: int, *limits: int
+    ) -> tuple[Fraction, Fraction]:
+        """Start and end of a note at ``step``: it ends an eighth of a step before its length,
+        the next onset or any of ``limits`` (so no note is cut off by a later one on the same
+        key), and lasts a quarter of a step at least."""
+        start = self._swung(step)
+        end = min(step + length, following, *limits) - Fraction(1, 8)
+        return start, max(end, start + Fraction(1, 4))
+
+    def _onsets(self, timed: list) -> list[tuple[tuple, int]]:
+        """Each entry (sorted) with the step of the next onset, the loop's end for the last."""
+        timed = sorted(timed)
+        following = [entry[0] for entry in timed[1:]] + [self.steps]
+        return list(zip(timed, following))
+
+    def _monophonic(self, channel: int, timed: list[tuple[int, int, int, int]]) -> tuple[Note, ...]:
+        """Notes (step, length, key, velocity), one at a time."""
+        return tuple(Note(channel, key, vel, *self._span(step, length, following))
+                     for (step, length, key, vel), following in self._onsets(timed))
+
+    def _chordal(self, channel: int, hits: list[tuple[int, int]], floor: int, base: int,
+                 voices: int) -> tuple[Note, ...]:
+        """Chords of ``voices`` tones at (step, length) ``hits``, on the progression's degree."""
+        out = []
+        for (step, length), following in self._onsets(hits):
+            # A chord never holds past the change of harmony.
+            segment_end = next(end for start, end, _ in self.segments if start <= step < end)
+            span = self._span(step, length, following, segment_end)
+            vel = self._velocity(base)
+            for key in self.harmony.chord(_degree_at(self.segments, step), voices, floor):
+                out.append(Note(channel, key, vel, *span))
+        return tuple(out)
 
 
-def _described(seed: int, index: int, style: Style, beats: int, parts: tuple[Part, ...],
-               kind: str, harmony: _Harmony, minor: bool, feel: str) -> Composition:
+def _described(seed: int, index: int, arranger: _Arranger, parts: tuple[Part, ...]) -> Composition:
     """The composition with the caption and labels its parts say."""
+    style, beats, kind, feel = arranger.style, arranger.beats, arranger.kind, arranger.feel
+    minor, harmony = arranger.minor, arranger.harmony
     drums = any(part.role == "drums" for part in parts)
     pitched = [part for part in parts if part.role != "drums"]
     instruments = list(dict.fromkeys(part.instrument for part in pitched))
     mode = "minor" if minor else "major"
-    bpm = beats * 60 / FRAME_SECONDS
     if kind == "drums_only":
         lead, family = DRUM_KIT, "drums"
         caption = f"drum kit only, {style.words} drums, {feel}"
@@ -844,7 +908,7 @@ def _described(seed: int, index: int, style: Style, beats: int, parts: tuple[Par
         "mode": mode_label,
         "feel": feel,
         "drums": drums,
-        "bpm": float(bpm),
+        "bpm": float(loop_bpm(beats)),
         "beats": beats,
         "key": key_label,
         "kind": kind,

@@ -7,11 +7,12 @@ Loss: L1 on pixels plus a small KL term that keeps the latent a near-Gaussian th
 Stage ``unet``: the UNet and the text encoder together (from scratch is fine: the captions are
 templated plain words), on latents the frozen VAE encoded once and cached in the run folder
 (a UNet step then never touches a 512x512 image). Epsilon prediction on SD 1.x's noise schedule,
-weighted by min-SNR (gamma 5; Hang et al., 2023: the same quality in about a third of the steps),
-the caption dropped to "" for a tenth of the rows so classifier-free guidance works (the stream's
-negative prompt defaults to ""), and an exponential moving average of the trained weights, which
-is what gets exported. Before caching, the VAE's ``scaling_factor`` is set to one over the
-latents' standard deviation, so the UNet sees unit-variance latents, as SD's 0.18215 does for SD.
+weighted by min-SNR (gamma 5; Hang et al., 2023: the same quality in about a third of the steps;
+the SNR is diffusers' ``compute_snr``), the caption dropped to "" for a tenth of the rows so
+classifier-free guidance works (the stream's negative prompt defaults to ""), and an exponential
+moving average of the trained weights (diffusers' ``EMAModel``), which is what gets exported.
+Before caching, the VAE's ``scaling_factor`` is set to one over the latents' standard deviation,
+so the UNet sees unit-variance latents, as SD's 0.18215 does for SD.
 
 The run folder::
 
@@ -103,20 +104,21 @@ def resolve_init(init: str) -> str | None:
 
 
 def learning_rate(step: int, peak: float, warmup_steps: int) -> float:
-    """Linear warm-up to ``peak`` over ``warmup_steps``, then constant."""
+    """Linear warm-up to ``peak`` over ``warmup_steps``, then constant.
+
+    Hand-written rather than diffusers' ``get_constant_schedule_with_warmup``: a function of the
+    step needs no state in the checkpoint, so every run folder already on disk resumes as it
+    was, with the same learning rates.
+    """
     return peak * min(1.0, (step + 1) / max(1, warmup_steps))
 
 
-def min_snr_weights(alphas_cumprod: torch.Tensor, timesteps: torch.Tensor, gamma: float):
+def min_snr_weights(noise_schedule, timesteps: torch.Tensor, gamma: float) -> torch.Tensor:
     """Per-row loss weights min(SNR, gamma) / SNR for epsilon prediction (Hang et al., 2023)."""
-    alpha = alphas_cumprod[timesteps]
-    snr = alpha / (1 - alpha)
+    from diffusers.training_utils import compute_snr
+
+    snr = compute_snr(noise_schedule, timesteps)
     return torch.clamp(snr, max=gamma) / snr
-
-
-def ema_decay(step: int, decay: float) -> float:
-    """The EMA's decay at ``step``: short memory early on, so the average is not mostly noise."""
-    return min(decay, (1 + step) / (10 + step))
 
 
 def random_crops(images: list[np.ndarray], side: int, rng: np.random.Generator) -> np.ndarray:
@@ -137,6 +139,77 @@ def to_pixels(gray: np.ndarray) -> torch.Tensor:
 
 
 # --- the run -------------------------------------------------------------------------------------
+
+
+class _Average:
+    """The exponential moving average of trained parts (diffusers' ``EMAModel``), held in copies
+    of the parts: what the model folder gets.
+
+    Its checkpoint is the copies' weights and the step, nothing more: the average of step ``n``
+    is exactly the copies' weights after step ``n``, and the EMA's decay follows from the step,
+    so a resumed run averages as an uninterrupted one does.
+    """
+
+    def __init__(self, parts: dict[str, torch.nn.Module], decay: float) -> None:
+        from diffusers.training_utils import EMAModel
+
+        self.copies = {
+            name: copy.deepcopy(part).requires_grad_(False) for name, part in parts.items()
+        }
+        # Only what is trained is averaged (a frozen parameter's copy is already its value).
+        pairs = [
+            (live, averaged)
+            for name, part in parts.items()
+            for live, averaged in zip(part.parameters(), self.copies[name].parameters())
+            if live.requires_grad
+        ]
+        self._trained = [live for live, _ in pairs]
+        self._averaged = [averaged for _, averaged in pairs]
+        self._ema = EMAModel(self._averaged, decay=decay)
+
+    def update(self) -> None:
+        """Move the average towards the parts' weights after an optimizer step."""
+        self._ema.step(self._trained)
+
+    def state(self) -> dict[str, dict]:
+        """The averaged weights by part, written into the copies first."""
+        self._ema.copy_to(self._averaged)
+        return {name: part.state_dict() for name, part in self.copies.items()}
+
+    def resume(self, state: dict[str, dict], step: int) -> None:
+        """Continue from the averaged weights ``state`` (by part) of step ``step``."""
+        for name, part in self.copies.items():
+            part.load_state_dict(state[name])
+        averaged = [parameter.detach() for parameter in self._averaged]
+        self._ema.load_state_dict(
+            {**self._ema.state_dict(), "optimization_step": step, "shadow_params": averaged}
+        )
+
+
+@dataclasses.dataclass
+class _Stage:
+    """One training stage as the shared loop runs, checkpoints and resumes it.
+
+    ``parts`` are trained in place by ``optimizer``; ``loss(step)`` draws the next batch from
+    ``rng`` (and torch's generator) and returns its loss; ``average``, when there is one, is what
+    the model folder gets instead of the parts themselves.
+    """
+
+    name: str
+    steps: int
+    peak_learning_rate: float
+    parts: dict[str, torch.nn.Module]
+    optimizer: torch.optim.Optimizer
+    rng: np.random.Generator
+    loss: Callable[[int], torch.Tensor]
+    average: _Average | None = None
+    step: int = 0
+
+    def exported(self) -> dict[str, dict]:
+        """The weights the model folder gets, by part."""
+        if self.average is not None:
+            return self.average.state()
+        return {name: part.state_dict() for name, part in self.parts.items()}
 
 
 class _Run:
@@ -226,10 +299,9 @@ class _Run:
             vae.parameters(), lr=config.vae_learning_rate, weight_decay=0.0
         )
         rng = np.random.default_rng([config.seed, 1])
-        step = self._resume_state("vae", resume, {"vae": vae}, optimizer, rng)
         pool = _ImagePool(self.data)
 
-        def one_step(step: int) -> torch.Tensor:
+        def loss(step: int) -> torch.Tensor:
             images = random_crops(
                 pool.sample(config.vae_batch_size, rng, step),
                 config.vae_crop_pixels,
@@ -243,16 +315,11 @@ class _Run:
             kl = posterior.kl().mean() / pixels[0].numel()
             return l1 + config.vae_kl_weight * kl
 
-        self._loop(
-            "vae",
-            step,
-            config.vae_steps,
-            config.vae_learning_rate,
-            optimizer,
-            one_step,
-            lambda: {"vae": vae.state_dict()},
-            rng,
+        stage = _Stage(
+            "vae", config.vae_steps, config.vae_learning_rate, {"vae": vae}, optimizer, rng, loss
         )
+        self._resume(stage, resume)
+        self._loop(stage)
         self.vae = vae.eval().requires_grad_(False)
 
     # --- stage 2: UNet and text encoder --------------------------------------------------------
@@ -273,15 +340,12 @@ class _Run:
         trained = {"unet": unet, "text_encoder": text_encoder}
         parameters = [p for part in trained.values() for p in part.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(parameters, lr=config.unet_learning_rate, weight_decay=0.0)
-        ema = {name: copy.deepcopy(part).requires_grad_(False) for name, part in trained.items()}
         rng = np.random.default_rng([config.seed, 2])
-        step = self._resume_state("unet", resume, trained, optimizer, rng, ema)
         noise_schedule = DDPMScheduler.from_config(sd1_scheduler().config)
-        alphas = noise_schedule.alphas_cumprod.to(self.device)
         steps_total = noise_schedule.config.num_train_timesteps
         tokens, empty = tokens.to(self.device), empty.to(self.device)
 
-        def one_step(step: int) -> torch.Tensor:
+        def loss(step: int) -> torch.Tensor:
             rows = rng.integers(0, len(latents), config.unet_batch_size)
             clean = latents[torch.from_numpy(rows)].to(self.device, torch.float32)
             text = tokens[torch.from_numpy(rows).to(self.device)].clone()
@@ -294,35 +358,17 @@ class _Run:
                 hidden = text_encoder(text)[0]
                 prediction = unet(noisy, timesteps, encoder_hidden_states=hidden).sample
             errors = ((prediction.float() - noise) ** 2).mean(dim=(1, 2, 3))
-            return (errors * min_snr_weights(alphas, timesteps, config.min_snr_gamma)).mean()
+            weights = min_snr_weights(noise_schedule, timesteps, config.min_snr_gamma)
+            return (errors * weights).mean()
 
-        def after_step(step: int) -> None:
-            decay = ema_decay(step, config.ema_decay)
-            with torch.no_grad():
-                for name, part in trained.items():
-                    for average, live in zip(ema[name].parameters(), part.parameters()):
-                        if live.requires_grad:
-                            average.lerp_(live, 1 - decay)
-
-        def export_state():  # the averaged weights: what the model folder gets
-            return {name: part.state_dict() for name, part in ema.items()}
-
-        def live_state():
-            return {name: part.state_dict() for name, part in trained.items()}
-
-        self.unet, self.text_encoder = ema["unet"], ema["text_encoder"]
-        self._loop(
-            "unet",
-            step,
-            config.unet_steps,
-            config.unet_learning_rate,
-            optimizer,
-            one_step,
-            export_state,
-            rng,
-            after_step=after_step,
-            live_state=live_state,
+        average = _Average(trained, config.ema_decay)
+        stage = _Stage(
+            "unet", config.unet_steps, config.unet_learning_rate, trained, optimizer, rng, loss,
+            average,
         )
+        self._resume(stage, resume)
+        self.unet, self.text_encoder = average.copies["unet"], average.copies["text_encoder"]
+        self._loop(stage)
 
     def _latents_and_tokens(self):
         """The training split's VAE latents (cached per VAE step) and caption tokens."""
@@ -385,8 +431,10 @@ class _Run:
 
     # --- the shared loop -----------------------------------------------------------------------
 
-    def _resume_state(self, stage, resume, parts, optimizer, rng, ema=None) -> int:
-        path = self.checkpoint_dir / f"{stage}.pt"
+    def _resume(self, stage: _Stage, resume: bool) -> None:
+        """Start ``stage`` afresh, or continue it from its checkpoint exactly: weights,
+        average, optimizer and both random generators as they were after its step."""
+        path = self.checkpoint_dir / f"{stage.name}.pt"
         if not resume or not path.is_file():
             if path.is_file() and not resume:
                 raise UserError(
@@ -394,77 +442,64 @@ class _Run:
                 )
             # Each stage's randomness starts from the seed alone, so a stage resumed in a later
             # process draws what it would have drawn had the run never stopped.
-            torch.manual_seed(self.config.seed * len(STAGES) + STAGES.index(stage))
-            return 0
+            torch.manual_seed(self.config.seed * len(STAGES) + STAGES.index(stage.name))
+            return
         state = torch.load(path, map_location="cpu", weights_only=False)
-        for name, part in parts.items():
+        stage.step = state["step"]
+        for name, part in stage.parts.items():
             part.load_state_dict(state["live"][name])
-        if ema is not None:
-            for name, part in ema.items():
-                part.load_state_dict(state["export"][name])
-        optimizer.load_state_dict(state["optimizer"])
-        rng.bit_generator.state = state["numpy_rng"]
+        if stage.average is not None:
+            stage.average.resume(state["export"], stage.step)
+        stage.optimizer.load_state_dict(state["optimizer"])
+        stage.rng.bit_generator.state = state["numpy_rng"]
         torch.set_rng_state(state["torch_rng"])
         if self.device.type == "cuda" and state.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(state["cuda_rng"])
-        self.report(f"{stage}: resumed at step {state['step']} from {path}")
-        return state["step"]
+        self.report(f"{stage.name}: resumed at step {stage.step} from {path}")
 
-    def _loop(
-        self,
-        stage,
-        step,
-        total,
-        peak_lr,
-        optimizer,
-        one_step,
-        export_state,
-        rng,
-        after_step=None,
-        live_state=None,
-    ) -> None:
+    def _checkpoint(self, stage: _Stage) -> None:
+        self._save(
+            stage.name,
+            {
+                "step": stage.step,
+                "live": {name: part.state_dict() for name, part in stage.parts.items()},
+                "export": stage.exported(),
+                "optimizer": stage.optimizer.state_dict(),
+                "numpy_rng": stage.rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state() if self.device.type == "cuda" else None,
+                "config": dataclasses.asdict(self.config),
+            },
+        )
+
+    def _loop(self, stage: _Stage) -> None:
+        """Step ``stage`` to its last step: warm-up, loss, optimizer, average, log, and a
+        checkpoint every ``checkpoint_every_steps``, at the end and when asked to stop."""
         config = self.config
-        live_state = live_state or export_state
         started = time.monotonic()
         losses: list[float] = []
-
-        def save() -> None:
-            self._save(
-                stage,
-                {
-                    "step": step,
-                    "live": live_state(),
-                    "export": export_state(),
-                    "optimizer": optimizer.state_dict(),
-                    "numpy_rng": rng.bit_generator.state,
-                    "torch_rng": torch.get_rng_state(),
-                    "cuda_rng": torch.cuda.get_rng_state() if self.device.type == "cuda" else None,
-                    "config": dataclasses.asdict(config),
-                },
-            )
-
-        while step < total:
-            lr = learning_rate(step, peak_lr, config.warmup_steps)
-            for group in optimizer.param_groups:
+        while stage.step < stage.steps:
+            lr = learning_rate(stage.step, stage.peak_learning_rate, config.warmup_steps)
+            for group in stage.optimizer.param_groups:
                 group["lr"] = lr
-            loss = one_step(step)
-            optimizer.zero_grad(set_to_none=True)
+            loss = stage.loss(stage.step)
+            stage.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            optimizer.step()
-            step += 1
-            if after_step:
-                after_step(step)
+            stage.optimizer.step()
+            stage.step += 1
+            if stage.average is not None:
+                stage.average.update()
             losses.append(float(loss.detach()))
-            if step % config.log_every_steps == 0 or step == total:
-                self._log(stage, step, total, float(np.mean(losses)), lr, started)
+            if stage.step % config.log_every_steps == 0 or stage.step == stage.steps:
+                self._log(stage.name, stage.step, stage.steps, float(np.mean(losses)), lr, started)
                 losses.clear()
             if self.stop.requested:
-                self.report(f"{stage}: stopped at step {step}; saving a checkpoint")
-                save()
+                self.report(f"{stage.name}: stopped at step {stage.step}; saving a checkpoint")
+                self._checkpoint(stage)
                 raise KeyboardInterrupt
-            if step % config.checkpoint_every_steps == 0 and step < total:
-                save()
-        save()
+            if stage.step % config.checkpoint_every_steps == 0 and stage.step < stage.steps:
+                self._checkpoint(stage)
+        self._checkpoint(stage)
 
 
 class _ImagePool:

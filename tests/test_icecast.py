@@ -91,7 +91,9 @@ def test_the_source_request_names_the_station_and_asks_before_sending():
     check_source_response(b"HTTP/1.1 100 Continue\r\n\r\n")
     with pytest.raises(SourceRefused, match="password"):
         check_source_response(b"HTTP/1.0 401 Authentication Required\r\n\r\n")
-    assert b"song=jazz+%2B+rain" in metadata_request(parse_target(config.url), "jazz + rain")
+    path, headers = metadata_request(parse_target(config.url), "jazz + rain")
+    assert path.startswith("/admin/metadata?") and "song=jazz+%2B+rain" in path
+    assert headers["Authorization"] == "Basic c291cmNlOnB3"
 
 
 def test_reconnection_waits_double_up_to_the_cap_and_reset_after_a_connection():

@@ -15,6 +15,7 @@ carry the title in the stream's comment header, written with a connection's firs
 from __future__ import annotations
 
 import collections
+import http.client
 import logging
 import socket
 import threading
@@ -178,16 +179,23 @@ class IcecastSink:
 
     def _update_title(self, title: str) -> None:
         """Set the mount's title; a failure is logged, never fatal to the stream."""
+        path, headers = metadata_request(self.target, title)
+        connection = http.client.HTTPConnection(
+            self.target.host, self.target.port, timeout=ANSWER_TIMEOUT_SECONDS
+        )
         try:
-            with socket.create_connection(
-                (self.target.host, self.target.port), timeout=ANSWER_TIMEOUT_SECONDS
-            ) as connection:
-                connection.sendall(metadata_request(self.target, title))
-                status = _read_head(connection).split(b"\r\n", 1)[0]
-            if b" 200 " not in status + b" ":
-                log.warning("Icecast did not take the title %r: %r", title, status)
-        except OSError as error:
+            connection.request("GET", path, headers=headers)
+            response = connection.getresponse()
+            response.read()
+            if response.status != 200:
+                log.warning(
+                    "Icecast did not take the title %r: %d %s",
+                    title, response.status, response.reason,
+                )
+        except (OSError, http.client.HTTPException) as error:
             log.warning("cannot send the title to Icecast (%s)", error)
+        finally:
+            connection.close()
 
 
 def _read_head(connection: socket.socket) -> bytes:

@@ -4,7 +4,7 @@ Icecast 2.4 takes a source as an HTTP ``PUT`` of the encoded stream to the mount
 auth (user ``source``) and ``ice-*`` headers naming the station; ``Expect: 100-continue`` makes
 it answer before the body (``100 Continue``, or an error such as 401 for a wrong password or 403
 for a mount in use). Titles go separately, by ``GET /admin/metadata?mode=updinfo`` with the same
-credentials; Icecast 2.4.4 takes them for MP3 mounts only (an Ogg mount answers "Mountpoint
+credentials (sent with ``http.client``: an ordinary request and answer); Icecast 2.4.4 takes them for MP3 mounts only (an Ogg mount answers "Mountpoint
 will not accept URL updates" and shows no title: Ogg carries its own in the stream's comment
 header, which 2.4.4 does not read for Opus).
 """
@@ -151,16 +151,12 @@ def check_source_response(head: bytes) -> None:
         raise SourceRefused(f"Icecast refused the source: {status_line!r}{hint}")
 
 
-def metadata_request(target: IcecastTarget, title: str) -> bytes:
-    """The request that sets the mount's title (what listeners' players show)."""
+def metadata_request(target: IcecastTarget, title: str) -> tuple[str, dict[str, str]]:
+    """The path and headers of the ``GET`` that sets the mount's title (what listeners' players
+    show)."""
     query = urllib.parse.urlencode({"mount": target.mount, "mode": "updinfo", "song": title})
-    lines = [
-        f"GET /admin/metadata?{query} HTTP/1.0",
-        f"Host: {target.host}:{target.port}",
-        f"Authorization: {target.authorization}",
-        "User-Agent: streamer",
-    ]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+    headers = {"Authorization": target.authorization, "User-Agent": "streamer"}
+    return f"/admin/metadata?{query}", headers
 
 
 def title_of(playing: NowPlaying) -> str:

@@ -4,9 +4,9 @@ Icecast 2.4 takes a source as an HTTP ``PUT`` of the encoded stream to the mount
 auth (user ``source``) and ``ice-*`` headers naming the station; ``Expect: 100-continue`` makes
 it answer before the body (``100 Continue``, or an error such as 401 for a wrong password or 403
 for a mount in use). Titles go separately, by ``GET /admin/metadata?mode=updinfo`` with the same
-credentials (sent with ``http.client``: an ordinary request and answer); Icecast 2.4.4 takes them for MP3 mounts only (an Ogg mount answers "Mountpoint
-will not accept URL updates" and shows no title: Ogg carries its own in the stream's comment
-header, which 2.4.4 does not read for Opus).
+credentials, an ordinary request that ``http.client`` sends; Icecast 2.4.4 takes them for MP3
+mounts only (an Ogg mount answers "Mountpoint will not accept URL updates" and shows no title:
+Ogg carries its own in the stream's comment header, which 2.4.4 does not read for Opus).
 """
 
 from __future__ import annotations

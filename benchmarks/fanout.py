@@ -153,11 +153,12 @@ def queue_broadcaster(config: object) -> object:
     from websockets.exceptions import ConnectionClosed
 
     from streamer.sinks.broadcast import Broadcaster
+    from streamer.sinks.opus import OpusEncoding
     from streamer.sinks.pacing import ListenerPacing
 
     class QueueBroadcaster(Broadcaster):
         def __init__(self, config: object) -> None:
-            super().__init__(config)  # type: ignore[arg-type]
+            super().__init__(config, OpusEncoding())  # type: ignore[arg-type]
             self.queues: dict[object, asyncio.Queue] = {}
             self.senders: set[asyncio.Task] = set()
 

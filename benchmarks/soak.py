@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory() as directory:
             runs["tiny"] = soak(
                 tiny_model_maker(directory), stream_seconds=tiny_seconds, speed=1.0,
-                sample_seconds=2.0,
+                sample_seconds=0.5 if args.smoke else 2.0,
             )  # fmt: skip
 
     print(

@@ -78,12 +78,13 @@ class IcecastSink:
         self.channels = channels
         if self.target.format == "ogg":
             self._opus: OpusEncoding | None = opus if opus is not None else OpusEncoding()
-            kbit = self._opus.kbit_per_second(channels)
-            self.audio_info = audio_info(channels, OPUS_RATE, kbit)
+            self.bitrate_kbps: float = self._opus.kbit_per_second(channels)
+            encoded_rate = OPUS_RATE
         else:
             self._opus = None
             self.bitrate_kbps = config.bitrate_kbps or MP3_KBPS_PER_CHANNEL * channels
-            self.audio_info = audio_info(channels, sample_rate, self.bitrate_kbps)
+            encoded_rate = sample_rate
+        self.audio_info = audio_info(channels, encoded_rate, self.bitrate_kbps)
         self._max_queued_samples = round(config.queue_seconds * sample_rate)
         self._queue: collections.deque[_Queued] = collections.deque()
         self._queued_samples = 0
@@ -209,7 +210,7 @@ class IcecastSink:
         """A connection's Ogg stream (titled) or MP3 encoder."""
         if self.target.format == "ogg":
             return OggOpusMuxer(title)
-        return Mp3Encoder(self.sample_rate, self.channels, self.bitrate_kbps)
+        return Mp3Encoder(self.sample_rate, self.channels, round(self.bitrate_kbps))
 
     def _write(self, connection: socket.socket, data: bytes) -> None:
         if data:

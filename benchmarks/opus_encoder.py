@@ -135,7 +135,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     seconds = SMOKE_SECONDS if args.smoke else args.seconds
-    print(f"Opus encoder on {os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f} before), {seconds:g} s each")
+    load = os.getloadavg()[0]
+    print(f"Opus encoder on {os.cpu_count()} CPUs (load average {load:.1f} before), {seconds:g} s each")
     print("channels | asked | packets | WebSocket messages | Ogg stream  (kbit/s)")
     rows = [measure(channels, seconds) for channels in (1, 2)]
     for row in rows:
@@ -147,11 +148,13 @@ def main(argv: list[str] | None = None) -> None:
         )
     for row in rows:
         print(
-            f"RESULT opus_encoder channels={row['channels']} kbit_per_second={row['kbit_per_second']:g} "
+            f"RESULT opus_encoder channels={row['channels']} "
+            f"kbit_per_second={row['kbit_per_second']:g} "
             f"opus_cpu_pct={row['opus_cpu_pct']:.2f} pcm_cpu_pct={row['pcm_cpu_pct']:.2f} "
             f"ogg_cpu_pct={row['ogg_cpu_pct']:.2f} "
             f"opus_block_ms_median={row['opus_block_ms_median']:.3f} opus_block_ms_max={row['opus_block_ms_max']:.2f} "
-            f"packet_kbit_s={row['packet_kbit_s']:.1f} opus_message_kbit_s={row['opus_message_kbit_s']:.1f} "
+            f"packet_kbit_s={row['packet_kbit_s']:.1f} "
+            f"opus_message_kbit_s={row['opus_message_kbit_s']:.1f} "
             f"ogg_kbit_s={row['ogg_kbit_s']:.1f} encoder_delay_ms={row['encoder_delay_ms']:.1f} "
             f"later_ms_mean={row['later_ms_mean']:.1f} later_ms_min={row['later_ms_min']:.1f} "
             f"later_ms_max={row['later_ms_max']:.1f}",

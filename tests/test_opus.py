@@ -22,7 +22,13 @@ from opus_reference import decode_opus
 from streamer.errors import UserError
 from streamer.runtime.ports import FramePicture
 from streamer.audio.blocks import AudioBlock
-from streamer.sinks.opus import FRAME_SAMPLES, OPUS_RATE, OpusEncoding, OpusPacket, OpusStreamEncoder
+from streamer.sinks.opus import (
+    FRAME_SAMPLES,
+    OPUS_RATE,
+    OpusEncoding,
+    OpusPacket,
+    OpusStreamEncoder,
+)
 from streamer.sinks.packer import OpusPacker
 from streamer.sinks.protocol import (
     AudioMessage,
@@ -105,9 +111,10 @@ def test_the_streams_encoding_encodes_each_block_once_for_every_output_that_asks
     """Two outputs (the WebSocket fan-out, an Ogg Icecast mount) each ask for every block, as
     the engine hands the same block to each sink: they get the same packets, which come out of
     one encoder exactly as if one output had asked."""
+    positions = [i * BLOCK for i in range(30)]
     blocks = [
-        AudioBlock(i, i * BLOCK, sine(np.arange(i * BLOCK, (i + 1) * BLOCK), SAMPLE_RATE), SAMPLE_RATE)
-        for i in range(30)
+        AudioBlock(i, p, sine(np.arange(p, p + BLOCK), SAMPLE_RATE), SAMPLE_RATE)
+        for i, p in enumerate(positions)
     ]
     shared, alone = OpusEncoding(), OpusEncoding()
     for block in blocks:

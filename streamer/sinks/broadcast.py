@@ -2,14 +2,14 @@
 
 The engine's publisher thread (never the real-time clock) encodes each block once (PCM, and
 Opus for the listeners who chose it: the stream's one ``OpusEncoding``, which an Ogg Icecast
-mount shares), turns events into JSON and
-pictures into messages, hands them over with ``call_soon_threadsafe`` and returns at once.
-Listeners are kept in one lane per codec; audio goes to its lane, events to all, and images
-to all in the lane's form (a lighter one for Opus listeners, ``images.py``). On the loop, each message is encoded once, framed once as a WebSocket frame, and
-the same bytes are written to every listener whose send queue (its connection's write buffer) is
-within bounds, without awaiting anyone's drain: a slow listener costs a comparison, never a delay
-for the others (``pacing`` decides its fate). A joining listener gets the latest events and the
-last ``burst_seconds`` of audio in one go.
+mount shares), turns events into JSON and pictures into messages, hands them over with
+``call_soon_threadsafe`` and returns at once. Listeners are kept in one lane per codec; audio
+goes to its lane, events to all, and images to all in the lane's form (a lighter one for Opus
+listeners, ``images.py``). On the loop, each message is encoded once, framed once as a
+WebSocket frame, and the same bytes are written to every listener whose send queue (its
+connection's write buffer) is within bounds, without awaiting anyone's drain: a slow listener
+costs a comparison, never a delay for the others (``pacing`` decides its fate). A joining
+listener gets the latest events and the last ``burst_seconds`` of audio in one go.
 
 Writing the frame bytes to the transport is what ``websockets.broadcast`` does, minus serialising
 the frame again for every connection, two copies of the payload per listener (about a fifth of
@@ -165,7 +165,8 @@ class Broadcaster:
         batch = self._opus.encode(block)
         packer, config_frame = self._opus_packer, None
         if packer is None:
-            packer = self._opus_packer = OpusPacker(self.config.message_seconds, channels=block.channels)
+            packer = OpusPacker(self.config.message_seconds, channels=batch.format.channels)
+            self._opus_packer = packer
             text = opus_config_text(
                 channels=batch.format.channels,
                 stream_rate=batch.format.input_rate,

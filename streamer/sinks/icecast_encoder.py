@@ -108,14 +108,15 @@ class Mp3Encoder:
         # No ID3 tag or Xing header: a live stream has neither a start nor an end to seek.
         options = {"id3v2_version": "0", "write_xing": "0"}
         self._container = av.open(self._file, "w", format="mp3", options=options)
-        self._stream = self._container.add_stream("libmp3lame", rate=sample_rate, layout=self._layout)
+        self._stream = self._container.add_stream(
+            "libmp3lame", rate=sample_rate, layout=self._layout
+        )
         self._stream.bit_rate = bitrate_kbps * 1000
 
     def write(self, block: AudioBlock) -> bytes:
         """The bytes the muxer has ready after this block (may be none: frames fill first)."""
-        frame = av.AudioFrame.from_ndarray(
-            np.ascontiguousarray(block.samples, dtype=np.float32), format="fltp", layout=self._layout
-        )
+        samples = np.ascontiguousarray(block.samples, dtype=np.float32)
+        frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout=self._layout)
         frame.sample_rate = self._sample_rate
         for packet in self._stream.encode(frame):
             self._container.mux(packet)

@@ -104,7 +104,9 @@ class OpusStreamEncoder:
         self._codec.open()
         self.opus_head = bytes(self._codec.extradata)
         self.pre_skip = int.from_bytes(self.opus_head[10:12], "little")
-        self.format = OpusFormat(channels, input_rate, kbit_per_second, self.pre_skip, self.opus_head)
+        self.format = OpusFormat(
+            channels, input_rate, kbit_per_second, self.pre_skip, self.opus_head
+        )
         self._resampler = (
             None
             if input_rate == OPUS_RATE
@@ -190,14 +192,14 @@ class OpusEncoding:
                 f"the Opus bitrate must be in {MIN_KBIT_PER_SECOND:g}..{MAX_KBIT_PER_SECOND:g} "
                 f"kbit/s (what libopus accepts), got {kbit_per_second:g}"
             )
-        self.configured_kbit_per_second = kbit_per_second
+        self._configured_kbit_per_second = kbit_per_second
         self._encoder: OpusStreamEncoder | None = None
         self._last_block: AudioBlock | None = None
         self._last_batch: OpusBatch | None = None
 
     def kbit_per_second(self, channels: int) -> float:
         """The bitrate a stream of ``channels`` channels is encoded at."""
-        return opus_kbit_per_second(channels, self.configured_kbit_per_second)
+        return opus_kbit_per_second(channels, self._configured_kbit_per_second)
 
     def encode(self, block: AudioBlock) -> OpusBatch:
         """The packets ``block`` completes (the next block of the stream, or the one asked for
@@ -214,7 +216,8 @@ class OpusEncoding:
             )
         elif block.sample_rate != encoder.input_rate:
             raise ValueError(
-                f"a block at {block.sample_rate} Hz for an encoding of a {encoder.input_rate} Hz stream"
+                f"a block at {block.sample_rate} Hz for the encoding of a "
+                f"{encoder.input_rate} Hz stream"
             )
         packets = encoder.encode(block.samples, block.sample_position)
         self._last_block, self._last_batch = block, OpusBatch(encoder.format, tuple(packets))

@@ -13,6 +13,7 @@ of the event loop; the frame switches' JSON and image messages came on top, ever
 
     .venv/bin/python benchmarks/clock_work.py           # 0 and 1000 listeners, 30 s each
     .venv/bin/python benchmarks/clock_work.py --quick   # 0 and 300 listeners, 8 s each
+    .venv/bin/python benchmarks/clock_work.py --smoke   # 0 and 2 listeners, 0.5 s: that it runs
 """
 
 from __future__ import annotations
@@ -77,7 +78,11 @@ class TimedClock:
             self.blocks += 1
 
 
-def measure(listeners: int, seconds: float, sinks_on_clock: bool = False) -> dict:
+def measure(
+    listeners: int, seconds: float, sinks_on_clock: bool = False, settle_seconds: float = 2.0
+) -> dict:
+    """Clock work over ``seconds`` with ``listeners``, once they have had ``settle_seconds``
+    after their burst."""
     settings = StreamSettings(
         prompts=PromptBlend.single("warm analog synths"), seed_loop="house_117",
         transition=Transition(seconds=0),
@@ -109,7 +114,7 @@ def measure(listeners: int, seconds: float, sinks_on_clock: bool = False) -> dic
             for client in clients:
                 if client.stdout.readline().strip() != "CONNECTED":
                     raise RuntimeError("a listener process failed to connect")
-            window_start = time.monotonic() + 2.0
+            window_start = time.monotonic() + settle_seconds
             for client in clients:
                 client.stdin.write(f"{window_start} {window_start + seconds}\n")
                 client.stdin.flush()
@@ -158,13 +163,16 @@ COLUMNS = [
 ]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="0 and 300 listeners, 8 s each (< 60 s)")
-    args = parser.parse_args()
-    many, seconds = (300, 8.0) if args.quick else (1000, 30.0)
+    parser.add_argument(
+        "--smoke", action="store_true", help="0 and 2 listeners, 0.5 s each (for the tests)"
+    )
+    args = parser.parse_args(argv)
+    many, seconds = (2, 0.5) if args.smoke else (300, 8.0) if args.quick else (1000, 30.0)
     print(
         f"clock work per 20 ms block on {os.cpu_count()} CPUs "
         f"(load average {os.getloadavg()[0]:.1f} before)"
@@ -173,7 +181,7 @@ def main() -> None:
     rows = []
     for sinks_on_clock in (False, True):
         for count in (0, many):
-            rows.append(measure(count, seconds, sinks_on_clock))
+            rows.append(measure(count, seconds, sinks_on_clock, 0.2 if args.smoke else 2.0))
             print(" | ".join(fmt.format(rows[-1][name]) for name, fmt in COLUMNS), flush=True)
     none, loaded, old_none, old_loaded = rows
     print(

@@ -26,6 +26,7 @@ images and events).
                                                      # against websockets.broadcast and against
                                                      # a task and queue per listener
     .venv/bin/python benchmarks/fanout.py --quick    # PCM at 10, 100, 500, Opus at 500, 6 s each
+    .venv/bin/python benchmarks/fanout.py --smoke    # PCM and Opus at 4, 1 s: that it runs
 """
 
 from __future__ import annotations
@@ -153,11 +154,12 @@ def queue_broadcaster(config: object) -> object:
     from websockets.exceptions import ConnectionClosed
 
     from streamer.sinks.broadcast import Broadcaster
+    from streamer.sinks.opus import OpusEncoding
     from streamer.sinks.pacing import ListenerPacing
 
     class QueueBroadcaster(Broadcaster):
         def __init__(self, config: object) -> None:
-            super().__init__(config)  # type: ignore[arg-type]
+            super().__init__(config, OpusEncoding())  # type: ignore[arg-type]
             self.queues: dict[object, asyncio.Queue] = {}
             self.senders: set[asyncio.Task] = set()
 
@@ -495,7 +497,9 @@ def print_row(row: dict) -> None:
 
 
 def orchestrate(args: argparse.Namespace) -> None:
-    if args.quick:
+    if args.smoke:
+        counts, opus_counts, seconds, message_lengths, side_seconds = [4], [4], 1.0, [], 0.0
+    elif args.quick:
         counts, opus_counts, seconds, message_lengths, side_seconds = [10, 100, 500], [500], 6.0, [], 0.0
     else:
         counts, opus_counts, seconds = [10, 100, 500, 1000, 2000], [500, 1000, 2000], args.seconds
@@ -522,12 +526,13 @@ def orchestrate(args: argparse.Namespace) -> None:
                 print(f"{codec} at {count}: {error}", flush=True)
                 continue
             print_row(rows[-1])
+    n = counts[-1] if args.smoke else 500  # the listener count the RESULT lines give
     main_rows = [row for row in rows if row["codec"] == "pcm"]
     opus_rows = [row for row in rows if row["codec"] == "opus"]
     for message_seconds in message_lengths:
         rows.append(measure(500, side_seconds, message_seconds, args.image))
         print_row(rows[-1])
-    if not args.quick and not args.only_codecs:
+    if not (args.quick or args.smoke or args.only_codecs):
         for fanout in ("broadcast", "library", "queues"):
             rows.append(measure(500, side_seconds, 0.1, args.image, fanout))
             print_row(rows[-1])
@@ -536,37 +541,40 @@ def orchestrate(args: argparse.Namespace) -> None:
         ok = [row for row in rows if row["stalls"] == row["gaps"] == row["closed"] == 0]
         return max((row["listeners"] for row in ok), default=0)
 
-    at_500 = next((row for row in main_rows if row["listeners"] == 500), None)
-    if at_500 is not None:
+    at_n = next((row for row in main_rows if row["listeners"] == n), None)
+    if at_n is not None:
         print(
             "RESULT fanout "
             f"max_listeners_zero_stalls={clean(main_rows)} "
-            f"server_cpu_pct_500={at_500['server_cpu_pct']:.1f} "
-            f"stalls_500={at_500['stalls']} rate_min_500={at_500['rate_min']:.4f} "
+            f"server_cpu_pct_{n}={at_n['server_cpu_pct']:.1f} "
+            f"stalls_{n}={at_n['stalls']} rate_min_{n}={at_n['rate_min']:.4f} "
             f"seconds_each={seconds:g}"
         )
-    opus_500 = next((row for row in opus_rows if row["listeners"] == 500), None)
-    if opus_500 is None:
+    opus_n = next((row for row in opus_rows if row["listeners"] == n), None)
+    if opus_n is None:
         return
     ratio = (
         ""
-        if at_500 is None
-        else f" audio_bytes_vs_pcm_500=1/{at_500['audio_kbit_s'] / opus_500['audio_kbit_s']:.1f}"
-        f" all_bytes_vs_pcm_500=1/{at_500['total_kbit_s'] / opus_500['total_kbit_s']:.1f}"
+        if at_n is None
+        else f" audio_bytes_vs_pcm_{n}=1/{at_n['audio_kbit_s'] / opus_n['audio_kbit_s']:.1f}"
+        f" all_bytes_vs_pcm_{n}=1/{at_n['total_kbit_s'] / opus_n['total_kbit_s']:.1f}"
     )
     print(
         "RESULT fanout_opus "
         f"max_listeners_zero_stalls={clean(opus_rows)} "
-        f"server_cpu_pct_500={opus_500['server_cpu_pct']:.1f} stalls_500={opus_500['stalls']} "
-        f"audio_kbit_s_500={opus_500['audio_kbit_s']:.1f}{ratio} seconds_each={seconds:g}"
+        f"server_cpu_pct_{n}={opus_n['server_cpu_pct']:.1f} stalls_{n}={opus_n['stalls']} "
+        f"audio_kbit_s_{n}={opus_n['audio_kbit_s']:.1f}{ratio} seconds_each={seconds:g}"
     )
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="fewer and shorter runs (< 60 s)")
+    parser.add_argument(
+        "--smoke", action="store_true", help="PCM and Opus at 4 listeners, 1 s (for the tests)"
+    )
     parser.add_argument(
         "--image",
         default=str(DEFAULT_IMAGE),
@@ -589,7 +597,7 @@ def main() -> None:
     )
     parser.add_argument("--counts", help="listener counts of --only-codecs, e.g. 500,1000")
     parser.add_argument("--port", type=int, default=0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if args.role == "server":

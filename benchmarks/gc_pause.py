@@ -65,12 +65,12 @@ def worst_lateness(work: Callable[[], None]) -> tuple[float, float]:
     return took, worst[0]
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 repeats (< 60 s)")
     parser.add_argument("--model", default="builtin", help="builtin (default) or a model folder")
     parser.add_argument("--repeats", type=int, help="collections measured per row (default 7)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     repeats = args.repeats or (2 if args.quick else 7)
     import torch
 

@@ -24,9 +24,10 @@ shapes only (each new batch shape costs a compilation of a minute or more).
 
 ``--quick`` (< 60 s on 2 idle CPU cores): the default dtype only, at 256x256 (a 32x32 latent, a
 quarter of the work per step), the per-frame stages only (UNet, VAE decode, image -> mel): a
-smoke test of the benchmark, not a product figure.
+smoke test of the benchmark, not a product figure. ``--smoke`` (seconds): the same with the tiny
+test architecture at 64x64, so that a test runs every line of the quick path.
 
-Usage: python benchmarks/generator.py [--quick] [--device cuda] [--json PATH]
+Usage: python benchmarks/generator.py [--quick | --smoke] [--device cuda] [--json PATH]
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ from streamer.generate.presets import PRESETS
 from streamer.generate.request import Keyframe, transition
 from streamer.generate.tiny_model import (
     SD15,
+    TINY,
+    Architecture,
     random_components,
     sd1_scheduler,
     write_clip_tokenizer,
@@ -62,9 +65,12 @@ FRAME_SECONDS = 512 * 441 / 44100  # 5.12 s of audio per 512-column frame
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="256x256, default dtype, stages only")
+    parser.add_argument(
+        "--smoke", action="store_true", help="--quick on the tiny architecture at 64x64 (tests)"
+    )
     parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: best available)")
     parser.add_argument(
         "--dtypes", default=None, help="comma list (default: bf16,fp32 on CPU; fp16 on CUDA)"
@@ -76,7 +82,9 @@ def main() -> int:
         "--threads", type=int, default=None, help="CPU threads (default: all cores)"
     )
     parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    args.quick = args.quick or args.smoke
+    architecture = TINY if args.smoke else SD15
 
     diffusers_logging.set_verbosity_error()  # casting random models to a dtype is intended here
     device = select_device(args.device)
@@ -94,17 +102,18 @@ def main() -> int:
     ).split(",")
     if args.quick:
         compiles = compiles[:1]
-    side = 256 if args.quick else 512
+    side = 64 if args.smoke else 256 if args.quick else 512
     repeats = 20 if device.type == "cuda" else 1
 
     started = time.perf_counter()
     print(
-        f"# generator benchmark: SD 1.5 architecture, random weights, {side}x{side}, "
+        f"# generator benchmark: {'tiny' if args.smoke else 'SD 1.5'} architecture, random "
+        f"weights, {side}x{side}, "
         f"device {device} ({_device_name(device)}), torch {torch.__version__}, "
         f"threads {torch.get_num_threads()}, load average at start {_load()}",
         flush=True,
     )
-    components = _build(device)
+    components = _build(device, architecture)
     print(f"# built in {time.perf_counter() - started:.1f} s", flush=True)
 
     stage_rows, frame_rows = [], []
@@ -150,8 +159,9 @@ def main() -> int:
 # --- building ---------------------------------------------------------------------------------
 
 
-def _build(device: torch.device):
-    """SD 1.5's UNet and VAE with random normal weights, CLIP-L with its own init; on ``device``.
+def _build(device: torch.device, architecture: Architecture):
+    """SD 1.5's UNet and VAE (or ``architecture``'s) with random normal weights, CLIP with its
+    own init; on ``device``.
 
     The UNet and VAE are allocated without PyTorch's default initialisation (seconds of CPU for
     860M parameters) and filled with N(0, 0.02): any normal numbers run at the same speed.
@@ -160,14 +170,14 @@ def _build(device: torch.device):
     from transformers import CLIPTokenizer
 
     with init_empty_weights(include_buffers=False):
-        unet, vae, _ = random_components(SD15, text_encoder=False)
+        unet, vae, _ = random_components(architecture, text_encoder=False)
     generator = torch.Generator("cpu").manual_seed(0)
     for module in (unet, vae):
         module.to_empty(device="cpu")
         with torch.no_grad():
             for parameter in module.parameters():
                 parameter.normal_(0.0, 0.02, generator=generator)
-    _, _, text_encoder = random_components(SD15, unet=False, vae=False)
+    _, _, text_encoder = random_components(architecture, unet=False, vae=False)
     tokenizer_dir = Path(tempfile.mkdtemp(prefix="clip-tokenizer-"))
     tokenizer = CLIPTokenizer.from_pretrained(write_clip_tokenizer(tokenizer_dir))
     return unet, vae, text_encoder, tokenizer
@@ -247,8 +257,11 @@ def _stages(
             results["vae_encode"] = _timed(
                 lambda: model.vae.encode(image).latent_dist.mode(), repeats, device
             )
-        embedding = torch.randn(max(batches), 77, 768, device=device, dtype=dtype)
-        latents = torch.randn(max(batches), 4, latent_side, latent_side, device=device, dtype=dtype)
+        width, channels = unet.config.cross_attention_dim, unet.config.in_channels
+        embedding = torch.randn(max(batches), 77, width, device=device, dtype=dtype)
+        latents = torch.randn(
+            max(batches), channels, latent_side, latent_side, device=device, dtype=dtype
+        )
         for batch in batches:
             timesteps = torch.full((batch,), 500, device=device)
             results[f"unet_b{batch}"] = _timed(

@@ -21,6 +21,7 @@ Usage::
 
     .venv/bin/python benchmarks/loudness.py           # 10 min of stream, about 1 min
     .venv/bin/python benchmarks/loudness.py --quick   # 2 min of stream, < 60 s
+    .venv/bin/python benchmarks/loudness.py --smoke   # 6 s: that it runs (for the tests)
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import pedalboard
 import scipy.signal
 
 from streamer.audio.loudness import LoudnessConfig, integrated_lufs, mix_limiter
+from streamer.generate.cancellation import never_stale
 from streamer.plan.settings import PromptBlend, StreamSettings, Transition
 from streamer.runtime.assemble import build_core, levelled
 from streamer.runtime.stream_config import StreamConfig
@@ -94,9 +96,9 @@ class PromptLevels:
     def __init__(self, maker) -> None:
         self.maker = maker
 
-    def make(self, planned):
+    def make(self, planned, is_stale=never_stale):
         made = []
-        for frame in self.maker.make(planned):
+        for frame in self.maker.make(planned, is_stale):
             gain = sum(w * 10 ** (PROMPT_GAINS_DB[t] / 20) for t, w in frame.planned.prompts.weighted)
             made.append(dataclasses.replace(frame, samples=frame.samples * np.float32(gain)))
         return made
@@ -110,9 +112,9 @@ class TimedMaker:
         self.cpu = 0.0
         self.frames = 0
 
-    def make(self, planned):
+    def make(self, planned, is_stale=never_stale):
         started = time.process_time()
-        made = self.maker.make(planned)
+        made = self.maker.make(planned, is_stale)
         self.cpu += time.process_time() - started
         self.frames += len(made)
         return made
@@ -169,11 +171,14 @@ def pedalboard_limited(samples: np.ndarray) -> tuple[np.ndarray, float]:
     return np.concatenate(parts, axis=1), cpu
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 minutes of stream (< 60 s)")
-    args = parser.parse_args()
-    seconds = 120.0 if args.quick else 600.0
+    parser.add_argument(
+        "--smoke", action="store_true", help="6 s of stream: that it runs (for the tests)"
+    )
+    args = parser.parse_args(argv)
+    seconds = 6.0 if args.smoke else 120.0 if args.quick else 600.0
     config = LoudnessConfig()
     print(f"load average {os.getloadavg()}; {seconds:.0f} s of stream per render", flush=True)
     rows = {}

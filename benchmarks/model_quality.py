@@ -38,7 +38,11 @@ transitions, a judge trained on 1200 clips. With the judge cached it took 53 s o
 cold judge adds about 20 s. The full run: 363 s under that load with the judge cached,
 about 500 s cold (benchmarks/RESULTS.md).
 
-Usage: python benchmarks/model_quality.py [--quick] [--data DIR] [--model builtin|FOLDER]
+``--smoke`` (seconds) runs every line of it on whatever small data set and model it is given
+(the tests: a few synthetic clips, the tiny model): 1 frame per style, 1 transition of 2
+frames, a judge trained for one epoch.
+
+Usage: python benchmarks/model_quality.py [--quick | --smoke] [--data DIR] [--model builtin|FOLDER]
 """
 
 from __future__ import annotations
@@ -103,6 +107,7 @@ class Size:
 
 FULL = Size(4, 12, 5, 3, quality_classifier.ClassifierConfig())
 QUICK = Size(1, 2, 3, 1, quality_classifier.ClassifierConfig(epochs=4, clips=1200))
+SMOKE = Size(1, 1, 2, 1, quality_classifier.ClassifierConfig(epochs=1))
 
 
 @dataclasses.dataclass
@@ -113,9 +118,12 @@ class Made:
     transitions: list[list[GeneratedFrame]]
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke test: few frames (< 60 s)")
+    parser.add_argument(
+        "--smoke", action="store_true", help="the least of everything: that it runs (tests)"
+    )
     parser.add_argument(
         "--data", type=Path, default=DEFAULT_DATA,
         help=f"the data set folder (default: {DEFAULT_DATA.relative_to(REPO)} in the repository)",
@@ -136,7 +144,7 @@ def main() -> int:
         "--artifacts", type=Path, default=REPO / "artifacts" / "model_quality",
         help="folder for the transition renders (WAV + PNG)",
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     try:
         return run(args)
     except UserError as error:
@@ -145,7 +153,7 @@ def main() -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    size = QUICK if args.quick else FULL
+    size = SMOKE if args.smoke else QUICK if args.quick else FULL
     torch.set_num_threads(args.threads)
     if not (args.data / "dataset.json").is_file():
         raise UserError(

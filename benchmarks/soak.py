@@ -17,6 +17,7 @@ Usage::
 
     .venv/bin/python benchmarks/soak.py            # 1 h stand-in + 2 min tiny model, ~7 min
     .venv/bin/python benchmarks/soak.py --quick    # 8 min stand-in + 15 s tiny model, < 60 s
+    .venv/bin/python benchmarks/soak.py --smoke    # 20 s stand-in + 2 s tiny model: that it runs
     .venv/bin/python benchmarks/soak.py --model builtin   # 10 min of a model at real time, alone
 
 ``--model`` (``builtin``, or a model folder such as a training run's RUN/model) plays that model
@@ -179,14 +180,17 @@ def print_rss(name: str, result: SoakResult, rows: int = 8) -> None:
         print(f"{seconds:9.0f} {rss:8.1f}")
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a short run (< 60 s)")
+    parser.add_argument(
+        "--smoke", action="store_true", help="the shortest run, seconds (for the tests)"
+    )
     parser.add_argument("--model", help="builtin or a model folder: play it alone at real time")
     parser.add_argument(
         "--model-seconds", type=float, default=600.0, help="stream seconds of --model (default 600)"
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     import torch
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))
@@ -200,18 +204,20 @@ def main() -> int:
             maker, stream_seconds=args.model_seconds, speed=1.0, sample_seconds=5.0, preset=preset
         )
     else:
-        standin_seconds, tiny_seconds = (480.0, 15.0) if args.quick else (3600.0, 120.0)
-        standin_speed = 40.0 if args.quick else 15.0
+        standin_seconds, tiny_seconds = (
+            (20.0, 2.0) if args.smoke else (480.0, 15.0) if args.quick else (3600.0, 120.0)
+        )
+        standin_speed = 40.0 if args.quick or args.smoke else 15.0
         print(f"stand-in: {standin_seconds:.0f} s of stream at {standin_speed:g}x ...", flush=True)
         runs["standin"] = soak(
             StandInFrameMaker(0.05), stream_seconds=standin_seconds, speed=standin_speed,
-            sample_seconds=1.0 if args.quick else 5.0,
+            sample_seconds=1.0 if args.quick or args.smoke else 5.0,
         )  # fmt: skip
         print(f"tiny model: {tiny_seconds:.0f} s of stream at 1x ...", flush=True)
         with tempfile.TemporaryDirectory() as directory:
             runs["tiny"] = soak(
                 tiny_model_maker(directory), stream_seconds=tiny_seconds, speed=1.0,
-                sample_seconds=2.0,
+                sample_seconds=0.5 if args.smoke else 2.0,
             )  # fmt: skip
 
     print(

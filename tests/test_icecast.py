@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import io
+import json
+import threading
 import time
 from pathlib import Path
 
@@ -10,6 +13,7 @@ import av
 import numpy as np
 import pytest
 import soxr
+from websockets.sync.client import connect
 
 from streamer.audio.blocks import AudioBlock
 from streamer.backoff import Backoff
@@ -18,7 +22,7 @@ from streamer.runtime.clocks import SoftwareClock
 from streamer.runtime.ports import NowPlaying
 from streamer.runtime.standin import StandInFrameMaker
 from streamer.sinks.icecast import IcecastSink
-from streamer.sinks.icecast_encoder import StreamEncoder
+from streamer.sinks.icecast_encoder import Mp3Encoder, OggOpusMuxer
 from streamer.sinks.icecast_protocol import (
     IcecastConfig,
     SourceRefused,
@@ -26,9 +30,15 @@ from streamer.sinks.icecast_protocol import (
     metadata_request,
     parse_target,
     source_request,
+    target_of,
     title_of,
 )
+from streamer.sinks.config import ServerConfig
+from streamer.sinks.opus import OPUS_RATE, OpusEncoding
+from streamer.sinks.protocol import OpusMessage, decode_binary
+from streamer.sinks.server import ServerThread, StreamServer
 from engine_events import now_playing
+from test_broadcast import FakeControl
 from test_engine import Recorder
 from test_reliability import start_engine
 from icecast_server import (
@@ -91,7 +101,9 @@ def test_the_source_request_names_the_station_and_asks_before_sending():
     check_source_response(b"HTTP/1.1 100 Continue\r\n\r\n")
     with pytest.raises(SourceRefused, match="password"):
         check_source_response(b"HTTP/1.0 401 Authentication Required\r\n\r\n")
-    assert b"song=jazz+%2B+rain" in metadata_request(parse_target(config.url), "jazz + rain")
+    path, headers = metadata_request(parse_target(config.url), "jazz + rain")
+    assert path.startswith("/admin/metadata?") and "song=jazz+%2B+rain" in path
+    assert headers["Authorization"] == "Basic c291cmNlOnB3"
 
 
 def test_reconnection_waits_double_up_to_the_cap_and_reset_after_a_connection():
@@ -106,16 +118,43 @@ def test_the_title_is_the_prompts_sounding_now_strongest_first():
 
 
 # -- the encoders ------------------------------------------------------------------------------------
-@pytest.mark.parametrize("format", ["ogg", "mp3"])
-def test_the_encoded_stream_decodes_to_the_published_audio(format):
+def test_an_mp3_stream_decodes_to_the_published_audio():
     audio = chirp(2.0)
-    encoder = StreamEncoder(format, RATE, 1, 64)
-    encoder.set_title("jazz")
-    data = b"".join(encoder.encode(audio[:, i : i + BLOCK]) for i in range(0, audio.shape[1], BLOCK))
-    decoded, rate, metadata = decode(data + encoder.close())
+    encoder = Mp3Encoder(RATE, 1, 128)
+    data = b"".join(encoder.write(block) for block in blocks_of(audio))
+    decoded, rate, _ = decode(data + encoder.close())
     assert_continuous(decoded, rate, audio)
-    if format == "ogg":
-        assert metadata.get("title") == "jazz"  # Ogg carries the title in its comment header
+
+
+@pytest.mark.parametrize("first_block", [0, 40])
+def test_an_ogg_stream_carries_the_encodings_packets_and_header_from_any_packet_on(first_block):
+    """An Ogg mount's stream is the WebSocket listeners' encoding, packet for packet, whether it
+    starts with the encoding (0) or joins it later (a reconnection: block 40, 0.8 s in)."""
+    audio = chirp(3.0)
+    encoding = OpusEncoding()
+    batches = [encoding.encode(block) for block in blocks_of(audio)]
+    muxer = OggOpusMuxer("jazz")
+    data = b"".join(muxer.write(batch) for batch in batches[first_block:]) + muxer.close()
+    sent = [packet for batch in batches[first_block:] for packet in batch.packets]
+
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.audio[0]
+        assert stream.codec_context.extradata == batches[0].format.opus_head
+        assert dict(stream.metadata).get("title") == "jazz"  # Ogg's comment header
+        muxed = [bytes(packet) for packet in container.demux(stream) if packet.size]
+    assert muxed == [packet.data for packet in sent]
+    decoded, rate, _ = decode(data)
+    assert rate == OPUS_RATE
+    # The granule positions count the pre-skip: a player drops it, and only it.
+    assert decoded.shape[1] == len(sent) * 960 - batches[0].format.pre_skip
+    if first_block == 0:  # all but the last 0.1 s, which the live encoding still holds
+        assert_continuous(decoded, rate, audio[:, : -RATE // 10], extra_tail_seconds=0.1)
+
+
+def test_an_icecast_bitrate_for_an_ogg_mount_points_to_the_one_opus_bitrate():
+    assert target_of(IcecastConfig("icecast://:pw@host/a.mp3", bitrate_kbps=192)).format == "mp3"
+    with pytest.raises(UserError, match="--opus-bitrate"):
+        target_of(IcecastConfig("icecast://:pw@host/a.ogg", bitrate_kbps=192))
 
 
 # -- a real Icecast --------------------------------------------------------------------------------
@@ -214,6 +253,54 @@ def test_icecast_listeners_hear_what_the_engine_published_without_a_gap(folder):
 
 
 @needs_icecast
+def test_an_ogg_mount_and_a_websocket_listener_get_the_same_opus_packets(folder, tmp_path):
+    """The engine (stand-in frames, a software clock at 4x) feeds the WebSocket server, and an
+    Ogg mount joins the running stream: sharing the stream's one Opus encoding, the Icecast
+    listener gets the WebSocket listener's packets, byte for byte and in order, under the same
+    OpusHead (an encoder of the mount's own, started later, would make other packets)."""
+    icecast = start_icecast(folder)
+    url = f"icecast://source:{SOURCE_PASSWORD}@127.0.0.1:{icecast.port}/shared.ogg"
+    opus = OpusEncoding()
+    sink = IcecastSink(IcecastConfig(url, queue_seconds=60), RATE, 1, opus)
+    (tmp_path / "index.html").write_text("<!doctype html><title>player</title>")
+    server_thread = ServerThread(
+        StreamServer(ServerConfig(port=0), FakeControl(), opus=opus, client_dir=tmp_path)
+    )
+    server = server_thread.start()
+    websocket_listener = OpusListener(server.port)
+    engine = start_engine(StandInFrameMaker(0.02), sinks=(server,))
+    clock = SoftwareClock(engine, speed=4)
+    try:
+        assert engine.wait_until_playing(60)
+        clock.start()
+        wait_for(lambda: len(websocket_listener.packets) >= 50, "1 s of Opus on the WebSocket")
+        engine.add_sink(sink)
+        sink.start()
+        wait_for(lambda: icecast.source("/shared.ogg") is not None, "the source", icecast)
+        icecast_listener = Listener(icecast.url + "/shared.ogg")
+        wait_for(lambda: len(icecast_listener.data) > 24_000, "3 s of Ogg Opus", icecast)
+    finally:
+        clock.stop()
+        engine.stop()
+        websocket_listener.close()
+        sink.stop()
+        server_thread.stop()
+        icecast.stop()
+    icecast_listener.wait_until_closed()
+
+    with av.open(io.BytesIO(bytes(icecast_listener.data))) as container:
+        stream = container.streams.audio[0]
+        head = stream.codec_context.extradata
+        ogg = [bytes(packet) for packet in container.demux(stream) if packet.size]
+    websocket = websocket_listener.packets
+    assert head == websocket_listener.opus_head
+    start = websocket.index(ogg[0])
+    both = min(len(ogg), len(websocket) - start)  # each may have stopped a few packets earlier
+    assert both >= 100  # 2 s and more
+    assert websocket[start : start + both] == ogg[:both]
+
+
+@needs_icecast
 def test_the_source_comes_back_after_icecast_restarts_and_publishing_never_waits(folder):
     server = start_icecast(folder)
     url = f"icecast://source:{SOURCE_PASSWORD}@127.0.0.1:{server.port}/live.ogg"
@@ -285,6 +372,40 @@ def test_a_relay_configured_as_in_the_docs_serves_the_stream_from_a_second_iceca
 
 
 # -- helpers -------------------------------------------------------------------------------------------
+class OpusListener:
+    """A WebSocket listener of the Opus lane: the OpusHead of its ``audio_config`` and every
+    packet of its messages, in order, until ``close``."""
+
+    def __init__(self, port: int) -> None:
+        self.opus_head = b""
+        self.packets: list[bytes] = []
+        self._url = f"ws://127.0.0.1:{port}/ws?codec=opus"
+        self._stop = threading.Event()
+        self._listening = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+        assert self._listening.wait(10), "the WebSocket listener did not connect"
+
+    def _read(self) -> None:
+        with connect(self._url) as websocket:
+            self._listening.set()
+            while not self._stop.is_set():
+                try:
+                    data = websocket.recv(timeout=0.1)
+                except TimeoutError:
+                    continue
+                if isinstance(data, str):
+                    event = json.loads(data)
+                    if event["type"] == "audio_config":
+                        self.opus_head = base64.b64decode(event["opus_head"])
+                elif isinstance(message := decode_binary(data), OpusMessage):
+                    self.packets.extend(message.packets)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
 class Publisher:
     """Plays the engine's publisher: one 20 ms block per step, as fast as the test calls."""
 
@@ -312,12 +433,18 @@ def chirp(seconds: float) -> np.ndarray:
     return (0.3 * np.sin(phase))[None].astype(np.float32)
 
 
+def blocks_of(audio: np.ndarray, first: int = 0) -> list[AudioBlock]:
+    """``audio`` in the engine's blocks, the first at stream position ``first``."""
+    return [
+        AudioBlock((first + start) // BLOCK, first + start, audio[:, start : start + BLOCK], RATE)
+        for start in range(0, audio.shape[1], BLOCK)
+    ]
+
+
 def publish(sink: IcecastSink, audio: np.ndarray, first: int = 0) -> None:
     """Publish ``audio`` in the engine's blocks, the first at stream position ``first``."""
-    for start in range(0, audio.shape[1], BLOCK):
-        position = first + start
-        block = audio[:, start : start + BLOCK]
-        sink.publish_audio(AudioBlock(position // BLOCK, position, block, RATE))
+    for block in blocks_of(audio, first):
+        sink.publish_audio(block)
 
 
 def decode(data: bytes) -> tuple[np.ndarray, int, dict]:

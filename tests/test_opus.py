@@ -21,8 +21,14 @@ from websockets.sync.client import connect
 from opus_reference import decode_opus
 from streamer.errors import UserError
 from streamer.runtime.ports import FramePicture
-from streamer.sinks.config import ServerConfig
-from streamer.sinks.opus import FRAME_SAMPLES, OPUS_RATE, OpusPacket, OpusStreamEncoder
+from streamer.audio.blocks import AudioBlock
+from streamer.sinks.opus import (
+    FRAME_SAMPLES,
+    OPUS_RATE,
+    OpusEncoding,
+    OpusPacket,
+    OpusStreamEncoder,
+)
 from streamer.sinks.packer import OpusPacker
 from streamer.sinks.protocol import (
     AudioMessage,
@@ -101,6 +107,25 @@ def test_the_encoder_refuses_blocks_of_another_channel_count() -> None:
         encoder.encode(np.zeros((2, BLOCK), np.float32), 0)
 
 
+def test_the_streams_encoding_encodes_each_block_once_for_every_output_that_asks() -> None:
+    """Two outputs (the WebSocket fan-out, an Ogg Icecast mount) each ask for every block, as
+    the engine hands the same block to each sink: they get the same packets, which come out of
+    one encoder exactly as if one output had asked."""
+    positions = [i * BLOCK for i in range(30)]
+    blocks = [
+        AudioBlock(i, p, sine(np.arange(p, p + BLOCK), SAMPLE_RATE), SAMPLE_RATE)
+        for i, p in enumerate(positions)
+    ]
+    shared, alone = OpusEncoding(), OpusEncoding()
+    for block in blocks:
+        first, second = shared.encode(block), shared.encode(block)
+        assert second is first
+        assert first == alone.encode(block)  # the same packets, the same positions
+    assert first.format.kbit_per_second == 96.0 and first.format.channels == 2
+    with pytest.raises(ValueError, match="22050 Hz"):
+        shared.encode(AudioBlock(30, 30 * BLOCK, blocks[0].samples, 22050))
+
+
 # ---- framing and packing (pure) ------------------------------------------------------------------
 
 
@@ -144,8 +169,8 @@ def test_packets_are_packed_a_message_seconds_at_a_time_and_split_where_the_stre
 
 
 def test_an_opus_bitrate_outside_what_libopus_takes_is_a_user_error() -> None:
-    with pytest.raises(UserError, match="opus_kbit_per_second"):
-        ServerConfig(opus_kbit_per_second=1000)
+    with pytest.raises(UserError, match="6..510 kbit/s"):
+        OpusEncoding(1000)
 
 
 # ---- served ------------------------------------------------------------------------------------------

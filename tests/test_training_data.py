@@ -5,11 +5,13 @@ from __future__ import annotations
 import collections
 import hashlib
 import importlib.util
+import io
 import shutil
 import sys
 from fractions import Fraction
 from pathlib import Path
 
+import mido
 import numpy as np
 import pytest
 from PIL import Image
@@ -36,7 +38,7 @@ from streamer.training.make_dataset import (
     make_dataset,
     render_clip,
 )
-from streamer.training.midi import DRUM_CHANNEL, parse_midi_events
+from streamer.training.midi import DRUM_CHANNEL
 from streamer.training.synth import DEFAULT_SOUNDFONT, SynthConfig, check_synth
 
 PARAMS = SpectrogramParams()
@@ -100,12 +102,11 @@ def test_every_tempo_fills_the_frame_with_whole_beats():
 def channel_notes(midi: bytes) -> tuple[dict[int, int], dict[int, set[int]]]:
     """Program of each channel, and the keys each channel plays, from a MIDI file."""
     programs, keys = {}, collections.defaultdict(set)
-    for _, message in parse_midi_events(midi):
-        kind, channel = message[0] & 0xF0, message[0] & 0x0F
-        if kind == 0xC0:
-            programs[channel] = message[1]
-        elif kind == 0x90 and message[2] > 0:
-            keys[channel].add(message[1])
+    for message in mido.MidiFile(file=io.BytesIO(midi)).tracks[0]:
+        if message.type == "program_change":
+            programs[message.channel] = message.program
+        elif message.type == "note_on" and message.velocity > 0:
+            keys[message.channel].add(message.note)
     return programs, keys
 
 

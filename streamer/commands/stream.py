@@ -57,13 +57,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         default=server_defaults.max_connections,
         help="most connections at once (default %(default)s)",
     )
-    network.add_argument(
-        "--opus-bitrate",
-        type=float,
-        metavar="KBIT",
-        help="bitrate of the Opus stream for listeners who choose it, in kbit/s "
-        "(default 64 for a mono stream, 96 for stereo)",
-    )
+    _add_opus_option(serve)
     serve.add_argument("--play", action="store_true", help="also play on the local sound device")
     add_input_options(serve)
     _add_link_option(serve)
@@ -79,6 +73,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     )
     add_stream_options(play)
     play.add_argument("--list-devices", action="store_true", help="list output devices and exit")
+    _add_opus_option(play)
     add_input_options(play)
     _add_link_option(play)
     _add_device_options(play)
@@ -115,6 +110,23 @@ def _add_device_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_opus_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--opus-bitrate",
+        type=float,
+        metavar="KBIT",
+        help="bitrate of the stream's one Opus encoding, which Opus listeners and an Ogg "
+        "Icecast mount share, in kbit/s (default 64 for a mono stream, 96 for stereo)",
+    )
+
+
+def _opus_encoding(args: argparse.Namespace):
+    """The stream's Opus encoding (a bad --opus-bitrate is refused before the model loads)."""
+    from streamer.sinks.opus import OpusEncoding
+
+    return OpusEncoding(args.opus_bitrate)
+
+
 def _add_icecast_options(parser: argparse.ArgumentParser) -> None:
     """Live commands only: Icecast paces its listeners by the source, so a render (faster than
     real time) would flood it."""
@@ -127,22 +139,25 @@ def _add_icecast_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--icecast-format", choices=("ogg", "mp3"), help="the format, when the mount's extension does not say")
     group.add_argument(
-        "--icecast-bitrate", type=int, metavar="KBPS", help="encoder bitrate of the whole stream in kbit/s (default: Opus 64 mono / 96 stereo, as browsers get it; MP3 128 per channel)"
+        "--icecast-bitrate",
+        type=int,
+        metavar="KBPS",
+        help="an MP3 mount's bitrate in kbit/s (default 128 per channel); an Ogg mount sends "
+        "the stream's Opus encoding: --opus-bitrate",
     )
     group.add_argument("--icecast-name", help="the station's name listeners see (default streamer)")
     group.add_argument("--icecast-description", help="the station's description")
 
 
-def _icecast_sink(args: argparse.Namespace, sample_rate: int, channels: int):
-    """The Icecast sink the options ask for (not started), or None."""
+def _icecast_config(args: argparse.Namespace):
+    """The Icecast output the options ask for, or None."""
     if not args.icecast:
         return None
-    from streamer.sinks.icecast import IcecastSink
     from streamer.sinks.icecast_protocol import IcecastConfig
 
     named = {"name": args.icecast_name, "description": args.icecast_description}
     try:
-        config = IcecastConfig(
+        return IcecastConfig(
             args.icecast,
             format=args.icecast_format,
             bitrate_kbps=args.icecast_bitrate,
@@ -150,16 +165,19 @@ def _icecast_sink(args: argparse.Namespace, sample_rate: int, channels: int):
         )
     except ValueError as error:
         raise UserError(f"--icecast-bitrate: {error}") from None
-    return IcecastSink(config, sample_rate, channels)
 
 
 @contextmanager
-def _icecast(args: argparse.Namespace, engine) -> Iterator[None]:
-    """Feed the engine's stream to Icecast while the block runs, when asked to."""
-    sink = _icecast_sink(args, engine.sample_rate, engine.channels)
-    if sink is None:
+def _icecast(args: argparse.Namespace, engine, opus) -> Iterator[None]:
+    """Feed the engine's stream to Icecast while the block runs, when asked to; an Ogg mount
+    shares ``opus``, the stream's Opus encoding."""
+    config = _icecast_config(args)
+    if config is None:
         yield
         return
+    from streamer.sinks.icecast import IcecastSink
+
+    sink = IcecastSink(config, engine.sample_rate, engine.channels, opus)
     sink.start()
     engine.add_sink(sink)
     print(f"sending to Icecast: {sink.target.listen_url}", file=sys.stderr, flush=True)
@@ -171,10 +189,11 @@ def _icecast(args: argparse.Namespace, engine) -> Iterator[None]:
 
 def _check_icecast_options(args: argparse.Namespace) -> None:
     """Refuse a bad --icecast before the model loads (minutes), not after."""
-    if args.icecast:
-        from streamer.sinks.icecast_protocol import parse_target
+    config = _icecast_config(args)
+    if config is not None:
+        from streamer.sinks.icecast_protocol import target_of
 
-        parse_target(args.icecast, args.icecast_format)
+        target_of(config)
 
 
 def _add_link_option(parser: argparse.ArgumentParser) -> None:
@@ -288,19 +307,19 @@ def run_serve(args: argparse.Namespace) -> int:
         listen_token=args.listen_token,
         allowed_origins=tuple(dict.fromkeys(origins)),
         max_connections=args.max_connections,
-        opus_kbit_per_second=args.opus_bitrate,
     )
     device_config = _device_config(args) if args.play else None
     local = local_inputs(args, config)
     _check_icecast_options(args)
+    opus = _opus_encoding(args)
     engine = _load_engine(config)
     control = EngineControl(engine, _seed_loops(config), {s.name: s for s in config.scenes})
-    server = StreamServer(server_config, control)
+    server = StreamServer(server_config, control, opus=opus)
     server_thread = ServerThread(server)
     with (
         _until_stopped() as stop,
         ExitStack() as inputs,
-        _icecast(args, engine),
+        _icecast(args, engine, opus),
         _linked(engine, args.link),
     ):
         server_thread.start()
@@ -354,11 +373,12 @@ def run_play(args: argparse.Namespace) -> int:
     device_config = _device_config(args)
     local = local_inputs(args, config)
     _check_icecast_options(args)
+    opus = _opus_encoding(args)
     engine = _load_engine(config)
     with (
         _until_stopped() as stop,
         ExitStack() as inputs,
-        _icecast(args, engine),
+        _icecast(args, engine, opus),
         _linked(engine, args.link),
     ):
         engine.start()

@@ -1,14 +1,15 @@
 """Fan-out of the stream to every listener, on the server's event loop.
 
 The engine's publisher thread (never the real-time clock) encodes each block once (PCM, and
-Opus for the listeners who chose it: one encoder for all of them), turns events into JSON and
-pictures into messages, hands them over with ``call_soon_threadsafe`` and returns at once.
-Listeners are kept in one lane per codec; audio goes to its lane, events to all, and images
-to all in the lane's form (a lighter one for Opus listeners, ``images.py``). On the loop, each message is encoded once, framed once as a WebSocket frame, and
-the same bytes are written to every listener whose send queue (its connection's write buffer) is
-within bounds, without awaiting anyone's drain: a slow listener costs a comparison, never a delay
-for the others (``pacing`` decides its fate). A joining listener gets the latest events and the
-last ``burst_seconds`` of audio in one go.
+Opus for the listeners who chose it: the stream's one ``OpusEncoding``, which an Ogg Icecast
+mount shares), turns events into JSON and pictures into messages, hands them over with
+``call_soon_threadsafe`` and returns at once. Listeners are kept in one lane per codec; audio
+goes to its lane, events to all, and images to all in the lane's form (a lighter one for Opus
+listeners, ``images.py``). On the loop, each message is encoded once, framed once as a
+WebSocket frame, and the same bytes are written to every listener whose send queue (its
+connection's write buffer) is within bounds, without awaiting anyone's drain: a slow listener
+costs a comparison, never a delay for the others (``pacing`` decides its fate). A joining
+listener gets the latest events and the last ``burst_seconds`` of audio in one go.
 
 Writing the frame bytes to the transport is what ``websockets.broadcast`` does, minus serialising
 the frame again for every connection, two copies of the payload per listener (about a fifth of
@@ -36,7 +37,7 @@ from streamer.audio.blocks import AudioBlock
 from streamer.sinks.config import ServerConfig
 from streamer.runtime.ports import FramePicture, StreamEvent
 from streamer.sinks.images import waterfall_image
-from streamer.sinks.opus import OPUS_RATE, OpusStreamEncoder, opus_kbit_per_second
+from streamer.sinks.opus import OPUS_RATE, OpusEncoding
 from streamer.sinks.packer import AudioPacker, EncodedBlock, OpusPacker
 from streamer.sinks.pacing import ListenerPacing, Verdict
 from streamer.sinks.protocol import (
@@ -92,7 +93,7 @@ class _BurstMessage:
 class _OpusDelivery:
     """What the publisher thread made of one block for Opus listeners: ready-made frames."""
 
-    config_frame: bytes | None  # a new ``audio_config`` (the encoder was just made)
+    config_frame: bytes | None  # the ``audio_config`` of the first packets this lane gets
     messages: list[_BurstMessage]
     sample_rate: int
 
@@ -120,12 +121,13 @@ class _Lane:
 
 
 class Broadcaster:
-    def __init__(self, config: ServerConfig) -> None:
+    def __init__(self, config: ServerConfig, opus: OpusEncoding) -> None:
         self.config = config
         self._loop: asyncio.AbstractEventLoop | None = None
         self._packer = AudioPacker(config.message_seconds, config.sample_format)
-        # Publisher thread only: the one Opus encoding of the stream.
-        self._opus: OpusStreamEncoder | None = None
+        # Publisher thread only: the stream's Opus encoding, and the packer of its packets (made
+        # with the first of them, when the encoding's format is known).
+        self._opus = opus
         self._opus_packer: OpusPacker | None = None
         self._lanes = {codec: _Lane() for codec in CODECS}
         # Latest event of each type as a serialised WebSocket frame, sent to joining and
@@ -145,9 +147,7 @@ class Broadcaster:
 
     def publish_audio(self, block: AudioBlock) -> None:
         if self._loop is None:
-            # Not serving: encode nothing, so the Opus encoder and its audio_config are only
-            # ever made while the loop can deliver them.
-            return
+            return  # not serving: nobody to send to
         encoded = EncodedBlock(
             sequence=block.sequence,
             sample_position=block.sample_position,
@@ -159,35 +159,25 @@ class Broadcaster:
         self._call_soon(self._on_audio, encoded, self._encode_opus(block))
 
     def _encode_opus(self, block: AudioBlock) -> _OpusDelivery:
-        """Encode the block once for every Opus listener, here rather than on the event loop,
-        which has the fan-out to do (benchmarks/RESULTS.md: the encoder's CPU and latency)."""
-        encoder = self._opus
-        config_frame = None
-        if encoder is None or (encoder.channels, encoder.input_rate) != (
-            block.channels,
-            block.sample_rate,
-        ):
-            kbit = opus_kbit_per_second(block.channels, self.config.opus_kbit_per_second)
-            encoder = self._opus = OpusStreamEncoder(
-                channels=block.channels,
-                input_rate=block.sample_rate,
-                kbit_per_second=kbit,
-                first_position=block.sample_position,
-            )
-            self._opus_packer = OpusPacker(self.config.message_seconds, channels=block.channels)
+        """Pack the stream's Opus packets of the block for every Opus listener, here rather than
+        on the event loop, which has the fan-out to do (benchmarks/RESULTS.md: the encoder's CPU
+        and latency)."""
+        batch = self._opus.encode(block)
+        packer, config_frame = self._opus_packer, None
+        if packer is None:
+            packer = OpusPacker(self.config.message_seconds, channels=batch.format.channels)
+            self._opus_packer = packer
             text = opus_config_text(
-                channels=block.channels,
-                stream_rate=block.sample_rate,
-                kbit_per_second=kbit,
-                pre_skip=encoder.pre_skip,
-                opus_head=encoder.opus_head,
+                channels=batch.format.channels,
+                stream_rate=batch.format.input_rate,
+                kbit_per_second=batch.format.kbit_per_second,
+                pre_skip=batch.format.pre_skip,
+                opus_head=batch.format.opus_head,
             )
             config_frame = websocket_frame(text.encode("utf-8"), text=True)
-        assert self._opus_packer is not None
-        packets = encoder.encode(block.samples, block.sample_position)
         messages = [
             _BurstMessage(websocket_frame(message.encode(), text=False), message.num_frames)
-            for message in self._opus_packer.add(packets, stream_rate=block.sample_rate)
+            for message in packer.add(batch.packets, stream_rate=block.sample_rate)
         ]
         return _OpusDelivery(config_frame, messages, OPUS_RATE)
 
@@ -271,8 +261,6 @@ class Broadcaster:
         lane = self._lanes["opus"]
         if opus.config_frame is not None:
             lane.config_frame = opus.config_frame
-            lane.burst.clear()  # made by the previous encoder: this one's decoder cannot use it
-            lane.burst_frames = 0
             self._fan_out(opus.config_frame, lane)
         for message in opus.messages:
             lane.remember(message, opus.sample_rate, self.config.burst_seconds)

@@ -9,7 +9,6 @@ from typing import Literal
 from streamer.errors import UserError
 from streamer.plan.controls import PromptLimits
 from streamer.plan.settings import MAX_PROMPT_CHARS, MAX_PROMPTS
-from streamer.sinks.opus import MAX_KBIT_PER_SECOND, MIN_KBIT_PER_SECOND
 
 SampleFormat = Literal["s16", "f32"]
 
@@ -61,9 +60,6 @@ class ServerConfig:
     #: (about 5 ms of copying at 50); audio messages pass between the turns.
     image_listeners_per_loop_turn: int = 50
     sample_format: SampleFormat = "s16"
-    #: Bitrate of the Opus encoding (listeners who connect to ``/ws?codec=opus``); ``None``: 64
-    #: kbit/s for a mono stream, 96 for stereo (``streamer.sinks.opus``).
-    opus_kbit_per_second: float | None = None
     ping_interval_seconds: float = 20.0
     ping_timeout_seconds: float = 20.0
 
@@ -104,12 +100,6 @@ class ServerConfig:
                 f"send_queue_seconds ({self.send_queue_seconds}) must hold the burst and one "
                 f"message ({self.burst_seconds} + {self.message_seconds} s), or every listener "
                 "would lag from the start"
-            )
-        opus = self.opus_kbit_per_second
-        if opus is not None and not (MIN_KBIT_PER_SECOND <= opus <= MAX_KBIT_PER_SECOND):
-            problems.append(
-                f"opus_kbit_per_second must be in {MIN_KBIT_PER_SECOND:g}..{MAX_KBIT_PER_SECOND:g} "
-                f"(what libopus accepts), got {opus}"
             )
         if self.sample_format not in ("s16", "f32"):
             problems.append(f"sample_format must be 's16' or 'f32', got {self.sample_format!r}")

@@ -1,35 +1,29 @@
 """The stream as bytes an Icecast server and its listeners' players understand: Ogg Opus or MP3.
 
-PyAV (FFmpeg's libopus and libmp3lame, FFmpeg's Ogg and MP3 muxers) does the encoding and the
-framing; Opus runs at 48 kHz only, so the stream is resampled once on the way in with soxr's
-streaming resampler (stateful: no seam between blocks). No I/O here: blocks in, bytes out.
+Ogg Opus carries the stream's one Opus encoding (``streamer.sinks.opus.OpusEncoding``, which the
+WebSocket listeners get too): ``OggOpusMuxer`` puts its packets into Ogg pages with FFmpeg's Ogg
+muxer through PyAV and encodes nothing. MP3 has its own encoder, ``Mp3Encoder`` (LAME through
+PyAV, at the stream's rate). No I/O here: packets or blocks in, bytes out.
 
-One encoder is one Icecast source connection: a reconnection starts a new one, so the new
-connection begins with the stream headers a listener's player needs (Ogg's OpusHead and
+One muxer or encoder is one Icecast source connection: a reconnection starts a new one, so the
+new connection begins with the stream headers a listener's player needs (Ogg's OpusHead and
 OpusTags, which carry the title at that moment).
 """
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import av
 import numpy as np
-import soxr
 
-from streamer.sinks.icecast_protocol import IcecastFormat
-from streamer.sinks.opus import opus_kbit_per_second
+from streamer.audio.blocks import AudioBlock
+from streamer.sinks.opus import FRAME_SAMPLES, OPUS_RATE, OpusBatch
 
-#: Opus encodes at 48 kHz only.
-OPUS_SAMPLE_RATE = 48000
 #: Stream time per Ogg page: how long encoded audio may wait in the muxer before it is sent.
 OGG_PAGE_MICROSECONDS = 100_000
-
-
-def default_bitrate_kbps(format: IcecastFormat, channels: int) -> int:
-    """Internet-radio rates: Opus as the browsers get it (``streamer.sinks.opus``), MP3 at 128
-    kbit/s per channel."""
-    if format == "ogg":
-        return round(opus_kbit_per_second(channels, None))
-    return 128 * min(channels, 2)
+#: MP3's default bitrate per channel, in kbit/s (internet-radio quality).
+MP3_KBPS_PER_CHANNEL = 128
 
 
 class _Collected:
@@ -47,82 +41,90 @@ class _Collected:
         return data
 
 
-class StreamEncoder:
-    """Encodes float32 (channels, n) blocks at ``sample_rate`` into Ogg Opus or MP3 bytes."""
+class OggOpusMuxer:
+    """The stream's Opus packets in, an Ogg Opus stream's bytes out.
 
-    def __init__(
-        self,
-        format: IcecastFormat,
-        sample_rate: int,
-        channels: int,
-        bitrate_kbps: int,
-    ) -> None:
-        if channels not in (1, 2):
-            raise ValueError(f"Icecast streams are mono or stereo, got {channels} channels")
-        self.format = format
-        self.channels = channels
-        self.bitrate_kbps = bitrate_kbps
-        self.encoded_rate = OPUS_SAMPLE_RATE if format == "ogg" else sample_rate
-        self._layout = "mono" if channels == 1 else "stereo"
-        self._resampler = (
-            soxr.ResampleStream(sample_rate, OPUS_SAMPLE_RATE, channels, dtype="float32")
-            if self.encoded_rate != sample_rate
-            else None
-        )
+    The Ogg stream begins at the first packet it is given: its granule positions count 48 kHz
+    samples from there, the encoding's pre-skip included (the OpusHead is the encoding's own),
+    so a player decodes the packets exactly as a WebSocket listener who joined at that packet.
+    """
+
+    def __init__(self, title: str) -> None:
+        """``title``: what the stream's header (OpusTags) names it."""
         self._file = _Collected()
-        if format == "ogg":
-            options = {"page_duration": str(OGG_PAGE_MICROSECONDS)}
-            codec = "libopus"
-        else:  # no ID3 tag or Xing header: a live stream has neither a start nor an end to seek
-            options = {"id3v2_version": "0", "write_xing": "0"}
-            codec = "libmp3lame"
-        self._container = av.open(self._file, "w", format=format, options=options)
-        self._stream = self._container.add_stream(codec, rate=self.encoded_rate, layout=self._layout)
-        self._stream.bit_rate = bitrate_kbps * 1000
-        self.samples_in = 0
+        self._title = title
+        self._container: av.container.OutputContainer | None = None
+        self._stream: av.audio.stream.AudioStream | None = None
+        self._origin = 0  # codec position of the first packet
+        self._pre_skip = 0
 
-    @property
-    def started(self) -> bool:
-        """Whether audio (and with it the stream header) has gone in."""
-        return self.samples_in > 0
-
-    def set_title(self, title: str) -> None:
-        """The title in the stream's header (Ogg's OpusTags); only before it has ``started``."""
-        if self.started:
-            raise RuntimeError("the stream header is written: its title can no longer change")
-        self._stream.metadata["title"] = title
-
-    @property
-    def audio_info(self) -> str:
-        """The ``ice-audio-info`` header's value."""
-        return f"channels={self.channels};samplerate={self.encoded_rate};bitrate={self.bitrate_kbps}"
-
-    def encode(self, samples: np.ndarray) -> bytes:
-        """The bytes the muxer has ready after this block (may be none: pages fill first)."""
-        self.samples_in += samples.shape[1]
-        if self._resampler is not None:
-            samples = self._resampler.resample_chunk(np.ascontiguousarray(samples.T)).T
-        if samples.shape[1]:
-            self._mux(samples)
+    def write(self, batch: OpusBatch) -> bytes:
+        """The bytes the muxer has ready after these packets (may be none: pages fill first)."""
+        for packet in batch.packets:
+            if self._stream is None:
+                self._start(batch, packet.codec_position)
+            assert self._container is not None and self._stream is not None
+            muxed = av.Packet(packet.data)
+            muxed.pts = muxed.dts = packet.codec_position - self._origin - self._pre_skip
+            muxed.duration = FRAME_SAMPLES
+            muxed.time_base = Fraction(1, OPUS_RATE)
+            muxed.stream = self._stream
+            self._container.mux(muxed)
         return self._file.take()
 
     def close(self) -> bytes:
-        """Flush the encoder and end the stream (Ogg's end-of-stream page): the last bytes."""
-        if self._resampler is not None:
-            rest = self._resampler.resample_chunk(
-                np.zeros((0, self.channels), np.float32), last=True
-            ).T
-            if rest.shape[1]:
-                self._mux(rest)
+        """End the stream (Ogg's end-of-stream page) at the last packet so far: the last bytes.
+        The encoding goes on for the other outputs, and holds the last few milliseconds of
+        audio in its resampler and look-ahead."""
+        if self._container is not None:
+            self._container.close()
+        return self._file.take()
+
+    def _start(self, batch: OpusBatch, origin: int) -> None:
+        options = {"page_duration": str(OGG_PAGE_MICROSECONDS)}
+        container = av.open(self._file, "w", format="ogg", options=options)
+        layout = "mono" if batch.format.channels == 1 else "stereo"
+        stream = container.add_stream("libopus", rate=OPUS_RATE, layout=layout)
+        # FFmpeg takes an output stream's parameters from an open codec context; this one never
+        # encodes. Opened with the same library as the encoding, its initial padding (which the
+        # muxer adds to granule positions) is the encoding's pre-skip; the header is the
+        # encoding's OpusHead.
+        stream.codec_context.open()
+        stream.codec_context.extradata = batch.format.opus_head
+        stream.metadata["title"] = self._title
+        self._container, self._stream = container, stream
+        self._origin, self._pre_skip = origin, batch.format.pre_skip
+
+
+class Mp3Encoder:
+    """Encodes the stream's blocks (at ``sample_rate``) into MP3 bytes."""
+
+    def __init__(self, sample_rate: int, channels: int, bitrate_kbps: int) -> None:
+        if channels not in (1, 2):
+            raise ValueError(f"Icecast streams are mono or stereo, got {channels} channels")
+        self._layout = "mono" if channels == 1 else "stereo"
+        self._sample_rate = sample_rate
+        self._file = _Collected()
+        # No ID3 tag or Xing header: a live stream has neither a start nor an end to seek.
+        options = {"id3v2_version": "0", "write_xing": "0"}
+        self._container = av.open(self._file, "w", format="mp3", options=options)
+        self._stream = self._container.add_stream(
+            "libmp3lame", rate=sample_rate, layout=self._layout
+        )
+        self._stream.bit_rate = bitrate_kbps * 1000
+
+    def write(self, block: AudioBlock) -> bytes:
+        """The bytes the muxer has ready after this block (may be none: frames fill first)."""
+        samples = np.ascontiguousarray(block.samples, dtype=np.float32)
+        frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout=self._layout)
+        frame.sample_rate = self._sample_rate
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
+        return self._file.take()
+
+    def close(self) -> bytes:
+        """Flush the encoder and end the stream: the last bytes."""
         for packet in self._stream.encode(None):
             self._container.mux(packet)
         self._container.close()
         return self._file.take()
-
-    def _mux(self, samples: np.ndarray) -> None:
-        frame = av.AudioFrame.from_ndarray(
-            np.ascontiguousarray(samples, dtype=np.float32), format="fltp", layout=self._layout
-        )
-        frame.sample_rate = self.encoded_rate
-        for packet in self._stream.encode(frame):
-            self._container.mux(packet)

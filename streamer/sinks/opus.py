@@ -1,10 +1,13 @@
-"""One Opus encoding of the stream, shared by every listener that wants it.
+"""One Opus encoding of the stream, shared by every output that sends Opus.
 
 The stream runs at 44.1 kHz; Opus only at 48 kHz (and divisors). Each block is resampled once
 with soxr's streaming resampler (time-aligned: its delay is taken out, so output sample ``k`` is
-input time ``k / 48000``), cut into 20 ms frames and encoded by libopus through PyAV. Nothing here
-touches a socket or a clock: the WebSocket fan-out (``broadcast.py``) and any other output (an
-Ogg/Icecast source) feed blocks in and take packets out.
+input time ``k / 48000``), cut into 20 ms frames and encoded by libopus through PyAV, in
+constrained VBR at the asked bitrate. Nothing here touches a socket or a clock.
+
+``OpusEncoding`` is that encoding for a whole stream: the WebSocket fan-out (``broadcast.py``)
+packs its packets into messages, and an Ogg Icecast mount (``icecast_encoder.OggOpusMuxer``) muxes
+the very same packets into Ogg pages; neither encodes again.
 
 Positions. libopus delays its output by ``pre_skip`` samples (the OpusHead field, 312 at 48 kHz):
 PyAV stamps the first packet ``pts = -pre_skip``, and a decoder that honours pre-skip outputs
@@ -26,6 +29,9 @@ import av
 import numpy as np
 import soxr
 
+from streamer.audio.blocks import AudioBlock
+from streamer.errors import UserError
+
 #: Opus's own rate; the stream is resampled to it once.
 OPUS_RATE = 48000
 #: 20 ms packets: Opus's default, the frame size at which it is most efficient for music.
@@ -42,6 +48,18 @@ def opus_kbit_per_second(channels: int, configured: float | None) -> float:
     if configured is not None:
         return configured
     return DEFAULT_KBIT_PER_SECOND.get(channels, 96.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class OpusFormat:
+    """What a decoder needs to know of an encoding (the WebSocket ``audio_config``, the Ogg
+    stream's header)."""
+
+    channels: int
+    input_rate: int  # the stream's rate, resampled to OPUS_RATE
+    kbit_per_second: float
+    pre_skip: int
+    opus_head: bytes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +104,9 @@ class OpusStreamEncoder:
         self._codec.open()
         self.opus_head = bytes(self._codec.extradata)
         self.pre_skip = int.from_bytes(self.opus_head[10:12], "little")
+        self.format = OpusFormat(
+            channels, input_rate, kbit_per_second, self.pre_skip, self.opus_head
+        )
         self._resampler = (
             None
             if input_rate == OPUS_RATE
@@ -142,3 +163,62 @@ class OpusStreamEncoder:
             self._anchors.popleft()
         anchor = self._anchors[0]
         return anchor.sample_position + round(input_time - anchor.input_time)
+
+
+@dataclasses.dataclass(frozen=True)
+class OpusBatch:
+    """The packets one block of the stream completed, and the encoding they belong to."""
+
+    format: OpusFormat
+    packets: tuple[OpusPacket, ...]
+
+
+class OpusEncoding:
+    """The stream's one Opus encoding, for every output that sends Opus.
+
+    Each output calls ``encode`` with the blocks the engine publishes to it, on the engine's
+    publisher thread. The engine hands every sink the same ``AudioBlock`` in turn, so the first
+    output to ask for a block encodes it and the others get the same packets: the stream is
+    resampled and encoded once, however many outputs there are, and whichever of them runs.
+    The encoder is made for the first block's channel count and rate, which a stream keeps.
+    """
+
+    def __init__(self, kbit_per_second: float | None = None) -> None:
+        """``kbit_per_second``: None is 64 kbit/s for a mono stream, 96 for stereo."""
+        if kbit_per_second is not None and not (
+            MIN_KBIT_PER_SECOND <= kbit_per_second <= MAX_KBIT_PER_SECOND
+        ):
+            raise UserError(
+                f"the Opus bitrate must be in {MIN_KBIT_PER_SECOND:g}..{MAX_KBIT_PER_SECOND:g} "
+                f"kbit/s (what libopus accepts), got {kbit_per_second:g}"
+            )
+        self._configured_kbit_per_second = kbit_per_second
+        self._encoder: OpusStreamEncoder | None = None
+        self._last_block: AudioBlock | None = None
+        self._last_batch: OpusBatch | None = None
+
+    def kbit_per_second(self, channels: int) -> float:
+        """The bitrate a stream of ``channels`` channels is encoded at."""
+        return opus_kbit_per_second(channels, self._configured_kbit_per_second)
+
+    def encode(self, block: AudioBlock) -> OpusBatch:
+        """The packets ``block`` completes (the next block of the stream, or the one asked for
+        last, whose packets come again)."""
+        if block is self._last_block and self._last_batch is not None:
+            return self._last_batch
+        encoder = self._encoder
+        if encoder is None:
+            encoder = self._encoder = OpusStreamEncoder(
+                channels=block.channels,
+                input_rate=block.sample_rate,
+                kbit_per_second=self.kbit_per_second(block.channels),
+                first_position=block.sample_position,
+            )
+        elif block.sample_rate != encoder.input_rate:
+            raise ValueError(
+                f"a block at {block.sample_rate} Hz for the encoding of a "
+                f"{encoder.input_rate} Hz stream"
+            )
+        packets = encoder.encode(block.samples, block.sample_position)
+        self._last_block, self._last_batch = block, OpusBatch(encoder.format, tuple(packets))
+        return self._last_batch

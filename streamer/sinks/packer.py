@@ -9,6 +9,7 @@ one message never spans a discontinuity.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 
 from streamer.sinks.opus import FRAME_SAMPLES, OPUS_RATE, OpusPacket
 from streamer.sinks.protocol import AudioMessage, OpusMessage
@@ -83,7 +84,7 @@ class OpusPacker:
         self._pending: list[OpusPacket] = []
         self._next_sequence = 0
 
-    def add(self, packets: list[OpusPacket], *, stream_rate: int) -> list[OpusMessage]:
+    def add(self, packets: Iterable[OpusPacket], *, stream_rate: int) -> list[OpusMessage]:
         """Take the next packets; return the messages now complete."""
         messages = []
         for packet in packets:

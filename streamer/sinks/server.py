@@ -38,6 +38,7 @@ from streamer.runtime.ports import ControlRejected, FramePicture, StreamControl,
 from streamer.sinks.broadcast import Broadcaster, BroadcastStats, write_now
 from streamer.sinks.client_files import content_type, find_client_dir, resolve_client_file
 from streamer.sinks.config import ServerConfig
+from streamer.sinks.opus import OpusEncoding
 from streamer.sinks.protocol import CODECS, ack_text, error_text, hello_text
 from streamer.sinks.session import Apply, ControlSession, Disconnect, Reply, StartListening
 
@@ -67,14 +68,21 @@ class StreamServer:
     """
 
     def __init__(
-        self, config: ServerConfig, control: StreamControl, *, client_dir: Path | None = None
+        self,
+        config: ServerConfig,
+        control: StreamControl,
+        *,
+        opus: OpusEncoding | None = None,
+        client_dir: Path | None = None,
     ) -> None:
+        """``opus``: the stream's Opus encoding, shared with its other Opus outputs (an Ogg
+        Icecast mount); None: one of the server's own, at the default bitrate."""
         self.config = config
         self.control = control
         #: Generated when the config has none; print it for the performer, it is never logged.
         self.performer_token = config.performer_token or secrets.token_urlsafe(24)
         self.client_dir = client_dir if client_dir is not None else find_client_dir()
-        self.broadcaster = Broadcaster(config)
+        self.broadcaster = Broadcaster(config, opus if opus is not None else OpusEncoding())
         self._connections: set[ServerConnection] = set()
         self._server: Server | None = None
 

@@ -156,3 +156,15 @@ def open_image(path: Path) -> Image.Image:
     with Image.open(path) as image:
         image.load()
     return image
+
+
+def test_auto_precision_autocasts_only_where_bf16_is_native(monkeypatch):
+    from streamer.generate.compute_type import CpuFacts
+    from streamer.training import train as training
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(training, "cpu_facts", lambda: CpuFacts("AVX2", native_bf16=False))
+    assert not training.autocasts_bf16("auto", cpu)  # emulated bf16: 70x slower
+    assert training.autocasts_bf16("auto", cuda) and training.autocasts_bf16("bf16", cpu)
+    monkeypatch.setattr(training, "cpu_facts", lambda: CpuFacts("AVX512", native_bf16=True))
+    assert training.autocasts_bf16("auto", cpu) and not training.autocasts_bf16("fp32", cpu)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
-    from streamer.training.config import TrainConfig
+    from streamer.training.config import PRECISIONS, TrainConfig
 
     defaults = TrainConfig()
     parser = subparsers.add_parser(
@@ -77,9 +77,10 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--precision",
-        choices=("bf16", "fp32"),
+        choices=PRECISIONS,
         default=defaults.precision,
-        help="bf16 autocasts the forward pass (default: %(default)s)",
+        help="bf16 autocasts the forward pass; auto does where bf16 is native (CUDA, AVX-512 BF16 "
+        "or AMX CPUs), not on AVX2-only CPUs, which emulate it 70x slower (default: %(default)s)",
     )
     parser.add_argument("--threads", type=int, help="torch CPU threads, >= 1 (default: torch's)")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of the run's random numbers, >= 0 (default: %(default)s)")

@@ -50,6 +50,7 @@ import torch
 from PIL import Image
 
 from streamer.errors import UserError
+from streamer.generate.compute_type import cpu_facts
 from streamer.generate.tiny_model import (
     Architecture,
     random_components,
@@ -101,6 +102,14 @@ def resolve_init(init: str) -> str | None:
 
 
 # --- pure pieces -------------------------------------------------------------------------------
+
+
+def autocasts_bf16(precision: str, device: torch.device) -> bool:
+    """Whether ``precision`` (TrainConfig's) autocasts to bf16 on ``device``: "auto" does where
+    bf16 is native (CUDA, or a CPU as streamer.generate.compute_type sees it)."""
+    if precision != "auto":
+        return precision == "bf16"
+    return device.type == "cuda" or (device.type == "cpu" and cpu_facts().native_bf16)
 
 
 def learning_rate(step: int, peak: float, warmup_steps: int) -> float:
@@ -286,9 +295,9 @@ class _Run:
         self.report(f"{stage} step {step}/{total}  loss {loss:.4f}  lr {lr:.2e}  {seconds:.0f} s")
 
     def _autocast(self):
-        if self.config.precision == "fp32":
-            return nullcontext()
-        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        if autocasts_bf16(self.config.precision, self.device):
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return nullcontext()
 
     # --- stage 1: the VAE --------------------------------------------------------------------
 

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import collections
 import importlib.util
+import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from streamer.training.composer import compose
@@ -25,6 +28,19 @@ from streamer.training.dataset import ClipRecord, write_info, write_metadata
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 #: The data set's styles: a few, so the quality benchmark makes few frames.
 STYLES = 3
+
+
+@pytest.fixture(autouse=True)
+def process_state_restored() -> Iterator[None]:
+    """The benchmarks set process-wide state for their measurements (torch's threads, its
+    flushing of subnormal floats, OMP_WAIT_POLICY); the tests after them get it back. Nothing in
+    streamer flushes subnormals: off is the process's own setting."""
+    threads, environment = torch.get_num_threads(), dict(os.environ)
+    yield
+    torch.set_num_threads(threads)
+    torch.set_flush_denormal(False)
+    os.environ.clear()
+    os.environ.update(environment)
 
 
 def benchmark(name: str) -> ModuleType:

@@ -189,7 +189,7 @@ class OpusEncoding:
             MIN_KBIT_PER_SECOND <= kbit_per_second <= MAX_KBIT_PER_SECOND
         ):
             raise UserError(
-                f"the Opus bitrate must be in {MIN_KBIT_PER_SECOND:g}..{MAX_KBIT_PER_SECOND:g} "
+                f"--opus-bitrate must be in {MIN_KBIT_PER_SECOND:g}..{MAX_KBIT_PER_SECOND:g} "
                 f"kbit/s (what libopus accepts), got {kbit_per_second:g}"
             )
         self._configured_kbit_per_second = kbit_per_second

@@ -25,6 +25,7 @@ against the parts (``measured frame``).
 built-in model's size was chosen; benchmarks/RESULTS.md).
 
 Usage: python benchmarks/builtin_model_speed.py [--quick] [--dtypes fp32,bf16] [--levers ...]
+(``--quick --model DIR`` with the tiny test model is the smoke test tests/test_benchmarks.py runs)
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ class Row:
         return statistics.median(self.seconds[part])
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="eager only, 2 calls a part (< 60 s)")
     parser.add_argument("--calls", type=int, default=5, help="timed calls per part and row")
@@ -95,7 +96,7 @@ def main() -> None:
     parser.add_argument("--candidates", help="compare these architectures at random weights instead")
     parser.add_argument("--frames", type=int, default=3, help="--candidates: timed frames each")
     parser.add_argument("--steps", default="12", help="--candidates: comma list of schedules")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.candidates:
         compare_candidates(args)
@@ -111,7 +112,8 @@ def main() -> None:
     rows = [row for name in names for row in make_rows(model, name, levers)]
     for row in rows:  # warm-up (and compile) first, then time the rows in turns
         start = time.perf_counter()
-        row.unet_2(), row.unet_1(), row.decode()
+        for part in (row.unet_2, row.unet_1, row.decode):
+            part()
         row.compile_s = time.perf_counter() - start if row.lever == "compile" else 0.0
     for _ in range(calls):
         for row in rows:

@@ -150,3 +150,12 @@ def test_the_quality_benchmark_runs_on_a_tiny_data_set_and_the_tiny_model(
             "0.2", "--guidance", "1"]  # fmt: skip
     run("model_quality", [*argv, "--artifacts", str(tmp_path / "artifacts")], capsys)
     assert list((tmp_path / "artifacts").glob("*.wav"))
+
+
+def test_the_builtin_model_speed_benchmark_names_the_cpu_class_and_compute_type(
+    capsys: Any, tiny_model_dir: Path
+) -> None:
+    result = run("builtin_model_speed", ["--quick", "--model", str(tiny_model_dir)], capsys)[0]
+    fields = dict(field.split("=") for field in result.split()[2:])
+    assert fields["capability"] == torch.backends.cpu.get_cpu_capability()
+    assert fields["dtype"] in ("fp32", "bf16") and float(fields["stream_rtf"]) > 0

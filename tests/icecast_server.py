@@ -126,7 +126,7 @@ class IcecastServer:
         """The status of ``mount``'s source, or None while it has none."""
         try:
             sources = self.status().get("source", [])
-        except ValueError:  # 2.4.4's JSON breaks while its statistics are being filled in
+        except (OSError, ValueError):  # 2.4.4's JSON breaks while its statistics are filled in
             return None
         for source in sources if isinstance(sources, list) else [sources]:
             if source.get("listenurl", "").endswith(mount):

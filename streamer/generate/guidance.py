@@ -63,7 +63,7 @@ def student_from_teacher(teacher: torch.nn.Module, dim: int = GUIDANCE_EMBEDDING
         raise ValueError("the teacher is already guidance-distilled (its UNet has a guidance "
                          "embedding): distil from the model it was distilled from")
     student = UNet2DConditionModel.from_config({**teacher.config, "time_cond_proj_dim": dim})
-    student.to(next(teacher.parameters()).dtype)
+    torch.nn.Module.to(student, dtype=next(teacher.parameters()).dtype)  # as the teacher
     missing, unexpected = student.load_state_dict(teacher.state_dict(), strict=False)
     if unexpected or missing != ["time_embedding.cond_proj.weight"]:
         raise ValueError(f"the student does not fit its teacher: {missing=}, {unexpected=}")

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from material import groove
+from material import groove_dataset
 
 from streamer.errors import UserError
 from streamer.generate.config import GeneratorConfig
@@ -29,11 +29,7 @@ from streamer.generate.guidance import (
 from streamer.generate.loading import load_model
 from streamer.generate.presets import GeneratorPreset
 from streamer.generate.request import FrameRequest, PromptBlend
-from streamer.spectrogram.codec import mel_from_audio
-from streamer.spectrogram.image import image_from_mel
-from streamer.spectrogram.params import SpectrogramParams
 from streamer.training.config import TrainConfig
-from streamer.training.dataset import ClipRecord, write_info, write_metadata
 from streamer.training.train import train
 
 CAPTIONS = ("house beat, piano chords, minor", "techno beat, synth bass, major, busy")
@@ -44,21 +40,7 @@ GUIDANCE = 4.0
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Four one-frame grooves, captioned, each cut to its first 64 pixel columns."""
-    root = tmp_path_factory.mktemp("narrow-dataset")
-    (root / "train").mkdir()
-    params = SpectrogramParams()
-    records = []
-    for index, (bpm, beats, root_hz) in enumerate(
-        ((117.1875, 10, 55.0), (117.1875, 10, 73.4), (140.625, 12, 49.0), (140.625, 12, 65.4))
-    ):
-        audio = groove(bpm=bpm, beats=beats, seed=index, root_hz=root_hz).samples
-        mel = mel_from_audio(torch.from_numpy(audio[None].astype(np.float32)), params)
-        name = f"{index:06d}.png"
-        image_from_mel(np.asarray(mel), params).crop((0, 0, 64, 512)).save(root / "train" / name)
-        records.append(ClipRecord(name, CAPTIONS[index % 2], {"style": CAPTIONS[index % 2][:5]}))
-    write_metadata(root / "train", records)
-    write_info(root, {"clips": 4})
-    return root
+    return groove_dataset(tmp_path_factory.mktemp("narrow-dataset"), CAPTIONS, columns=64)
 
 
 def distill_config(teacher: Path | None, **changes) -> TrainConfig:

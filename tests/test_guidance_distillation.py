@@ -175,7 +175,10 @@ def test_distillation_resumes_exactly_where_it_stopped(dataset, tiny_model_dir, 
     train(dataset, resumed, distill_config(tiny_model_dir, guidance_steps=3), resume=True, **quiet)
 
     assert losses(resumed) == losses(straight)
-    a, b = (torch.load(run / "checkpoint" / "guidance.pt", weights_only=False) for run in (straight, resumed))
+    a, b = (
+        torch.load(run / "checkpoint" / "guidance.pt", weights_only=False)
+        for run in (straight, resumed)
+    )
     for weights in ("live", "export"):
         for key, tensor in a[weights]["unet"].items():
             assert torch.equal(tensor, b[weights]["unet"][key]), (weights, key)

@@ -90,10 +90,9 @@ def train(
         torch.set_num_threads(config.threads)
     with _stop_requests() as stop:
         run.stop = stop
+        trainers = {"vae": run.train_vae, "unet": run.train_unet, "guidance": run.train_guidance}
         for stage in config.stages:
-            {"vae": run.train_vae, "unet": run.train_unet, "guidance": run.train_guidance}[
-                stage
-            ](resume)
+            trainers[stage](resume)
     return run.model_dir
 
 

@@ -67,7 +67,16 @@ def run(name: str, argv: list[str], capsys: pytest.CaptureFixture[str]) -> list[
 
 @pytest.mark.parametrize(
     "name",
-    ["opus_encoder", "stretch", "loudness", "generator", "fanout", "clock_work", "soak"],
+    [
+        "opus_encoder",
+        "stretch",
+        "loudness",
+        "generator",
+        "fanout",
+        "clock_work",
+        "soak",
+        "distill_step",
+    ],
 )
 def test_a_benchmark_runs_its_smoke_size(name: str, capsys: Any) -> None:
     run(name, ["--smoke"], capsys)

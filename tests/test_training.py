@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from material import groove
+from material import groove_dataset
 from PIL import Image
 
 from streamer.errors import UserError
@@ -18,11 +18,7 @@ from streamer.generate.generator import FrameGenerator
 from streamer.generate.loading import load_model
 from streamer.generate.presets import GeneratorPreset
 from streamer.generate.request import FrameRequest, PromptBlend
-from streamer.spectrogram.codec import mel_from_audio
-from streamer.spectrogram.image import image_from_mel, save_image
-from streamer.spectrogram.params import SpectrogramParams
 from streamer.training.config import TrainConfig
-from streamer.training.dataset import ClipRecord, write_info, write_metadata
 from streamer.training.train import train
 
 CAPTIONS = ("house beat, piano chords, minor", "techno beat, synth bass, major, busy")
@@ -31,28 +27,7 @@ CAPTIONS = ("house beat, piano chords, minor", "techno beat, synth bass, major, 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Four one-frame grooves in two keys and two tempi, captioned, as a data set folder."""
-    root = tmp_path_factory.mktemp("dataset")
-    (root / "train").mkdir()
-    params = SpectrogramParams()
-    records = []
-    for index, (bpm, beats, root_hz) in enumerate(
-        (
-            (117.1875, 10, 55.0),
-            (117.1875, 10, 73.4),
-            (140.625, 12, 49.0),
-            (140.625, 12, 65.4),
-        )
-    ):
-        audio = groove(bpm=bpm, beats=beats, seed=index, root_hz=root_hz).samples
-        mel = mel_from_audio(
-            torch.from_numpy(audio[None].astype(np.float32)), params, circular=True
-        )
-        name = f"{index:06d}.png"
-        save_image(image_from_mel(np.asarray(mel), params), root / "train" / name)
-        records.append(ClipRecord(name, CAPTIONS[index % 2], {"style": CAPTIONS[index % 2][:5]}))
-    write_metadata(root / "train", records)
-    write_info(root, {"clips": 4})
-    return root
+    return groove_dataset(tmp_path_factory.mktemp("dataset"), CAPTIONS)
 
 
 def tiny_config(**changes) -> TrainConfig:
@@ -157,14 +132,3 @@ def open_image(path: Path) -> Image.Image:
         image.load()
     return image
 
-
-def test_auto_precision_autocasts_only_where_bf16_is_native(monkeypatch):
-    from streamer.generate.compute_type import CpuFacts
-    from streamer.training import train as training
-
-    cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    monkeypatch.setattr(training, "cpu_facts", lambda: CpuFacts("AVX2", native_bf16=False))
-    assert not training.autocasts_bf16("auto", cpu)  # emulated bf16: 70x slower
-    assert training.autocasts_bf16("auto", cuda) and training.autocasts_bf16("bf16", cpu)
-    monkeypatch.setattr(training, "cpu_facts", lambda: CpuFacts("AVX512", native_bf16=True))
-    assert training.autocasts_bf16("auto", cpu) and not training.autocasts_bf16("fp32", cpu)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
-    from streamer.training.config import PRECISIONS, TrainConfig
+    from streamer.training.config import TrainConfig
 
     defaults = TrainConfig()
     parser = subparsers.add_parser(
@@ -20,21 +20,25 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         "(--resume); RUN_DIR/log.jsonl has the losses; every checkpoint exports RUN_DIR/model/ "
         "(fp16), which `streamer serve --model RUN_DIR/model` plays. To train on your own "
         "music, first turn the audio folder into a data set folder (`streamer prepare-audio`), "
-        "then run this command on it with --init builtin --stage unet (fine-tuning).",
+        "then run this command on it with --init builtin --stage unet (fine-tuning). Stage "
+        "guidance (with --init builtin or a trained DIR, the teacher) distils classifier-free "
+        "guidance into the UNet, so a guided frame costs one UNet row instead of two.",
     )
     parser.add_argument("data", type=Path, help="data set folder (holds train/ and dataset.json)")
     parser.add_argument("--out", type=Path, required=True, help="run folder (created)")
     parser.add_argument(
         "--stage",
-        choices=("vae", "unet", "all"),
+        choices=("vae", "unet", "all", "guidance"),
         default="all",
-        help="what to train: the VAE, the UNet + text encoder, or both in turn (default: all)",
+        help="what to train: the VAE, the UNet + text encoder, both in turn, or a "
+        "guidance-distilled UNet of the --init model (default: all)",
     )
     parser.add_argument(
         "--steps",
         type=int,
         help=f"optimizer steps of the stage, in total over resumes (default: vae "
-        f"{defaults.vae_steps}, unet {defaults.unet_steps}; with --stage all: the unet's)",
+        f"{defaults.vae_steps}, unet {defaults.unet_steps}, guidance {defaults.guidance_steps}; "
+        "with --stage all: the unet's)",
     )
     parser.add_argument(
         "--vae-steps",
@@ -46,13 +50,14 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         "--batch-size",
         type=int,
         help=f"images (vae: crops) per step (default: vae {defaults.vae_batch_size}, "
-        f"unet {defaults.unet_batch_size})",
+        f"unet {defaults.unet_batch_size}, guidance {defaults.guidance_batch_size})",
     )
     parser.add_argument(
         "--lr",
         type=float,
         help=f"peak learning rate of AdamW, > 0, about 1e-5..1e-3 (default: vae "
-        f"{defaults.vae_learning_rate:g}, unet {defaults.unet_learning_rate:g})",
+        f"{defaults.vae_learning_rate:g}, unet {defaults.unet_learning_rate:g}, guidance "
+        f"{defaults.guidance_learning_rate:g})",
     )
     parser.add_argument("--resume", action="store_true", help="continue RUN_DIR's checkpoint")
     parser.add_argument(
@@ -77,10 +82,10 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--precision",
-        choices=PRECISIONS,
+        choices=("bf16", "fp32"),
         default=defaults.precision,
-        help="bf16 autocasts the forward pass; auto does where bf16 is native (CUDA, AVX-512 BF16 "
-        "or AMX CPUs), not on AVX2-only CPUs, which emulate it 70x slower (default: %(default)s)",
+        help="bf16 autocasts the forward pass where bf16 is native (CUDA, a CPU with AVX-512 "
+        "BF16 or AMX; elsewhere fp32) (default: %(default)s)",
     )
     parser.add_argument("--threads", type=int, help="torch CPU threads, >= 1 (default: torch's)")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of the run's random numbers, >= 0 (default: %(default)s)")
@@ -88,10 +93,10 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from streamer.training.config import TrainConfig
+    from streamer.training.config import MODEL_STAGES, TrainConfig
     from streamer.training.train import resolve_init, train
 
-    stages = ("vae", "unet") if args.stage == "all" else (args.stage,)
+    stages = MODEL_STAGES if args.stage == "all" else (args.stage,)
     overrides = {}
     last = stages[-1]
     if args.steps is not None:

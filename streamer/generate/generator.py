@@ -4,7 +4,9 @@
 prompt) blended by weight, the negative prompt's embedding for guidance, noise slerped between
 two seeds, the seed image's latent (cached per name), an img2img denoising loop with
 classifier-free guidance over all frames of the batch at once, then VAE decode to the image and
-the image to mel amplitudes.
+the image to mel amplitudes. A guidance-distilled UNet (streamer.generate.guidance) makes a
+guided frame whose negative prompt is the one it was distilled against in one row instead of
+two.
 
 This loop replaces ``StableDiffusionImg2ImgPipeline``, which cannot do the job: it has no
 ``latents`` argument (extra keyword arguments are silently swallowed), so slerped noise cannot be
@@ -46,6 +48,12 @@ from PIL import Image
 
 from streamer.generate.cancellation import IsStale, check, never_stale
 from streamer.generate.config import GeneratorConfig
+from streamer.generate.guidance import (
+    DISTILLED_NEGATIVE_PROMPT,
+    classifier_free_guidance,
+    guidance_embedding,
+    is_guidance_distilled,
+)
 from streamer.generate.interpolation import blend_embeddings, slerp
 from streamer.generate.loading import StableDiffusionModel, apply_lora, load_model
 from streamer.generate.presets import GeneratorPreset, evaluations
@@ -131,6 +139,10 @@ class FrameGenerator:
         self._embeddings: _Cache[str, torch.Tensor] = _Cache(max_cached_prompts)
         self._seed_latents: _Cache[str, torch.Tensor] = _Cache(max_cached_seed_images)
         self._unet = model.unet
+        #: Width of the UNet's guidance embedding; None unless it is guidance-distilled.
+        self._guidance_dim = (
+            model.unet.config.time_cond_proj_dim if is_guidance_distilled(model.unet) else None
+        )
         self._uses_cuda_graphs = compile == "reduce-overhead"
         self.compiled = compile != "none"
         if self.compiled:
@@ -170,7 +182,8 @@ class FrameGenerator:
         clock = _StageClock(self.device)
         with torch.inference_mode():
             # 1. Text: each prompt is encoded once and cached; a frame's embedding is the weighted
-            #    blend of its prompts, its unconditional embedding that of its negative prompt.
+            #    blend of its prompts, its unconditional embedding that of its negative prompt
+            #    (only for frames that guide with a second row: see stage 4).
             with clock("text_encode"):
                 embeddings = self._prompt_embeddings({text for r in requests for text in r.texts()})
                 conditional = torch.stack(
@@ -179,7 +192,7 @@ class FrameGenerator:
                 negative = {
                     k: embeddings[r.negative_prompt]
                     for k, r in enumerate(requests)
-                    if r.uses_guidance
+                    if r.uses_guidance and not self._guides_in_one_row(r)
                 }
 
             # 2. Seed images: the VAE latent of each init image, cached by name.
@@ -194,7 +207,14 @@ class FrameGenerator:
 
             # 4. Denoise all frames in one UNet batch per step. Frames may run different numbers
             #    of steps; they all end together, the longer ones starting earlier. Frames with
-            #    guidance > 1 add a row for the negative prompt (classifier-free guidance).
+            #    guidance > 1 add a row for the negative prompt (classifier-free guidance),
+            #    except on a guidance-distilled UNet for the negative prompt it was distilled
+            #    against: there the frame's one row is told its guidance scale, and predicts the
+            #    guided result itself. Every other row of such a UNet is told scale 1, where it
+            #    predicts as its teacher did, so the two kinds of frames share one batch.
+            one_row_scale = {
+                k: r.guidance for k, r in enumerate(requests) if self._guides_in_one_row(r)
+            }
             with clock("unet"):
                 unet_calls = max(len(f.timesteps) for f in frames)
                 for call in range(unet_calls):
@@ -212,12 +232,15 @@ class FrameGenerator:
                         torch.cat([inputs[k] for k in rows]),
                         torch.stack([_now(frames[k]) for k in rows]),
                         torch.cat([*(negative[k][None] for k in guided), conditional[active]]),
+                        self._guidance_condition(
+                            [1.0] * len(guided) + [one_row_scale.get(k, 1.0) for k in active]
+                        ),
                     )
                     unconditional = dict(zip(guided, prediction[: len(guided)].split(1)))
                     for k, noise_prediction in zip(active, prediction[len(guided) :].split(1)):
                         if k in unconditional:
-                            noise_prediction = unconditional[k] + requests[k].guidance * (
-                                noise_prediction - unconditional[k]
+                            noise_prediction = classifier_free_guidance(
+                                unconditional[k], noise_prediction, requests[k].guidance
                             )
                         self._step(frames[k], noise_prediction)
 
@@ -313,32 +336,62 @@ class FrameGenerator:
             for a, b in zip(start, end)
         ]
 
+    def _guides_in_one_row(self, request: FrameRequest) -> bool:
+        """Whether the frame's guidance is the UNet's own: a guidance-distilled UNet, a frame
+        with guidance, and the negative prompt the UNet was distilled against."""
+        return (
+            self._guidance_dim is not None
+            and request.uses_guidance
+            and request.negative_prompt == DISTILLED_NEGATIVE_PROMPT
+        )
+
+    def _guidance_condition(self, scales: list[float]) -> torch.Tensor | None:
+        """A guidance-distilled UNet's ``timestep_cond`` for rows of these guidance scales; None
+        for any other UNet."""
+        if self._guidance_dim is None:
+            return None
+        embedding = guidance_embedding(torch.tensor(scales), self._guidance_dim)
+        return embedding.to(self.device, self.model.dtype)
+
     def _predict_noise(
-        self, latents: torch.Tensor, timesteps: torch.Tensor, text: torch.Tensor
+        self,
+        latents: torch.Tensor,
+        timesteps: torch.Tensor,
+        text: torch.Tensor,
+        guidance: torch.Tensor | None,
     ) -> torch.Tensor:
-        """One UNet evaluation of a batch of rows."""
+        """One UNet evaluation of a batch of rows (``guidance``: their guidance embeddings, for
+        a guidance-distilled UNet)."""
         if self._uses_cuda_graphs:
             # Tell CUDA graph trees that the previous call's output is consumed, so each call
             # replays the same graph instead of recording a new one beside the live output.
             torch.compiler.cudagraph_mark_step_begin()
-        return self._unet(latents, timesteps.to(self.device), encoder_hidden_states=text).sample
+        return self._unet(
+            latents, timesteps.to(self.device), encoder_hidden_states=text, timestep_cond=guidance
+        ).sample
 
     def _evaluate_unet(
-        self, latents: torch.Tensor, timesteps: torch.Tensor, text: torch.Tensor
+        self,
+        latents: torch.Tensor,
+        timesteps: torch.Tensor,
+        text: torch.Tensor,
+        guidance: torch.Tensor | None,
     ) -> torch.Tensor:
         """``_predict_noise`` of the rows, padded when compiled to the next of
-        ``compiled_row_counts`` (repeating the last row; its prediction is dropped), so the
-        compiled UNet meets only shapes it was warmed up with."""
+        ``compiled_row_counts`` (repeating the last row of every input; its prediction is
+        dropped), so the compiled UNet meets only shapes it was warmed up with."""
         rows = latents.shape[0]
         if not self.compiled:
-            return self._predict_noise(latents, timesteps, text)
+            return self._predict_noise(latents, timesteps, text, guidance)
         padding = compiled_row_counts(rows)[-1] - rows
         if padding:
-            latents, timesteps, text = (
-                torch.cat([tensor, tensor[-1:].expand(padding, *tensor.shape[1:])])
-                for tensor in (latents, timesteps, text)
+            latents, timesteps, text, guidance = (
+                None
+                if tensor is None
+                else torch.cat([tensor, tensor[-1:].expand(padding, *tensor.shape[1:])])
+                for tensor in (latents, timesteps, text, guidance)
             )
-        return self._predict_noise(latents, timesteps, text)[:rows]
+        return self._predict_noise(latents, timesteps, text, guidance)[:rows]
 
     def _check_stale(self, is_stale: IsStale) -> None:
         """``check(is_stale)`` once the device has done the work queued so far. With CUDA graphs
@@ -383,6 +436,7 @@ class FrameGenerator:
                     latent.expand(rows, *latent.shape[1:]).contiguous(),
                     scheduler.timesteps[:1].repeat(rows),
                     embedding.expand(rows, *embedding.shape).contiguous(),
+                    self._guidance_condition([1.0] * rows),
                 )
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)

@@ -7,8 +7,17 @@ import dataclasses
 from streamer.errors import UserError
 from streamer.training.architecture import ARCHITECTURES
 
-STAGES = ("vae", "unet")
-PRECISIONS = ("auto", "bf16", "fp32")
+STAGES = ("vae", "unet", "guidance")
+
+#: What ``streamer train --stage all`` trains: the model itself. Guidance distillation is a later
+#: run on a trained model (``--stage guidance --init MODEL``).
+MODEL_STAGES = ("vae", "unet")
+
+#: Guidance scales a student learns, uniformly drawn: from 1 (no guidance, where the student
+#: must predict as its teacher does) to 15, the top of the guidance fader (MIDI CC 29); the
+#: ``builtin`` preset's 4 is well inside. Typed values above 15 (the control allows 30) are
+#: extrapolated.
+GUIDANCE_SCALE_RANGE = (1.0, 15.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -16,13 +25,14 @@ class TrainConfig:
     """Everything a user can set about a training run (the CLI maps its flags here).
 
     ``init``: None trains from random weights of ``architecture``; otherwise an exported model
-    folder (a run's RUN/model, or the built-in model's) to fine-tune, whose sizes win.
-    ``*_steps`` are totals per stage: a resumed run trains up to them. ``precision`` "bf16"
-    autocasts the forward pass; "fp32" does not; "auto" autocasts where bf16 is native (CUDA, a
-    CPU with AVX-512 BF16 or AMX) and not where a CPU would emulate it 70x slower (AVX2).
+    folder (a run's RUN/model, or the built-in model's) to fine-tune, whose sizes win; the
+    ``guidance`` stage distils the model it starts from (``init``, or this run's ``unet``
+    stage), its *teacher*. ``*_steps`` are totals per stage: a resumed run trains up to them.
+    ``precision`` "bf16" autocasts the forward pass where bf16 is native (a CPU with AVX-512
+    BF16 or AMX, CUDA) and falls back to fp32 elsewhere; "fp32" never autocasts.
     """
 
-    stages: tuple[str, ...] = STAGES
+    stages: tuple[str, ...] = MODEL_STAGES
     architecture: str = "builtin"
     init: str | None = None
     vae_steps: int = 3000
@@ -36,26 +46,33 @@ class TrainConfig:
     vae_kl_weight: float = 1e-6
     caption_drop_fraction: float = 0.1
     min_snr_gamma: float = 5.0
+    guidance_steps: int = 4000
+    guidance_batch_size: int = 8
+    guidance_learning_rate: float = 1e-4
+    guidance_scale_range: tuple[float, float] = GUIDANCE_SCALE_RANGE
     ema_decay: float = 0.999
     checkpoint_every_steps: int = 250
     log_every_steps: int = 10
     device: str = "cpu"
-    precision: str = "auto"
+    precision: str = "bf16"
     threads: int | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
         for stage in self.stages:
             if stage not in STAGES:
-                raise UserError(f"unknown stage {stage!r}: choose vae, unet or all")
+                raise UserError(f"unknown stage {stage!r}: choose vae, unet, all or guidance")
+        low, high = self.guidance_scale_range
+        if not 1.0 <= low <= high:
+            raise UserError(
+                f"the guidance scale range must have 1 <= low <= high, got {low}..{high}"
+            )
         if self.architecture not in ARCHITECTURES:
             raise UserError(
                 f"unknown architecture {self.architecture!r}: choose {', '.join(ARCHITECTURES)}"
             )
-        if self.precision not in PRECISIONS:
-            raise UserError(
-                f"precision must be {', '.join(PRECISIONS)}, got {self.precision!r}"
-            )
+        if self.precision not in ("bf16", "fp32"):
+            raise UserError(f"precision must be bf16 or fp32, got {self.precision!r}")
         if self.vae_crop_pixels % 8:
             raise UserError(
                 f"the VAE crop must be a multiple of 8 pixels, got {self.vae_crop_pixels}"

@@ -14,9 +14,21 @@ moving average of the trained weights (diffusers' ``EMAModel``), which is what g
 Before caching, the VAE's ``scaling_factor`` is set to one over the latents' standard deviation,
 so the UNet sees unit-variance latents, as SD's 0.18215 does for SD.
 
+Stage ``guidance`` (run apart, on a trained model: ``--stage guidance --init MODEL``): guidance
+distillation. A student UNet (streamer.generate.guidance: the teacher's weights plus a guidance
+embedding whose projection starts at zero, so it starts as the teacher's conditional
+prediction) learns in one row what classifier-free guidance makes of the teacher's two, at a
+guidance scale ``w`` drawn uniformly from ``guidance_scale_range`` and told to the student:
+on the cached training latents noised to a random timestep, the loss is the mean squared
+error between the student's prediction and the teacher's ``eps_u + w (eps_c - eps_u)``
+(computed without gradients, with the caption and with the empty caption the student is
+distilled against). The text encoder and VAE stay the teacher's; the student's moving average
+is exported, as in stage ``unet``. The stream then makes a guided frame in one UNet row.
+
 The run folder::
 
-    RUN/checkpoint/vae.pt, unet.pt   weights, optimizer, step, RNG states (atomic writes)
+    RUN/checkpoint/vae.pt, unet.pt,  weights, optimizer, step, RNG states (atomic writes)
+        guidance.pt
     RUN/latents-vae<step>-<clips>.pt the cached latents of the VAE at that step, of those clips
     RUN/log.jsonl                    {"stage", "step", "loss", "lr", "seconds"} per logged step
     RUN/model/                       a diffusers folder in fp16: `streamer serve --model RUN/model`
@@ -50,7 +62,11 @@ import torch
 from PIL import Image
 
 from streamer.errors import UserError
-from streamer.generate.compute_type import cpu_facts
+from streamer.generate.guidance import (
+    classifier_free_guidance,
+    guidance_embedding,
+    student_from_teacher,
+)
 from streamer.generate.tiny_model import (
     Architecture,
     random_components,
@@ -74,11 +90,9 @@ def train(
         torch.set_num_threads(config.threads)
     with _stop_requests() as stop:
         run.stop = stop
+        trainers = {"vae": run.train_vae, "unet": run.train_unet, "guidance": run.train_guidance}
         for stage in config.stages:
-            if stage == "vae":
-                run.train_vae(resume)
-            else:
-                run.train_unet(resume)
+            trainers[stage](resume)
     return run.model_dir
 
 
@@ -102,14 +116,6 @@ def resolve_init(init: str) -> str | None:
 
 
 # --- pure pieces -------------------------------------------------------------------------------
-
-
-def autocasts_bf16(precision: str, device: torch.device) -> bool:
-    """Whether ``precision`` (TrainConfig's) autocasts to bf16 on ``device``: "auto" does where
-    bf16 is native (CUDA, or a CPU as streamer.generate.compute_type sees it)."""
-    if precision != "auto":
-        return precision == "bf16"
-    return device.type == "cuda" or (device.type == "cpu" and cpu_facts().native_bf16)
 
 
 def learning_rate(step: int, peak: float, warmup_steps: int) -> float:
@@ -233,7 +239,20 @@ class _Run:
         self.stop = _StopRequest()
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise UserError("--device cuda was asked for but torch sees no CUDA device")
+        self.bf16 = config.precision == "bf16" and self._bf16_is_native()
         self.unet, self.vae, self.text_encoder = self._initial_parts()
+
+    def _bf16_is_native(self) -> bool:
+        """Whether bf16 autocast pays here: on CUDA, or on a CPU with native bf16. Elsewhere it
+        is emulated, far slower than fp32 (streamer.generate.compute_type), so fp32 it is."""
+        if self.device.type == "cuda":
+            return True
+        from streamer.generate.compute_type import cpu_facts
+
+        facts = cpu_facts()
+        if not facts.native_bf16:
+            self.report(f"bf16 is not native on this CPU ({facts.describe()}): training in fp32")
+        return facts.native_bf16
 
     # --- parts, checkpoints and exports ----------------------------------------------------
 
@@ -295,9 +314,9 @@ class _Run:
         self.report(f"{stage} step {step}/{total}  loss {loss:.4f}  lr {lr:.2e}  {seconds:.0f} s")
 
     def _autocast(self):
-        if autocasts_bf16(self.config.precision, self.device):
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return nullcontext()
+        if not self.bf16:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
     # --- stage 1: the VAE --------------------------------------------------------------------
 
@@ -378,6 +397,77 @@ class _Run:
         self._resume(stage, resume)
         self.unet, self.text_encoder = average.copies["unet"], average.copies["text_encoder"]
         self._loop(stage)
+
+    # --- stage 3: guidance distillation ---------------------------------------------------------
+
+    def train_guidance(self, resume: bool) -> None:
+        from diffusers import DDPMScheduler
+
+        from streamer.generate.tiny_model import sd1_scheduler
+
+        config = self.config
+        if not config.init and not (self.checkpoint_dir / "unet.pt").is_file():
+            raise UserError(
+                "the guidance stage distils a trained model: give it with --init builtin or "
+                "--init DIR, or train stage unet in this run folder first"
+            )
+        latents, tokens, empty = self._latents_and_tokens()
+        teacher = self.unet.to(self.device).eval().requires_grad_(False)
+        text_encoder = self.text_encoder.to(self.device).eval().requires_grad_(False)
+        try:
+            student = student_from_teacher(teacher)
+        except ValueError as error:
+            raise UserError(f"stage guidance: {error}") from None
+        student = student.to(self.device).train().requires_grad_(True)
+        optimizer = torch.optim.AdamW(
+            student.parameters(), lr=config.guidance_learning_rate, weight_decay=0.0
+        )
+        rng = np.random.default_rng([config.seed, 3])
+        noise_schedule = DDPMScheduler.from_config(sd1_scheduler().config)
+        steps_total = noise_schedule.config.num_train_timesteps
+        low, high = config.guidance_scale_range
+        dim = student.config.time_cond_proj_dim
+        tokens = tokens.to(self.device)
+        with torch.no_grad(), self._autocast():
+            unconditional = text_encoder(empty[None].to(self.device))[0]
+
+        def loss(step: int) -> torch.Tensor:
+            rows = torch.from_numpy(rng.integers(0, len(latents), config.guidance_batch_size))
+            scales = torch.from_numpy(rng.uniform(low, high, len(rows))).float().to(self.device)
+            clean = latents[rows].to(self.device, torch.float32)
+            noise = torch.randn_like(clean)
+            timesteps = torch.randint(0, steps_total, (len(rows),), device=self.device)
+            noisy = noise_schedule.add_noise(clean, noise, timesteps)
+            with torch.no_grad(), self._autocast():
+                conditional = text_encoder(tokens[rows.to(self.device)])[0]
+                both = teacher(
+                    torch.cat([noisy, noisy]),
+                    torch.cat([timesteps, timesteps]),
+                    encoder_hidden_states=torch.cat(
+                        [unconditional.expand_as(conditional), conditional]
+                    ),
+                ).sample.float()
+            eps_u, eps_c = both.chunk(2)
+            target = classifier_free_guidance(eps_u, eps_c, scales[:, None, None, None])
+            with self._autocast():
+                prediction = student(
+                    noisy,
+                    timesteps,
+                    encoder_hidden_states=conditional,
+                    timestep_cond=guidance_embedding(scales, dim).to(self.device),
+                ).sample
+            return ((prediction.float() - target) ** 2).mean()
+
+        average = _Average({"unet": student}, config.ema_decay)
+        stage = _Stage(
+            "guidance", config.guidance_steps, config.guidance_learning_rate,
+            {"unet": student}, optimizer, rng, loss, average,
+        )
+        self._resume(stage, resume)
+        self.unet = average.copies["unet"]
+        self._loop(stage)
+
+    # --- the training data ---------------------------------------------------------------------
 
     def _latents_and_tokens(self):
         """The training split's VAE latents (cached per VAE step) and caption tokens."""

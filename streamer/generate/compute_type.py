@@ -146,3 +146,13 @@ def cast(module: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
         return module.to(dtype)
     finally:
         diffusers_logging.set_verbosity(verbosity)
+
+
+def conv_layout(module: torch.nn.Module) -> torch.memory_format:
+    """The memory layout of ``module``'s convolutions (its first conv's weight): channels-last
+    where loading.py put it there, else contiguous. Inputs given in the same layout keep a
+    compiled module's guards steady and spare each call a conversion."""
+    weight = next(m.weight for m in module.modules() if isinstance(m, torch.nn.Conv2d))
+    if weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous():
+        return torch.channels_last
+    return torch.contiguous_format

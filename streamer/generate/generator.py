@@ -47,6 +47,7 @@ import torch
 from PIL import Image
 
 from streamer.generate.cancellation import IsStale, check, never_stale
+from streamer.generate.compute_type import conv_layout
 from streamer.generate.config import GeneratorConfig
 from streamer.generate.guidance import (
     DISTILLED_NEGATIVE_PROMPT,
@@ -139,6 +140,9 @@ class FrameGenerator:
         self._embeddings: _Cache[str, torch.Tensor] = _Cache(max_cached_prompts)
         self._seed_latents: _Cache[str, torch.Tensor] = _Cache(max_cached_seed_images)
         self._unet = model.unet
+        #: Latents go in in the UNet's layout: a compiled UNet then sees one layout only (the
+        #: scheduler's arithmetic keeps whichever layout it was given).
+        self._latent_layout = conv_layout(model.unet)
         #: Width of the UNet's guidance embedding; None unless it is guidance-distilled.
         self._guidance_dim = (
             model.unet.config.time_cond_proj_dim if is_guidance_distilled(model.unet) else None
@@ -366,6 +370,7 @@ class FrameGenerator:
             # Tell CUDA graph trees that the previous call's output is consumed, so each call
             # replays the same graph instead of recording a new one beside the live output.
             torch.compiler.cudagraph_mark_step_begin()
+        latents = latents.contiguous(memory_format=self._latent_layout)  # the UNet's layout
         return self._unet(
             latents, timesteps.to(self.device), encoder_hidden_states=text, timestep_cond=guidance
         ).sample

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import torch
 
+from streamer.generate.compute_type import conv_layout
+
 #: The negative prompt a student is distilled against: the empty caption.
 DISTILLED_NEGATIVE_PROMPT = ""
 
@@ -63,7 +65,11 @@ def student_from_teacher(teacher: torch.nn.Module, dim: int = GUIDANCE_EMBEDDING
         raise ValueError("the teacher is already guidance-distilled (its UNet has a guidance "
                          "embedding): distil from the model it was distilled from")
     student = UNet2DConditionModel.from_config({**teacher.config, "time_cond_proj_dim": dim})
-    torch.nn.Module.to(student, dtype=next(teacher.parameters()).dtype)  # as the teacher
+    # As the teacher: its type and its layout (channels-last on a CPU or GPU, loading.py), so
+    # that it computes exactly as the teacher does.
+    torch.nn.Module.to(
+        student, dtype=next(teacher.parameters()).dtype, memory_format=conv_layout(teacher)
+    )
     missing, unexpected = student.load_state_dict(teacher.state_dict(), strict=False)
     if unexpected or missing != ["time_embedding.cond_proj.weight"]:
         raise ValueError(f"the student does not fit its teacher: {missing=}, {unexpected=}")

@@ -2,7 +2,7 @@
 measured faster, fp32 otherwise.
 
 Machines of the same kind differ. On a CPU with native bf16 (AVX-512 BF16 or AMX) the built-in
-model's UNet runs 1.5-2x faster in bf16 than in fp32; on an AVX2-only CPU bf16 is emulated and
+model's UNet runs 1.4-2x faster in bf16 than in fp32; on an AVX2-only CPU bf16 is emulated and
 over 70x slower (no frame after 400 s), so there fp32 is the only sane type
 (``../shared/notes/cpu-classes.md``, benchmarks/RESULTS.md "compute type"). Native support is
 necessary but not enough (oneDNN may still pick slow kernels for a layer shape), so where bf16

@@ -559,11 +559,9 @@ class EngineCore:
         """A warning the first time frames are found slower to make than to play, and again each
         time after they caught up."""
         advice = self._slow_advice(now)
-        if advice is None or self._warned_slow:
-            self._warned_slow = advice is not None
-            return ()
-        self._warned_slow = True
-        return (LogLine(logging.WARNING, advice),)
+        newly_slow = advice is not None and not self._warned_slow
+        self._warned_slow = advice is not None
+        return (LogLine(logging.WARNING, advice),) if newly_slow else ()
 
     def status(self, now: float, *, force: bool = False) -> Status | None:
         """A status event when the state changed, ``status_interval_seconds`` passed, or

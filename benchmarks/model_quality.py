@@ -43,6 +43,7 @@ about 500 s cold (benchmarks/RESULTS.md).
 frames, a judge trained for one epoch.
 
 Usage: python benchmarks/model_quality.py [--quick | --smoke] [--data DIR] [--model builtin|FOLDER]
+       [--steps N] [--denoising D] [--guidance G]
 """
 
 from __future__ import annotations
@@ -139,6 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--guidance", type=float, help="the frames' guidance scale (default: the preset's)"
     )
+    parser.add_argument(
+        "--steps", type=int, help="the schedule's steps (default: the preset's; the frames run "
+        "the last denoising x steps of them)"
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument(
         "--artifacts", type=Path, default=REPO / "artifacts" / "model_quality",
@@ -162,14 +167,17 @@ def run(args: argparse.Namespace) -> int:
         )
     started = time.perf_counter()
     print(
-        f"# model quality: model {args.model}, preset {args.preset} (denoising "
-        f"{_or_preset(args.denoising)}, guidance {_or_preset(args.guidance)}), data {args.data}, "
+        f"# model quality: model {args.model}, preset {args.preset} (steps "
+        f"{_or_preset(args.steps)}, denoising {_or_preset(args.denoising)}, guidance "
+        f"{_or_preset(args.guidance)}), data {args.data}, "
         f"threads {args.threads}, load average at start {_load()}",
         flush=True,
     )
     with tempfile.TemporaryDirectory() as folder:  # models first: a missing one fails at once
         models = {"model": args.model, "floor": str(build_tiny_model(Path(folder) / "tiny"))}
-        generators = {name: load(model, args.preset) for name, model in models.items()}
+        generators = {
+            name: load(model, args.preset, args.steps) for name, model in models.items()
+        }
     judge, summary = quality_classifier.load_or_train(args.data, size.judge)
     print(f"# judge: {'cached' if summary['cached'] else 'trained'} on {summary['clips']} "
           f"clips in {summary['seconds']} s, final loss {summary['final_loss']}", flush=True)
@@ -263,13 +271,16 @@ def first_ensemble_caption(records: tuple[ClipRecord, ...], style: str) -> str:
     )
 
 
-def _or_preset(value: float | None) -> str:
+def _or_preset(value: float | int | None) -> str:
     return "the preset's" if value is None else f"{value:g}"
 
 
-def load(model: str, preset: str) -> FrameGenerator:
-    """A model as ``serve`` loads it, on the CPU in its default type (no network)."""
-    config = GeneratorConfig(model=model, device="cpu", preset=preset, offline=True)
+def load(model: str, preset: str, steps: int | None = None) -> FrameGenerator:
+    """A model as ``serve`` loads it, on the CPU in its default type (no network); ``steps``
+    overrides the preset's schedule, as ``--steps`` does for ``serve``."""
+    config = GeneratorConfig(
+        model=model, device="cpu", preset=preset, num_inference_steps=steps, offline=True
+    )
     return FrameGenerator.load(config, seed_loop_image)
 
 

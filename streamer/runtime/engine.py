@@ -34,6 +34,7 @@ from streamer.runtime.follow import LinkConfig, SessionTimeline
 from streamer.runtime.frames import FrameMaker, stages_overlap
 from streamer.runtime.ports import StreamSink
 from streamer.runtime.ring import PlayedTap, SampleRing
+from streamer.audio.capture import BeatClock
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,10 @@ class Engine:
         #: From a sample leaving the ring to it being heard: a sound device's output latency
         #: (set by ``DeviceClock``), 0 for the software clock.
         self.output_latency_seconds = 0.0
+        #: The clock's last block: its first sample's stream position and when it was handed
+        #: over (monotonic): where the beat grid is heard, for captures of the live input.
+        self._clock_position = 0
+        self._clock_mark: tuple[int, float] | None = None  # swapped whole: no lock on the clock
         #: Set when the core finds the batch in flight stale; cleared when a batch starts.
         self._stale = threading.Event()
         self._playing = threading.Event()
@@ -151,6 +156,29 @@ class Engine:
             lines = self.core.session(timeline, time.monotonic())
         _write(lines)
 
+    def add_seed_loop(self, name: str, beats: int) -> None:
+        """A seed loop made while the stream plays; its image is the frame maker's to find."""
+        with self._lock:
+            self.core.add_seed_loop(name, beats)
+
+    def heard_grid(self, beats_per_bar: int = 4) -> BeatClock | None:
+        """The beat grid as heard now: the Link session's when following one, else the stream's
+        own (bar one at the first beat); None before the clock has played or when the seed loop
+        does not know its beats."""
+        with self._lock:
+            followed = self.core.followed_session
+            if followed is not None:
+                session, quantum = followed
+                return BeatClock(session.tempo_bpm, session.beat, session.at, quantum)
+            mark = self._clock_mark
+            if mark is None:
+                return None
+            position, handed_at = mark
+            beat, tempo = self.core.stitcher.beat_position(position), self.core.seed_bpm()
+        if beat is None or tempo is None:
+            return None
+        return BeatClock(tempo, beat, handed_at + self.output_latency_seconds, beats_per_bar)
+
     def set_paused(self, paused: bool) -> None:
         with self._lock:
             self.core.set_paused(paused)
@@ -160,8 +188,11 @@ class Engine:
     def play_into(self, out: np.ndarray) -> None:
         """Fill ``out`` (channels, n; a transposed device buffer will do) with the next samples
         and leave a copy for the publisher. Real-time safe: two copies, no allocation."""
+        position = self._clock_position
+        self._clock_mark = (position, time.monotonic())
         missing = self.ring.read_into(out)
         self.tap.write(out, missing)
+        self._clock_position = position + out.shape[1]
 
     # -- producer -------------------------------------------------------------------------------
     def _produce(self) -> None:

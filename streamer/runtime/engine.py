@@ -17,24 +17,26 @@ else: encoding, events and listeners are the publisher's, on its own thread.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import queue
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 import numpy as np
 
 from streamer.audio.blocks import AudioBlock
+from streamer.audio.capture import BeatClock
 from streamer.audio.stitcher import SwitchEvent
 from streamer.generate.cancellation import FrameCancelled
 from streamer.plan.settings import StreamSettings
 from streamer.runtime.core import EngineConfig, EngineCore, EngineMetrics, LogLine, Wait
 from streamer.runtime.follow import LinkConfig, SessionTimeline
 from streamer.runtime.frames import FrameMaker, stages_overlap
-from streamer.runtime.ports import StreamSink
+from streamer.runtime.ports import InputLevel, StreamSink
 from streamer.runtime.ring import PlayedTap, SampleRing
-from streamer.audio.capture import BeatClock
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +80,8 @@ class Engine:
         #: over (monotonic): where the beat grid is heard, for captures of the live input.
         self._clock_position = 0
         self._clock_mark: tuple[int, float] | None = None  # swapped whole: no lock on the clock
+        #: The live input's meter (``streamer.runtime.capture``), read into each status.
+        self.input_level: Callable[[], InputLevel | None] | None = None
         #: Set when the core finds the batch in flight stale; cleared when a batch starts.
         self._stale = threading.Event()
         self._playing = threading.Event()
@@ -316,6 +320,8 @@ class Engine:
                 warnings = self.core.speed_warning(now)
             _write(warnings)
             if status is not None:
+                if self.input_level is not None:
+                    status = dataclasses.replace(status, input=self.input_level())
                 events.append(status)
             if played is not None:
                 # Blocks are read whole from position 0, so a skip shows in both numbers.

@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -42,7 +42,9 @@ from streamer.runtime.clocks import _sounddevice
 from streamer.runtime.engine import Engine
 from streamer.runtime.ports import InputLevel
 from streamer.runtime.ring import InputRing
-from streamer.spectrogram import SpectrogramParams
+
+if TYPE_CHECKING:  # the spectrogram codec loads torch: not for `streamer --help`
+    from streamer.spectrogram.params import SpectrogramParams
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +211,7 @@ class Capturer:
         self.seeds = seeds
         self.use_seed_loop = use_seed_loop
         self.every_bars = every_bars
-        self.params = params or SpectrogramParams()
+        self.params = params
         self.made: list[CapturedSeed] = []  # in order, for the log and the tests
         self._work: queue.Queue = queue.Queue(maxsize=2)
         self._stop = threading.Event()
@@ -252,6 +254,9 @@ class Capturer:
 
     def _make_seeds(self) -> None:
         from streamer.seeds.capture import captured_seed
+        from streamer.spectrogram.params import SpectrogramParams
+
+        params = self.params or SpectrogramParams()
 
         while not self._stop.is_set():
             try:
@@ -260,7 +265,7 @@ class Capturer:
                 continue
             try:
                 made = captured_seed(
-                    samples, self.audio_input.sample_rate, captured.window, self.params, beats_per_bar
+                    samples, self.audio_input.sample_rate, captured.window, params, beats_per_bar
                 )
                 seed = CapturedSeed(captured.name, made.image, made.loop.bpm, made.loop.beats)
                 saved = self.seeds.add(seed)

@@ -15,11 +15,10 @@ import collections
 import dataclasses
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from PIL import Image
-
-from streamer.runtime.diffusion_maker import seed_loop_image
-from streamer.spectrogram import save_image
+if TYPE_CHECKING:  # the spectrogram codec and the model load torch: not for `streamer --help`
+    from PIL import Image
 
 #: How captures are named: the prefix and then their number, from 1.
 CAPTURE_PREFIX = "captured-"
@@ -30,7 +29,7 @@ class CapturedSeed:
     """One capture, made into a seed loop: ``beats`` beats at ``bpm`` fill its frame."""
 
     name: str
-    image: Image.Image
+    image: "Image.Image"
     bpm: float
     beats: int
 
@@ -63,6 +62,8 @@ class CapturedSeeds:
                 self._seeds.popitem(last=False)
         if self.save_dir is None:
             return None
+        from streamer.spectrogram import save_image
+
         path = self.save_dir / f"{seed.name}.png"
         save_image(seed.image, path)
         return path
@@ -73,6 +74,8 @@ class CapturedSeeds:
 
     def image(self, name: str) -> Image.Image:
         """The seed image called ``name``: a capture kept here, else the library's or a PNG."""
+        from streamer.runtime.diffusion_maker import seed_loop_image
+
         with self._lock:
             seed = self._seeds.get(name)
         return seed.image.copy() if seed is not None else seed_loop_image(name)

@@ -26,6 +26,7 @@ from streamer.seeds.from_audio import (
     lead_in_samples,
     loop_image,
     source_samples_needed,
+    whole_beat_tempo,
 )
 from streamer.spectrogram import SpectrogramParams
 
@@ -52,9 +53,13 @@ def captured_seed(
     bars = np.resize(mono.numpy().astype(np.float64), length) if mono.numel() else np.zeros(length)
     bars[mono.numel() :] = 0.0  # np.resize repeats: a window one sample short ends in silence
     bars = levelled(bars)
-    lead = lead_in_samples(params, window.tempo_bpm)
-    needed = source_samples_needed(params, window.tempo_bpm)
+    # The stream's own grid is a whole-beat tempo already: no stretch (a rounding error in the
+    # tempo would otherwise run WSOLA at a speed of 0.9999999).
+    whole, _ = whole_beat_tempo(window.tempo_bpm, params)
+    bpm = whole if math.isclose(whole, window.tempo_bpm, rel_tol=1e-6) else window.tempo_bpm
+    lead = lead_in_samples(params, bpm)
+    needed = source_samples_needed(params, bpm)
     start = math.ceil(lead / length) * length  # a downbeat with at least the lead-in before it
     looped = np.resize(bars, start + needed + lead)
-    loop = fit_to_frame(looped, params, window.tempo_bpm, start=start)
+    loop = fit_to_frame(looped, params, bpm, start=start)
     return AudioSeed(image=loop_image(loop, params), loop=loop)

@@ -84,7 +84,7 @@ def test_bars_the_ring_no_longer_holds_are_refused_with_how_much_it_holds():
     with pytest.raises(CaptureRefused) as refused:
         capture_window(GRID, timeline(109.3, held=3 * RATE), 2)
     assert refused.value.code == "not_enough_input"
-    assert "4.0 s of input" in refused.value.message and "3.0 s" in refused.value.message
+    assert "began 5.3 s ago" in refused.value.message and "holds 3.0 s" in refused.value.message
     with pytest.raises(CaptureRefused, match="1 to 8 bars"):
         capture_window(GRID, timeline(109.3), 9)
 

@@ -118,11 +118,12 @@ def capture_window(grid: BeatClock, timeline: InputTimeline, bars: int) -> Captu
     last = round(timeline.index_at(grid.time_at(end_beat)))
     oldest = timeline.written - timeline.held
     if first < oldest:
+        reach = timeline.newest_sound - grid.time_at(start_beat)
         heard = (timeline.written - max(0, oldest)) / timeline.sample_rate
         raise CaptureRefused(
             "not_enough_input",
-            f"{bars} bars at {grid.tempo_bpm:.1f} BPM need {bars * per_bar * 60 / grid.tempo_bpm:.1f} s "
-            f"of input; it holds {heard:.1f} s so far: play on and capture again",
+            f"the last {bars} whole bars began {reach:.1f} s ago; the input holds {heard:.1f} s "
+            "so far: play on and capture again",
         )
     return CaptureWindow(
         first=first,

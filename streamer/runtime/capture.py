@@ -212,7 +212,8 @@ class Capturer:
         self.use_seed_loop = use_seed_loop
         self.every_bars = every_bars
         self.params = params
-        self.made: list[CapturedSeed] = []  # in order, for the log and the tests
+        self.captures: list[Captured] = []  # accepted, in order (the window of each)
+        self.made: list[CapturedSeed] = []  # seeds made, in order
         self._work: queue.Queue = queue.Queue(maxsize=2)
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._make_seeds, name="streamer-capture", daemon=True)]
@@ -245,6 +246,7 @@ class Capturer:
             self._work.put_nowait((captured, samples, grid.beats_per_bar))
         except queue.Full:
             raise CaptureRefused("busy", "two captures are being made already: try again in a moment") from None
+        self.captures.append(captured)
         clipped = f", {levels.clipped_samples} samples clipped (levelled)" if levels.clipped_samples else ""
         log.info(
             "capturing %d bars from beat %.0f as %s (%.1f dBFS peak%s)",

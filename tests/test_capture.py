@@ -20,6 +20,7 @@ from streamer.audio.capture import (
     check_audible,
     levelled,
     measure_levels,
+    next_auto_capture,
 )
 from streamer.inputs.desk import PromptDesk
 from streamer.inputs.midi_map import DEFAULT_CAPTURE_NOTE, default_midi_map, midi_map_from_toml, midi_command
@@ -108,6 +109,17 @@ def test_the_window_read_from_the_ring_is_the_played_loop_bit_for_bit():
     into_loop = int(window.start_beat % 8) * RATE // 2  # a two-bar loop: bar 1 or bar 2 first
     assert window.first == lead + window.start_beat * RATE // 2
     assert np.array_equal(samples, np.roll(loop, -into_loop))
+
+
+def test_captures_every_n_bars_fall_just_after_each_nth_bar_line_has_arrived():
+    # 120 BPM: a bar is 2 s from t = 100 s. Every 2 bars: bar lines at 104, 108, ... s.
+    assert next_auto_capture(GRID, 101.0, 2, 0.01) == pytest.approx(104.06)
+    assert next_auto_capture(GRID, 104.0, 2, 0.01) == pytest.approx(108.06)  # on the line: the next
+    assert next_auto_capture(GRID, 107.9, 1, 0.0) == pytest.approx(108.05)
+    # The capture then taken holds the N bars that just ended.
+    due = next_auto_capture(GRID, 101.0, 2, 0.01)
+    window = capture_window(GRID, InputTimeline(RATE, 2_000_000, due, 0.01, 1_000_000), 2)
+    assert window.start_beat == 0.0
 
 
 def test_reading_what_the_ring_has_overwritten_or_not_yet_received_gives_nothing():

@@ -188,3 +188,16 @@ def levelled(samples: np.ndarray) -> np.ndarray:
 def bar_samples(bars: int, beats_per_bar: int, tempo_bpm: float, sample_rate: int) -> int:
     """Samples ``bars`` bars take at ``tempo_bpm``, at ``sample_rate``."""
     return round(bars * beats_per_bar * 60.0 / tempo_bpm * sample_rate)
+
+
+#: An automatic capture waits this long after its bar line's sound is due in the ring.
+AUTO_CAPTURE_MARGIN_SECONDS = 0.05
+
+
+def next_auto_capture(grid: BeatClock, now: float, every_bars: int, latency_seconds: float) -> float:
+    """When ``--capture-every`` takes its next capture: just after the sound of the next bar line
+    that is a multiple of ``every_bars`` bars (counted from bar one) has reached the ring."""
+    span = every_bars * grid.beats_per_bar
+    line = (math.floor(grid.beat_at(now) / span + 1e-9) + 1) * span
+    return grid.time_at(line) + latency_seconds + AUTO_CAPTURE_MARGIN_SECONDS
+

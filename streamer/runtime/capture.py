@@ -35,6 +35,7 @@ from streamer.audio.capture import (
     capture_window,
     check_audible,
     measure_levels,
+    next_auto_capture,
 )
 from streamer.errors import UserError
 from streamer.runtime.captured_seeds import CapturedSeed, CapturedSeeds
@@ -294,10 +295,8 @@ class Capturer:
             grid = self.engine.heard_grid()
             if grid is None:
                 continue
-            span = self.every_bars * grid.beats_per_bar
-            next_line = (grid.beat_at(time.monotonic()) // span + 1) * span
-            wait = grid.time_at(next_line) + self.audio_input.latency_seconds + 0.05 - time.monotonic()
-            if self._stop.wait(max(0.0, wait)):
+            due = next_auto_capture(grid, time.monotonic(), self.every_bars, self.audio_input.latency_seconds)
+            if self._stop.wait(max(0.0, due - time.monotonic())):
                 return
             try:
                 self.capture(bars)

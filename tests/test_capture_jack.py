@@ -83,7 +83,6 @@ def stream_with_input(input_latency: float | None = None) -> Iterator[Stream]:
     try:
         assert engine.wait_until_playing(60)
         player.start()
-        print("output latency", engine.output_latency_seconds)
         with live_audio(AudioInputConfig(latency_seconds=input_latency), engine, control, seeds):
             yield Stream(engine, control, seeds, emitted)
     finally:

@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
                         lambda seeds: load_diffusion_maker(config, seeds.image), max(3, captures // 2), 2,
                     )
                 )
-            rhythm = rhythm_transfer(model, 1 if args.smoke else 6)
+            rhythm = rhythm_transfer(model, 1 if args.smoke else 4)
     print(f"{'maker':22} {'captures':>8} {'make s':>7} {'t_frame s':>9} {'median s':>9} {'p90 s':>7} {'max s':>7} {'underruns':>9}")
     for row in rows:
         print(

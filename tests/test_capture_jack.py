@@ -243,3 +243,12 @@ def test_a_capture_over_the_websocket_takes_the_bars_of_the_heard_grid(jack_serv
     assert start is not None, "the captured bar is not in what the stream played"
     off_grid = (start + BAR_SAMPLES // 2) % BAR_SAMPLES - BAR_SAMPLES // 2
     assert abs(off_grid) <= 0.010 * RATE, f"the capture starts {1000 * off_grid / RATE:.1f} ms off the bar line"
+
+
+def test_play_with_input_listens_to_the_jack_input_and_stops_cleanly(jack_server, tiny_model_dir, caplog):  # noqa: F811
+    from streamer.cli import main
+
+    caplog.set_level(logging.INFO)
+    model = ["--model", str(tiny_model_dir), "--offline", "--device", "cpu", "--no-endless"]
+    assert main(["play", *model, "--audio-device", "JACK", "--input", "JACK", "--seconds", "1"]) == 0
+    assert "listening to" in caplog.text and "at 44100 Hz" in caplog.text

@@ -30,7 +30,7 @@ def add_audio_input_options(parser: argparse.ArgumentParser) -> None:
         "--input-channel",
         type=int,
         default=defaults.channel,
-        help="the input's channel to capture, from 1 (default %(default)s)",
+        help="the input channel to capture, 1..64 (at most the device's; default %(default)s)",
     )
     group.add_argument(
         "--input-latency",
@@ -55,7 +55,7 @@ def add_audio_input_options(parser: argparse.ArgumentParser) -> None:
         "--keep-captures",
         type=int,
         default=defaults.kept_captures,
-        help="captures kept in memory (default %(default)s; the oldest go first)",
+        help="captures kept in memory, 2..64 (default %(default)s; the oldest go first)",
     )
 
 

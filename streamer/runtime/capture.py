@@ -70,8 +70,10 @@ class AudioInputConfig:
     every_bars: int | None = None
 
     def __post_init__(self) -> None:
-        if self.channel < 1:
-            raise ValueError(f"--input-channel counts from 1, got {self.channel}")
+        if not 1 <= self.channel <= 64:
+            raise ValueError(f"--input-channel must be 1..64, got {self.channel}")
+        if not 2 <= self.kept_captures <= 64:
+            raise ValueError(f"--keep-captures must be 2..64, got {self.kept_captures}")
         if self.latency_seconds is not None and not 0.0 <= self.latency_seconds <= 2.0:
             raise ValueError(f"--input-latency must be 0 to 2 seconds, got {self.latency_seconds}")
         if self.every_bars is not None and not 1 <= self.every_bars <= 64:

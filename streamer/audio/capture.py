@@ -40,11 +40,19 @@ CLIP_LEVEL = 0.999
 CAPTURE_PEAK = 0.5
 
 
+#: Every ``code`` a capture may be refused with (docs/PROTOCOL.md lists them for clients).
+REFUSAL_CODES = (
+    "no_input", "not_playing", "not_enough_input", "silence", "busy", "unsupported_tempo",
+    "invalid_value",
+)  # fmt: skip
+
+
 class CaptureRefused(Exception):
     """Why no seed was made; ``code`` is a snake_case word a client can branch on, ``message``
     says what to do. The current seed loop stays."""
 
     def __init__(self, code: str, message: str) -> None:
+        assert code in REFUSAL_CODES, code
         super().__init__(message)
         self.code = code
         self.message = message

@@ -174,6 +174,22 @@ function showNowPlaying(event) {
   steering.showNowPlaying(event);
 }
 
+/** The live input's meter: peak over the last second, RMS beside it; clipping and a stopped
+ * device said in words. */
+function showInputLevel(input) {
+  const meter = $("input-meter");
+  const reading = $("input-level");
+  if (!input) {
+    meter.value = meter.min;
+    reading.value = "no live input (serve --input)";
+    return;
+  }
+  meter.value = Math.max(meter.min, input.peak_dbfs);
+  const level = `peak ${input.peak_dbfs.toFixed(1)} dBFS · RMS ${input.rms_dbfs.toFixed(1)} dBFS`;
+  reading.value = !input.ok ? "input stopped: the stream plays on" : input.clipped ? `${level} · CLIPPING` : level;
+  reading.dataset.state = !input.ok ? "stopped" : input.clipped ? "clipped" : "ok";
+}
+
 function showStatus(status) {
   const badge = $("status");
   badge.dataset.state = status.state;
@@ -189,6 +205,7 @@ function showStatus(status) {
   }
   $("advice").hidden = !status.advice;
   $("advice").textContent = status.advice ?? "";
+  showInputLevel(status.input);
   if (typeof status.paused === "boolean") steering.showPaused(status.paused);
   else if (status.state === "paused") steering.showPaused(true);
 }

@@ -181,4 +181,5 @@ export const commands = {
   pause: () => ({ type: "pause" }),
   resume: () => ({ type: "resume" }),
   skip: () => ({ type: "skip" }),
+  capture: (bars) => ({ type: "capture", bars }),
 };

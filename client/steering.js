@@ -91,6 +91,19 @@ export class Steering {
       });
     });
     $("skip").addEventListener("click", () => this.send(commands.skip(), "transport-reply"));
+    $("capture").addEventListener("click", () => this.capture(Number($("capture-bars").value)));
+  }
+
+  /** The live input's last bars become the seed loop; the reply names the capture. */
+  async capture(bars) {
+    showReply("capture-reply", null, "capturing…");
+    try {
+      const details = await this.connection.request(commands.capture(bars));
+      const clipped = details.clipped_samples ? `, clipped (levelled)` : "";
+      showReply("capture-reply", true, `${details.capture}: ${details.bars} bars at ${details.tempo_bpm} BPM${clipped}`);
+    } catch (error) {
+      showReply("capture-reply", false, `${error.message} (${error.code})`);
+    }
   }
 
   bindSlider(id, format, command) {

@@ -28,6 +28,7 @@ import numpy as np
 from streamer.audio.blocks import AudioBlock
 from streamer.sinks.config import ServerConfig
 from streamer.plan.commands import (
+    Capture,
     Command,
     Pause,
     Resume,
@@ -43,6 +44,7 @@ from streamer.sinks.server import ServerThread, StreamServer
 from streamer.runtime.ports import (
     ControlRejected,
     FramePicture,
+    InputLevel,
     NowPlaying,
     StreamControl,
     StreamEvent,
@@ -89,6 +91,8 @@ class FakeEngine:
         self.block_frames = round(BLOCK_SECONDS * sample_rate)
         self.frame_frames = round(FRAME_SECONDS * sample_rate)
         self.control: StreamControl = self
+        #: The live input's levels its statuses carry (None: no --input).
+        self.input_level: InputLevel | None = None
         self._settings: dict[str, Any] = {
             "prompts": [{"text": "warm analog synths", "weight": 0.7}, {"text": "jazz piano", "weight": 0.3}],
             "negative_prompt": "",
@@ -125,6 +129,9 @@ class FakeEngine:
                 settings["seed_loop"] = command.name
             elif isinstance(command, (Pause, Resume)):
                 settings["paused"] = isinstance(command, Pause)
+            elif isinstance(command, Capture):  # as the engine's capturer answers
+                return {"capture": "captured-1", "bars": command.bars, "tempo_bpm": 93.75,
+                        "peak_dbfs": -0.0, "rms_dbfs": -12.5, "clipped_samples": 20}
         return {"applies_at_frame": "next"}
 
     # ---- publishing ---------------------------------------------------------------------------
@@ -158,7 +165,7 @@ class FakeEngine:
             block = np.take(samples, np.arange(offset, offset + block_frames) % samples.shape[1], axis=1)
             sink.publish_audio(AudioBlock(sequence, position, block, rate))
             if position / rate >= next_status:
-                sink.publish_event(status("ok", lookahead_seconds=6.4))
+                sink.publish_event(dataclasses.replace(status("ok", lookahead_seconds=6.4), input=self.input_level))
                 next_status += self.status_every_seconds
             sequence += 1
 

@@ -76,6 +76,7 @@ def run(name: str, argv: list[str], capsys: pytest.CaptureFixture[str]) -> list[
         "clock_work",
         "soak",
         "distill_step",
+        "capture",
     ],
 )
 def test_a_benchmark_runs_its_smoke_size(name: str, capsys: Any) -> None:

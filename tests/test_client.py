@@ -28,8 +28,8 @@ import pytest
 
 from client_server import FRAME_FRAMES, PERFORMER_TOKEN, SAMPLE_RATE, FakeEngine, TestStream
 from opus_reference import decode_opus
-from streamer.plan.commands import Prompt, SetDenoising, SetPrompts
-from streamer.runtime.ports import Status
+from streamer.plan.commands import Capture, Prompt, SetDenoising, SetPrompts
+from streamer.runtime.ports import InputLevel, Status
 from streamer.sinks.protocol import AudioMessage, FrameMessage, OpusMessage
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -408,6 +408,30 @@ def test_while_the_first_frame_is_made_the_page_says_so_for_how_long_and_what_is
         stream.sent.server.publish_event(Status("ok", 5.12, 1.4, 1, 0))
         page.wait_for_function("() => document.getElementById('status').textContent === 'ok · 5.1 s ahead'")
         assert not page.is_visible("#advice")
+
+
+def test_the_performer_sees_the_input_level_and_captures_its_last_bars(page: Any, stream: TestStream) -> None:
+    page.goto(stream.url)
+    page.wait_for_function("() => streamer.connection.hello !== null")
+    page.wait_for_function("() => document.getElementById('input-level').value === 'no live input (serve --input)'")
+    stream.source.input_level = InputLevel(peak_dbfs=-0.0, rms_dbfs=-12.5, clipped=True, ok=True)
+    try:
+        page.wait_for_function("() => document.getElementById('input-level').value.includes('CLIPPING')")
+        assert page.text_content("#input-level") == "peak 0.0 dBFS · RMS -12.5 dBFS · CLIPPING"
+        assert page.eval_on_selector("#input-meter", "meter => meter.value") == 0
+        assert page.is_disabled("#capture")  # a listener cannot capture
+        page.fill("#token", PERFORMER_TOKEN)
+        page.click("#unlock")
+        page.wait_for_selector("#steer:not([disabled])")
+        page.select_option("#capture-bars", "4")
+        page.click("#capture")
+        page.wait_for_function("() => document.getElementById('capture-reply').classList.contains('ok')")
+        assert page.text_content("#capture-reply") == "captured-1: 4 bars at 93.75 BPM, clipped (levelled)"
+        assert Capture(4) in stream.control.commands
+        stream.source.input_level = InputLevel(peak_dbfs=-120.0, rms_dbfs=-120.0, clipped=False, ok=False)
+        page.wait_for_function("() => document.getElementById('input-level').value === 'input stopped: the stream plays on'")
+    finally:
+        stream.source.input_level = None
 
 
 def test_without_a_token_the_steering_controls_are_disabled(page: Any, stream: TestStream) -> None:

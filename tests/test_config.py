@@ -121,7 +121,7 @@ FREE_VALUES = {
     "--prompt", "--to-prompt", "--negative-prompt", "--seed-loop", "--model", "--model-config",
     "--lora", "--config", "--out", "--token", "--listen-token", "--host", "--allowed-origin",
     "--audio-device", "--midi", "--midi-map", "--osc", "midi-monitor --port", "--icecast",
-    "--icecast-name", "--icecast-description",
+    "--icecast-name", "--icecast-description", "--input", "--capture-dir",
 }  # fmt: skip
 
 

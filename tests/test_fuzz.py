@@ -36,6 +36,7 @@ from streamer.runtime.assemble import build_engine
 from streamer.runtime.control import EngineControl
 from streamer.runtime.clocks import SoftwareClock
 from streamer.runtime.standin import StandInFrameMaker
+from streamer.audio.capture import REFUSAL_CODES as CAPTURE_REFUSALS
 from streamer.plan.controls import ErrorCode
 from streamer.seeds.library import list_seed_loops
 from streamer.sinks.config import ServerConfig
@@ -53,7 +54,8 @@ FUZZ = settings(
 MAX_MESSAGE_BYTES = 32 * 1024
 #: Replies of each type over the run: some commands must have reached the engine.
 ANSWERS = {"ack": 0, "error": 0}
-ERROR_CODES = {str(code) for code in ErrorCode} - {"internal_error"}
+#: The protocol's codes, and the engine's refusals of a capture (this stream has no --input).
+ERROR_CODES = {str(code) for code in ErrorCode} - {"internal_error"} | set(CAPTURE_REFUSALS)
 
 
 class Listener:

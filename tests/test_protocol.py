@@ -185,6 +185,7 @@ def test_events_must_be_engine_events_and_hold_no_nan() -> None:
         "underrun_samples": 0,
         "making_seconds": 0.0,
         "advice": None,
+        "input": None,
     }
     playing = json.loads(event_text(now_playing(7, 441, prompts=(("jazz", 0.25), ("rain", 0.75)))))
     assert playing["type"] == "now_playing" and playing["frame_id"] == 7

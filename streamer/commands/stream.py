@@ -14,6 +14,12 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
+from streamer.commands.live_audio import (
+    add_audio_input_options,
+    audio_input_config,
+    captured_seeds,
+    live_audio,
+)
 from streamer.commands.live_inputs import add_input_options, local_inputs
 from streamer.config import StreamConfig, add_stream_options, chosen_model, stream_config_from_args
 from streamer.errors import UserError
@@ -60,6 +66,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     _add_opus_option(serve)
     serve.add_argument("--play", action="store_true", help="also play on the local sound device")
     add_input_options(serve)
+    add_audio_input_options(serve)
     _add_link_option(serve)
     _add_device_options(serve)
     _add_icecast_options(serve)
@@ -75,6 +82,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     play.add_argument("--list-devices", action="store_true", help="list output devices and exit")
     _add_opus_option(play)
     add_input_options(play)
+    add_audio_input_options(play)
     _add_link_option(play)
     _add_device_options(play)
     _add_icecast_options(play)
@@ -266,10 +274,11 @@ def _until_stopped() -> Iterator[threading.Event]:
             signal.signal(sig, handler)
 
 
-def _load_engine(config: StreamConfig):
+def _load_engine(config: StreamConfig, seeds=None):
+    """The engine; ``seeds`` (``CapturedSeeds``) lets its frame maker find the captures too."""
     from streamer.runtime.assemble import build_engine, load_diffusion_maker
 
-    return build_engine(config, load_diffusion_maker(config))
+    return build_engine(config, load_diffusion_maker(config, seeds and seeds.image))
 
 
 def _wait(stop: threading.Event, seconds: float | None) -> None:
@@ -310,9 +319,11 @@ def run_serve(args: argparse.Namespace) -> int:
     )
     device_config = _device_config(args) if args.play else None
     local = local_inputs(args, config)
+    audio_in = audio_input_config(args)
+    seeds = captured_seeds(audio_in)
     _check_icecast_options(args)
     opus = _opus_encoding(args)
-    engine = _load_engine(config)
+    engine = _load_engine(config, seeds)
     control = EngineControl(engine, _seed_loops(config), {s.name: s for s in config.scenes})
     server = StreamServer(server_config, control, opus=opus)
     server_thread = ServerThread(server)
@@ -321,6 +332,7 @@ def run_serve(args: argparse.Namespace) -> int:
         ExitStack() as inputs,
         _icecast(args, engine, opus),
         _linked(engine, args.link),
+        live_audio(audio_in, engine, control, seeds),
     ):
         server_thread.start()
         engine.add_sink(server)
@@ -372,22 +384,25 @@ def run_play(args: argparse.Namespace) -> int:
     config = stream_config_from_args(args, chosen_model)
     device_config = _device_config(args)
     local = local_inputs(args, config)
+    audio_in = audio_input_config(args)
+    seeds = captured_seeds(audio_in)
     _check_icecast_options(args)
     opus = _opus_encoding(args)
-    engine = _load_engine(config)
+    engine = _load_engine(config, seeds)
+    from streamer.runtime.control import EngineControl
+
+    scenes = {scene.name: scene for scene in config.scenes}
+    local_control = EngineControl(engine, _seed_loops(config), scenes)
     with (
         _until_stopped() as stop,
         ExitStack() as inputs,
         _icecast(args, engine, opus),
         _linked(engine, args.link),
+        live_audio(audio_in, engine, local_control, seeds),
     ):
         engine.start()
         try:
             if local is not None:
-                from streamer.runtime.control import EngineControl
-
-                scenes = {scene.name: scene for scene in config.scenes}
-                local_control = EngineControl(engine, _seed_loops(config), scenes)
                 inputs.enter_context(local.running(local_control))
             if _first_frame_played(engine, stop):
                 clock = _start_clock(engine, device_config)

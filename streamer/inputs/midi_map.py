@@ -13,8 +13,9 @@ the default as a whole (README, "On stage")::
     28 = { target = "denoising", range = [0.3, 0.9] }
     64 = { target = "skip" }
 
-    [notes]                           # note number -> scene name (pads)
+    [notes]                           # note number -> scene name (pads), or a pad control
     36 = "intro"
+    35 = { target = "capture", value = 2 }              # capture the last 2 bars of --input
 
     [programs]                        # program number (0..127) -> scene name
     0 = "intro"
@@ -37,9 +38,13 @@ from streamer.plan.controls import (
     WEIGHT,
     Button,
     Control,
+    ControlError,
     ControlSchema,
+    PromptLimits,
     button_controls,
+    default_value,
     fader_controls,
+    pad_controls,
 )
 from streamer.plan.settings import MAX_PROMPTS
 
@@ -52,6 +57,8 @@ PRESSED = 64
 #: recall the config file's scenes in the order they are written.
 DEFAULT_FIRST_WEIGHT_CC = 20
 DEFAULT_FIRST_SCENE_NOTE = 36
+#: The pad below the scenes' first captures the live input's last bars (``--input``).
+DEFAULT_CAPTURE_NOTE = 35
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,11 +78,20 @@ class ControlTarget:
 
 
 @dataclasses.dataclass(frozen=True)
+class PadTarget:
+    """A control a note presses: a button, or a value (``value``: its default unless told)."""
+
+    control: Control
+    value: Any = None
+
+
+@dataclasses.dataclass(frozen=True)
 class MidiMap:
     channel: int | None  # 0..15 as on the wire; None: every channel
     controls: Mapping[int, ControlTarget]
-    notes: Mapping[int, str]
+    notes: Mapping[int, str]  # note -> scene
     programs: Mapping[int, str]
+    pads: Mapping[int, PadTarget] = dataclasses.field(default_factory=dict)  # note -> control
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +113,7 @@ def default_midi_map(scene_names: Sequence[str]) -> MidiMap:
             control, None, *_fader_span(control.value)
         )
     scenes = list(scene_names)[:128]
+    capture = CONTROLS.by_name["capture"]
     return MidiMap(
         channel=None,
         controls=controls,
@@ -106,6 +123,7 @@ def default_midi_map(scene_names: Sequence[str]) -> MidiMap:
             if DEFAULT_FIRST_SCENE_NOTE + i < 128
         },
         programs=dict(enumerate(scenes)),
+        pads={DEFAULT_CAPTURE_NOTE: PadTarget(capture, default_value(capture))},
     )
 
 
@@ -146,14 +164,45 @@ def midi_map_from_toml(
         number: _control(f"{where}: cc.{number}", spec, schema)
         for number, spec in _numbered(where, "cc", data.get("cc", {})).items()
     }
+    notes_table = _numbered(where, "notes", data.get("notes", {}))
+    pads = {
+        number: _pad(f"{where}: notes.{number}", spec, schema)
+        for number, spec in notes_table.items()
+        if isinstance(spec, dict)
+    }
     notes, programs = (
         {
             number: _scene(f"{where}: {table}.{number}", name, scene_names)
-            for number, name in _numbered(where, table, data.get(table, {})).items()
+            for number, name in items.items()
+            if number not in pads or table == "programs"
         }
-        for table in ("notes", "programs")
+        for table, items in (
+            ("notes", notes_table),
+            ("programs", _numbered(where, "programs", data.get("programs", {}))),
+        )
     )
-    return MidiMap(None if channel is None else channel - 1, controls, notes, programs)
+    return MidiMap(None if channel is None else channel - 1, controls, notes, programs, pads)
+
+
+def _pad(where: str, spec: Mapping[str, Any], schema: ControlSchema) -> PadTarget:
+    """A note's ``{ target = "capture", value = 2 }``: a control it presses."""
+    pads = pad_controls(schema)
+    unknown = sorted(set(spec) - {"target", "value"})
+    if unknown or spec.get("target") not in pads:
+        raise UserError(
+            f'{where} must be a scene name or a table {{ target = ..., value = ... }} with a target '
+            f"among {', '.join(pads)}"
+        )
+    control = pads[spec["target"]]
+    if isinstance(control.value, Button):
+        if "value" in spec:
+            raise UserError(f"{where}: a {control.name} button takes no value")
+        return PadTarget(control)
+    try:
+        value = control.check("value", spec.get("value", default_value(control)), PromptLimits())
+    except ControlError as error:
+        raise UserError(f"{where}: {error.message}") from None
+    return PadTarget(control, value)
 
 
 def _numbered(where: str, table: str, value: Any) -> dict[int, Any]:
@@ -229,6 +278,9 @@ def midi_command(message: Any, mapping: MidiMap, desk: PromptDesk) -> MidiOutcom
             return Ignored(f"CC {message.control} is not mapped", ("cc", message.control))
         return _control_command(spec, message.value, desk)
     if message.type == "note_on" and message.velocity > 0:
+        pad = mapping.pads.get(message.note)
+        if pad is not None:
+            return Routed(pad.control.key, pad.control.command(pad.value))
         return _recall(mapping.notes, message.note, "note", desk)
     if message.type == "program_change":
         return _recall(mapping.programs, message.program, "program", desk)

@@ -22,6 +22,7 @@ from streamer.plan.controls import (
     ControlError,
     ControlSchema,
     ErrorCode,
+    default_value,
 )
 
 PREFIX = "/streamer/"
@@ -54,8 +55,9 @@ _PROMPT_ADDRESSES = {"prompt": _prompt, "prompts": _prompts}
 
 
 def _control(control: Control, args: Sequence[Any], desk: PromptDesk) -> Routed | None:
-    """A control's message: its one value, checked, or a button (no argument, or a button's
-    one: pressed (1, true) acts, released (0, false) does not)."""
+    """A control's message: its one value, checked (or none: its default, where it has one), or
+    a button (no argument, or a button's one: pressed (1, true) acts, released (0, false) does
+    not)."""
     address = PREFIX + control.osc
     if isinstance(control.value, Button):
         if not args:
@@ -66,6 +68,8 @@ def _control(control: Control, args: Sequence[Any], desk: PromptDesk) -> Routed 
                 ErrorCode.INVALID_VALUE, f"{address} takes no argument or a button's number"
             )
         return Routed(control.key, control.command()) if pressed else None
+    if not args and default_value(control) is not None:
+        return Routed(control.key, control.command(default_value(control)))
     value = control.check(control.osc, _one(address, args, control.value.kind), desk.limits)
     return Routed(control.key, desk.follow(control.command(value)))
 

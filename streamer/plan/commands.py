@@ -70,6 +70,13 @@ class RecallScene:
 
 
 @dataclasses.dataclass(frozen=True)
+class Capture:
+    """Make the last ``bars`` whole bars of the live input the seed loop (``--input``)."""
+
+    bars: int
+
+
+@dataclasses.dataclass(frozen=True)
 class Pause:
     pass
 
@@ -93,6 +100,7 @@ Command = Union[
     SetSeedLoop,
     SetTransition,
     RecallScene,
+    Capture,
     Pause,
     Resume,
     Skip,

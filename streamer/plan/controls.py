@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Union
 
 from streamer.plan.commands import (
+    Capture,
     Command,
     Pause,
     Prompt,
@@ -144,12 +145,14 @@ class Number:
 
 @dataclasses.dataclass(frozen=True)
 class Integer:
-    """A whole number in [low, high]; a fader's position is rounded to one."""
+    """A whole number in [low, high]; a fader's position is rounded to one. With a ``default``,
+    a message may leave it out (a capture's bars: the OSC address alone, a MIDI pad)."""
 
     low: int
     high: int
     unit: str
     fader: tuple[float, float] | None = None
+    default: int | None = None
 
     kind = "integer"
 
@@ -273,6 +276,8 @@ def check_prompts(pairs: Sequence[tuple[Any, Any]], limits: PromptLimits) -> Set
 # --- the controls ------------------------------------------------------------------------------
 
 MAX_SEED = 2**32 - 1
+#: Bars of live input a capture takes.
+MIN_CAPTURE_BARS, MAX_CAPTURE_BARS, DEFAULT_CAPTURE_BARS = 1, 8, 2
 #: Longest seed loop and scene name (the names a config file may hold are at most this long).
 MAX_NAME_CHARS = 64
 
@@ -351,6 +356,15 @@ CONTROLS = ControlSchema(
             field="name",
             osc="scene",
         ),
+        Control(
+            "capture",
+            Integer(MIN_CAPTURE_BARS, MAX_CAPTURE_BARS, "bars", default=DEFAULT_CAPTURE_BARS),
+            Capture,
+            key=None,
+            message="capture",
+            field="bars",
+            osc="capture",
+        ),
         Control("pause", Button(), lambda _: Pause(), None, "pause", None, "pause"),
         Control("resume", Button(), lambda _: Resume(), None, "resume", None, "resume"),
         Control("skip", Button(), lambda _: Skip(), None, "skip", None, "skip"),
@@ -365,3 +379,17 @@ def fader_controls(schema: ControlSchema) -> Mapping[str, Control]:
 
 def button_controls(schema: ControlSchema) -> Mapping[str, Control]:
     return {c.name: c for c in schema.controls if isinstance(c.value, Button)}
+
+
+def default_value(control: Control) -> Any:
+    """The value a message that leaves ``control``'s value out takes; None: it must be given."""
+    return getattr(control.value, "default", None)
+
+
+def pad_controls(schema: ControlSchema) -> Mapping[str, Control]:
+    """The controls a pad (a MIDI note) can press: buttons, and values with a default."""
+    return {
+        c.name: c
+        for c in schema.controls
+        if isinstance(c.value, Button) or default_value(c) is not None
+    }

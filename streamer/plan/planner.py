@@ -244,7 +244,7 @@ class Planner:
         seed_loop_bpm: Mapping[str, float],
     ) -> None:
         self.config = config
-        self._seed_loop_bpm = seed_loop_bpm
+        self._seed_loop_bpm = dict(seed_loop_bpm)
         self.plan_version = 0
         self._state = initial_state(settings)
         self._before: dict[int, WalkState] = {}
@@ -291,6 +291,10 @@ class Planner:
             self.plan_version += 1
             for stale in [i for i in self._before if i >= index]:
                 del self._before[stale]
+
+    def add_seed_loop(self, name: str, bpm: float) -> None:
+        """A seed loop made while the stream plays (a capture of the live input)."""
+        self._seed_loop_bpm[name] = bpm
 
     def _bpm(self, settings: StreamSettings) -> float:
         return self._seed_loop_bpm.get(settings.seed_loop, 120.0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from typing import TYPE_CHECKING
 
 from streamer.audio.stitcher import Stitcher
 from streamer.plan.planner import Planner
@@ -14,6 +15,9 @@ from streamer.runtime.stream_config import StreamConfig
 from streamer.runtime.levelled import LevelledFrameMaker
 from streamer.seeds.library import frame_samples, list_seed_loops
 from streamer.spectrogram.params import SpectrogramParams
+
+if TYPE_CHECKING:  # torch loads with the model, not with the engine
+    from streamer.generate.generator import SeedImages
 
 
 def frame_seconds(params: SpectrogramParams) -> float:
@@ -58,14 +62,16 @@ def build_engine(config: StreamConfig, maker: FrameMaker) -> Engine:
     )
 
 
-def load_diffusion_maker(config: StreamConfig) -> FrameMaker:
+def load_diffusion_maker(config: StreamConfig, seed_images: SeedImages | None = None) -> FrameMaker:
     """Load the checkpoint and the vocoder on the configured device (slow: seconds to minutes),
-    and say on stderr which compute type it runs in and why (it follows the machine)."""
+    and say on stderr which compute type it runs in and why (it follows the machine).
+    ``seed_images`` finds seed images by name (default: the library's, or a PNG by path;
+    ``CapturedSeeds.image`` adds the live input's captures)."""
     from streamer.audio.vocoder import Vocoder, VocoderConfig
     from streamer.generate.generator import FrameGenerator
     from streamer.runtime.diffusion_maker import DiffusionFrameMaker, seed_loop_image
 
-    generator = FrameGenerator.load(config.model, seed_loop_image)
+    generator = FrameGenerator.load(config.model, seed_images or seed_loop_image)
     print(generator.model.compute_announcement(), file=sys.stderr, flush=True)
     if generator.compiled:  # every batch shape now, rather than a minute's pause mid-stream
         frames = config.engine.batch_frames

@@ -13,9 +13,11 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+from streamer.audio.capture import CaptureRefused
 from streamer.plan import commands
 from streamer.plan.scenes import Scene
 from streamer.plan.settings import PromptBlend, StreamSettings, Transition
+from streamer.runtime.capture import Capturer
 from streamer.runtime.engine import Engine
 from streamer.runtime.ports import ControlRejected
 
@@ -34,18 +36,38 @@ class EngineControl:
         self.engine = engine
         self.seed_loops = seed_loops
         self.scenes = dict(scenes or {})
+        #: Captures of the live input (``streamer.runtime.capture``), when there is one.
+        self.capturer: Capturer | None = None
         self._skip_seeds = random.Random()
         # Each command reads the settings and writes them back: two sources at once must not
         # lose one another's change.
         self._lock = threading.Lock()
 
     def apply(self, command: commands.Command) -> Mapping[str, Any]:
+        if isinstance(command, commands.Capture):
+            return self._capture(command.bars)
         with self._lock:
             if isinstance(command, commands.Pause | commands.Resume):
                 self.engine.set_paused(isinstance(command, commands.Pause))
                 return {"paused": self.engine.paused}
             settings = self._updated(self.engine.settings, command)
             return {"plan_version": self.engine.change(settings)}
+
+    def _capture(self, bars: int) -> Mapping[str, Any]:
+        """The last ``bars`` bars of the live input become the seed loop once made (the
+        capturer hands them to ``use_seed_loop``)."""
+        if self.capturer is None:
+            raise ControlRejected("no_input", "there is no live input to capture: start with --input")
+        try:
+            return self.capturer.capture(bars).reply()
+        except CaptureRefused as refusal:
+            raise ControlRejected(refusal.code, refusal.message) from None
+
+    def use_seed_loop(self, name: str) -> int:
+        """Change to seed loop ``name`` (a capture just made), as a performer's change does."""
+        with self._lock:
+            settings = dataclasses.replace(self.engine.settings, seed_loop=name)
+            return self.engine.change(settings)
 
     def _updated(self, settings: StreamSettings, command: commands.Command) -> StreamSettings:
         if isinstance(command, commands.RecallScene):

@@ -205,7 +205,7 @@ class EngineCore:
             if loudness is None
             else mix_limiter(loudness, stitcher.config.sample_rate, stitcher.config.channels)
         )
-        self.seed_loop_beats = seed_loop_beats
+        self.seed_loop_beats = dict(seed_loop_beats)
         #: Frames per batch now: the configured number, halved each time memory ran out.
         self._batch_frames = config.batch_frames
         self.metrics = EngineMetrics(batch_frames=self._batch_frames)
@@ -397,6 +397,14 @@ class EngineCore:
         """Whether ``follow`` was called: ``render`` then wants ``heard_at``."""
         return self._follower is not None
 
+    @property
+    def followed_session(self) -> tuple[SessionTimeline, int] | None:
+        """The Link session followed (its last good reading and its quantum), if any."""
+        follower = self._follower
+        if follower is None or follower.session is None:
+            return None
+        return follower.session, follower.config.quantum_beats
+
     def session(self, timeline: SessionTimeline, now: float) -> tuple[LogLine, ...]:
         """A new reading of the session's tempo and beat."""
         seed_bpm = self.seed_bpm()
@@ -404,6 +412,12 @@ class EngineCore:
             return ()
         refused = self._follower.update(timeline, seed_bpm)
         return () if refused is None else (LogLine(*refused),)
+
+    def add_seed_loop(self, name: str, beats: int) -> None:
+        """A seed loop made while the stream plays (a capture of the live input): ``beats``
+        beats fill its frame."""
+        self.seed_loop_beats[name] = beats
+        self.planner.add_seed_loop(name, beats * 60.0 / self.planner.config.frame_seconds)
 
     def seed_bpm(self) -> float | None:
         """The tempo frames are made at now: the seed loop's."""

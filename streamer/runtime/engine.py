@@ -17,22 +17,25 @@ else: encoding, events and listeners are the publisher's, on its own thread.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import queue
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 import numpy as np
 
 from streamer.audio.blocks import AudioBlock
+from streamer.audio.capture import BeatClock
 from streamer.audio.stitcher import SwitchEvent
 from streamer.generate.cancellation import FrameCancelled
 from streamer.plan.settings import StreamSettings
 from streamer.runtime.core import EngineConfig, EngineCore, EngineMetrics, LogLine, Wait
 from streamer.runtime.follow import LinkConfig, SessionTimeline
 from streamer.runtime.frames import FrameMaker, stages_overlap
-from streamer.runtime.ports import StreamSink
+from streamer.runtime.ports import InputLevel, StreamSink
 from streamer.runtime.ring import PlayedTap, SampleRing
 
 log = logging.getLogger(__name__)
@@ -73,6 +76,12 @@ class Engine:
         #: From a sample leaving the ring to it being heard: a sound device's output latency
         #: (set by ``DeviceClock``), 0 for the software clock.
         self.output_latency_seconds = 0.0
+        #: The clock's last block: its first sample's stream position and when it was handed
+        #: over (monotonic): where the beat grid is heard, for captures of the live input.
+        self._clock_position = 0
+        self._clock_mark: tuple[int, float] | None = None  # swapped whole: no lock on the clock
+        #: The live input's meter (``streamer.runtime.capture``), read into each status.
+        self.input_level: Callable[[], InputLevel | None] | None = None
         #: Set when the core finds the batch in flight stale; cleared when a batch starts.
         self._stale = threading.Event()
         self._playing = threading.Event()
@@ -151,6 +160,29 @@ class Engine:
             lines = self.core.session(timeline, time.monotonic())
         _write(lines)
 
+    def add_seed_loop(self, name: str, beats: int) -> None:
+        """A seed loop made while the stream plays; its image is the frame maker's to find."""
+        with self._lock:
+            self.core.add_seed_loop(name, beats)
+
+    def heard_grid(self, beats_per_bar: int = 4) -> BeatClock | None:
+        """The beat grid as heard now: the Link session's when following one, else the stream's
+        own (bar one at the first beat); None before the clock has played or when the seed loop
+        does not know its beats."""
+        with self._lock:
+            followed = self.core.followed_session
+            if followed is not None:
+                session, quantum = followed
+                return BeatClock(session.tempo_bpm, session.beat, session.at, quantum)
+            mark = self._clock_mark
+            if mark is None:
+                return None
+            position, handed_at = mark
+            beat, tempo = self.core.stitcher.beat_position(position), self.core.seed_bpm()
+        if beat is None or tempo is None:
+            return None
+        return BeatClock(tempo, beat, handed_at + self.output_latency_seconds, beats_per_bar)
+
     def set_paused(self, paused: bool) -> None:
         with self._lock:
             self.core.set_paused(paused)
@@ -160,8 +192,11 @@ class Engine:
     def play_into(self, out: np.ndarray) -> None:
         """Fill ``out`` (channels, n; a transposed device buffer will do) with the next samples
         and leave a copy for the publisher. Real-time safe: two copies, no allocation."""
+        position = self._clock_position
+        self._clock_mark = (position, time.monotonic())
         missing = self.ring.read_into(out)
         self.tap.write(out, missing)
+        self._clock_position = position + out.shape[1]
 
     # -- producer -------------------------------------------------------------------------------
     def _produce(self) -> None:
@@ -285,6 +320,8 @@ class Engine:
                 warnings = self.core.speed_warning(now)
             _write(warnings)
             if status is not None:
+                if self.input_level is not None:
+                    status = dataclasses.replace(status, input=self.input_level())
                 events.append(status)
             if played is not None:
                 # Blocks are read whole from position 0, so a skip shows in both numbers.

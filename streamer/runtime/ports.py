@@ -57,6 +57,16 @@ StreamState = Literal["starting", "ok", "behind", "error", "paused"]
 
 
 @dataclasses.dataclass(frozen=True)
+class InputLevel:
+    """The live input (``--input``) over the last status interval, for the performer's meter."""
+
+    peak_dbfs: float  # -120: silence
+    rms_dbfs: float
+    clipped: bool  # a sample reached full scale
+    ok: bool  # False once the device stopped
+
+
+@dataclasses.dataclass(frozen=True)
 class Status:
     state: StreamState
     lookahead_seconds: float
@@ -68,6 +78,8 @@ class Status:
     making_seconds: float = 0.0
     #: Set while frames take longer to make than to play: what is wrong and how to fix it.
     advice: str | None = None
+    #: The live input's levels, when there is one (``--input``).
+    input: InputLevel | None = None
 
 
 StreamEvent = Union[NowPlaying, Status]

@@ -146,3 +146,46 @@ def _copy_out(buffer: np.ndarray, position: int, out: np.ndarray) -> None:
     first = min(n, capacity - start)
     out[:, :first] = buffer[:, start : start + first]
     out[:, first:] = buffer[:, : n - first]
+
+
+class InputRing:
+    """Live input, for captures: the device callback copies each block in and notes when it
+    arrived; a capture reads a span of absolute sample indices back.
+
+    Mono float32 (the chosen input channel), preallocated. The writer never blocks and never
+    waits for a reader: the oldest samples are overwritten. Positions and times are read
+    together under a lock held for one copy.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self._buffer = np.zeros((1, capacity), dtype=np.float32)
+        self._capacity = capacity
+        self._lock = threading.Lock()
+        self._written = 0  # total samples ever written
+        self._arrived_at = 0.0  # monotonic time the last block arrived
+
+    @property
+    def capacity(self) -> int:
+        return self._capacity
+
+    def write(self, samples: np.ndarray, arrived_at: float) -> None:
+        """Append ``samples`` (1, n), which arrived at monotonic time ``arrived_at``; n at most
+        the capacity."""
+        with self._lock:
+            _copy_in(self._buffer, self._written, samples)
+            self._written += samples.shape[1]
+            self._arrived_at = arrived_at
+
+    def position(self) -> tuple[int, float, int]:
+        """(samples written in all, when the last of them arrived, samples still held)."""
+        with self._lock:
+            return self._written, self._arrived_at, min(self._written, self._capacity)
+
+    def read(self, first: int, last: int) -> np.ndarray | None:
+        """A copy of absolute samples ``[first, last)``; None unless the ring holds them all."""
+        out = np.empty((1, max(0, last - first)), dtype=np.float32)
+        with self._lock:
+            if first < max(0, self._written - self._capacity) or last > self._written or last < first:
+                return None
+            _copy_out(self._buffer, first, out)
+        return out[0]

@@ -23,6 +23,7 @@ from streamer.plan.controls import (
     PromptLimits,
     check_prompts,
     check_text,
+    default_value,
     printable,
 )
 from streamer.sinks.config import ServerConfig
@@ -94,6 +95,8 @@ def _control_message(controls: tuple[Control, ...]) -> Parser:
             return by_field[None].command()
         if len(by_field) == 1:
             (field, control), = by_field.items()
+            if field not in fields.message and default_value(control) is not None:
+                return control.command(default_value(control))
             return control.command(control.check(field, fields.require(field), limits))
         present = [field for field in by_field if field in fields.message]
         if len(present) != 1:

@@ -36,6 +36,7 @@ from typing import Any
 
 from streamer.audio.loudness import LoudnessConfig
 from streamer.errors import UserError
+from streamer.generate.cpu_runtime import CPU_RUNTIMES
 from streamer.generate.config import (
     AUTO_MODEL,
     BUILTIN_MODEL,
@@ -110,6 +111,12 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         choices=("none", "default", "reduce-overhead"),
         help="torch.compile the UNet (reduce-overhead adds CUDA graphs); pays off on a GPU only. "
         "It compiles at start for every batch size --batch-frames can use (minutes on a GPU)",
+    )
+    group.add_argument(
+        "--cpu-runtime",
+        choices=CPU_RUNTIMES,
+        help="what runs the UNet and VAE decoder on a CPU: openvino (converted once, then cached; "
+        "faster), torch, or auto (default: openvino where it is installed)",
     )
 
 
@@ -188,6 +195,7 @@ _OPTION_FIELDS = {
     "model": ("model", "model"),
     "model_config": ("model", "model_config"),
     "compile": ("model", "compile"),
+    "cpu_runtime": ("model", "cpu_runtime"),
     "scheduler": ("model", "scheduler"),
     "steps": ("model", "num_inference_steps"),
     "lora": ("model", "lora"),
@@ -212,7 +220,8 @@ _SCENE_OPTIONS = (
     "transition_seconds", "transition_bars",
 )  # fmt: skip
 _TYPES: dict[str, type] = {
-    "model": str, "model_config": str, "compile": str, "scheduler": str, "steps": int,
+    "model": str, "model_config": str, "compile": str, "cpu_runtime": str, "scheduler": str,
+    "steps": int,
     "lora": str, "device": str, "dtype": str, "offline": bool, "preset": str,
     "negative_prompt": str, "seed": int, "seed_loop": str, "denoising": float, "guidance": float,
     "endless": bool, "lookahead_frames": int, "batch_frames": int, "quantize": str,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from streamer.generate.cpu_runtime import CPU_RUNTIMES
 from streamer.generate.presets import GeneratorPreset, preset_named
 
 #: Riffusion v1: Stable Diffusion 1.5 fine-tuned on 512x512 mel spectrograms (4 GB).
@@ -59,6 +60,8 @@ class GeneratorConfig:
     ``num_inference_steps`` and ``lora`` override the preset's when set.
     ``compile`` is "none", "default" (torch.compile) or "reduce-overhead" (torch.compile with
     CUDA graphs); compiling costs a minute or more at start-up and pays off only on a GPU.
+    ``cpu_runtime`` is what runs the UNet and VAE decoder on a CPU: "auto" (OpenVINO where it
+    is installed), "openvino" or "torch" (streamer.generate.cpu_runtime).
     """
 
     model: str = AUTO_MODEL
@@ -72,6 +75,7 @@ class GeneratorConfig:
     num_inference_steps: int | None = None
     lora: str | None = None
     compile: str = "none"
+    cpu_runtime: str = "auto"
     max_cached_prompts: int = 256
     max_cached_seed_images: int = 64
 
@@ -79,6 +83,10 @@ class GeneratorConfig:
         if self.compile not in ("none", "default", "reduce-overhead"):
             raise ValueError(
                 f"compile must be none, default or reduce-overhead, got {self.compile!r}"
+            )
+        if self.cpu_runtime not in CPU_RUNTIMES:
+            raise ValueError(
+                f"cpu_runtime must be one of {', '.join(CPU_RUNTIMES)}, got {self.cpu_runtime!r}"
             )
         # Fail early on an unknown preset or scheduler, even before "auto" is resolved.
         self._with_overrides(preset_named(self.preset or "default"))

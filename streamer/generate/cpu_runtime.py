@@ -179,6 +179,7 @@ def openvino_parts(
     import openvino
 
     started = time.perf_counter()
+    cache_folder.mkdir(parents=True, exist_ok=True)  # before a conversion it would lose
     core = openvino.Core()
     settings = {
         "INFERENCE_PRECISION_HINT": _PRECISION_HINTS[dtype],
@@ -314,7 +315,6 @@ def _convert(openvino: Any, module: torch.nn.Module, example: tuple[torch.Tensor
 def _save_atomically(openvino: Any, model: Any, path: Path) -> None:
     """Save in full precision (no fp16 weight compression, which would change the frames),
     then move into place, so a start killed mid-save never leaves a half-written model."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=path.parent) as folder:
         staged = Path(folder) / path.name
         openvino.save_model(model, staged, compress_to_fp16=False)

@@ -36,10 +36,10 @@ from typing import Any
 
 from streamer.audio.loudness import LoudnessConfig
 from streamer.errors import UserError
-from streamer.generate.cpu_runtime import CPU_RUNTIMES
 from streamer.generate.config import (
     AUTO_MODEL,
     BUILTIN_MODEL,
+    CPU_RUNTIMES,
     DEFAULT_MODEL,
     MODEL_PRESETS,
     GeneratorConfig,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 
-from streamer.generate.cpu_runtime import CPU_RUNTIMES
 from streamer.generate.presets import GeneratorPreset, preset_named
 
 #: Riffusion v1: Stable Diffusion 1.5 fine-tuned on 512x512 mel spectrograms (4 GB).
@@ -24,6 +23,10 @@ MODEL_FILE_PATTERNS = (
 BUILTIN_MODEL = "builtin"
 #: Riffusion's checkpoint on a GPU that can get it, else the built-in model (model_choice.py).
 AUTO_MODEL = "auto"
+
+#: What may run the UNet and VAE decoder on a CPU (streamer.generate.cpu_runtime): ``auto``
+#: takes OpenVINO where it is installed.
+CPU_RUNTIMES = ("auto", "torch", "openvino")
 
 #: The preset a model plays with when the user chooses none; models not named play "default".
 MODEL_PRESETS = {BUILTIN_MODEL: "builtin"}

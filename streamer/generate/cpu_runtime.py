@@ -41,10 +41,9 @@ from typing import Any
 import numpy as np
 import torch
 
-log = logging.getLogger(__name__)
+from streamer.generate.config import CPU_RUNTIMES
 
-#: The values of ``--cpu-runtime``: ``auto`` takes OpenVINO on a CPU where it is installed.
-CPU_RUNTIMES = ("auto", "torch", "openvino")
+log = logging.getLogger(__name__)
 
 #: The latent side the converter traces with: small, so tracing is quick; a multiple of 8, so
 #: every UNet level halves it evenly as at the stream's 64.

@@ -18,7 +18,12 @@ import pytest
 import torch
 
 from streamer.generate.config import GeneratorConfig
-from streamer.generate.cpu_runtime import choose_cpu_runtime, cpu_parts, default_cache_folder
+from streamer.generate.cpu_runtime import (
+    choose_cpu_runtime,
+    cpu_parts,
+    default_cache_folder,
+    keep_faster,
+)
 from streamer.generate.generator import FrameGenerator, UnplayableFrame
 from streamer.generate.guidance import DISTILLED_NEGATIVE_PROMPT, student_from_teacher
 from streamer.generate.loading import load_model
@@ -59,6 +64,21 @@ def test_asking_for_openvino_where_it_cannot_run_is_an_error_not_a_silent_torch(
         choose_cpu_runtime("openvino", "cpu", compiled=False, openvino_version=None)
     with pytest.raises(ValueError, match="auto, torch, openvino"):
         GeneratorConfig(cpu_runtime="onnx")
+
+
+def test_auto_keeps_openvino_only_where_a_unet_call_is_measured_no_slower_and_says_so():
+    choice = choose_cpu_runtime("auto", "cpu", compiled=False, openvino_version="2026.4.1")
+    kept = keep_faster(choice, {"openvino": 0.200, "torch": 0.250})
+    assert kept.name == "openvino" and "0.200 s, torch 0.250 s" in kept.reason
+    slower = keep_faster(choice, {"openvino": 0.300, "torch": 0.250})
+    assert slower.name == "torch" and "measured slower here" in slower.reason
+
+
+def test_auto_on_the_tiny_model_times_both_and_says_which_it_kept(model, cache, monkeypatch):
+    monkeypatch.setenv("STREAMER_CACHE", str(cache))
+    parts = cpu_parts(model.unet, model.vae, model.dtype, model.device, "auto", False)
+    assert parts.choice.name in ("openvino", "torch")
+    assert "one UNet call" in parts.choice.reason and "torch" in parts.choice.reason
 
 
 def test_torch_asked_for_is_torch_even_where_openvino_is_installed():

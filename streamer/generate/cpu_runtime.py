@@ -2,18 +2,20 @@
 
 The UNet and the decoder are nearly all of a frame's time on a CPU. OpenVINO's CPU plugin runs
 the same graph with its own fused kernels. Measured side by side (benchmarks/RESULTS.md, "A
-faster CPU runtime"), the built-in model's frame costs less with it on every CPU class tried:
-on the real AVX2 machine its UNet is 1.7x faster than torch's, on this project's AVX-512 VM a
+faster CPU runtime"), it does a frame's work in less CPU time on every CPU class tried: on
+the real AVX2 machine its UNet is 1.7x faster than torch's, on this project's AVX-512 VM a
 frame takes 8 % less CPU in fp32 (emulated AVX2) and 17 % less in bf16; frames equal torch's
-within 1 pixel level in fp32. It is converted once from the loaded torch modules (the same
+within 1 pixel level in fp32. But on that VM, shared with other work, whole frames in wall time
+came out 0.76-1.05x of torch's: so ``auto`` keeps it only where one UNet call is measured no
+slower at load than torch's (:func:`keep_faster`), as the compute type is chosen. It is converted once from the loaded torch modules (the same
 diffusers weights, LoRA included) and kept in a cache folder keyed by the weights, so only the
 first start on a machine pays the conversion (15-20 s for the built-in model); later starts
 read and compile it in about 2 s.
 
 :func:`choose_cpu_runtime` is the rule, pure: what was asked for, where the model runs, and
 whether OpenVINO is installed come in as values. :func:`cpu_parts` is the shell: it applies the
-rule, converts (or reads the cache), and falls back to torch with a log line if the conversion
-fails, so a stream never fails to start for want of the faster runtime.
+rule, converts (or reads the cache), times the two, and falls back to torch with a log line if
+the conversion fails, so a stream never fails to start for want of the faster runtime.
 
 The parts keep torch's interfaces, so the generator's loop reads the same with either runtime:
 the UNet is called as a diffusers UNet (sample, timestep, ``encoder_hidden_states``, and the
@@ -31,6 +33,7 @@ import hashlib
 import logging
 import os
 import shutil
+import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -92,11 +95,7 @@ def choose_cpu_runtime(
     elif openvino_version is None:
         obstacle = "OpenVINO is not installed (pip install openvino)"
     if obstacle is None:
-        how = (
-            "asked for with --cpu-runtime"
-            if requested == "openvino"
-            else "less work a frame than torch on every CPU measured"
-        )
+        how = "asked for with --cpu-runtime" if requested == "openvino" else "installed"
         return RuntimeChoice("openvino", f"OpenVINO {openvino_version}, {how}")
     if requested == "openvino":
         raise ValueError(f"--cpu-runtime openvino cannot run: {obstacle}")
@@ -235,10 +234,60 @@ def cpu_parts(
     if choice.name == "torch":
         return torch_parts(unet, vae, choice)
     try:
-        return openvino_parts(unet, vae, dtype, choice, cache_folder or default_cache_folder())
+        parts = openvino_parts(unet, vae, dtype, choice, cache_folder or default_cache_folder())
     except Exception as error:  # any failure of a third-party converter: torch still plays
         log.warning("OpenVINO could not run this model (%s); using torch", error)
         return torch_parts(unet, vae, RuntimeChoice("torch", f"OpenVINO failed: {error}"))
+    if requested != "auto":
+        return parts
+    kept = keep_faster(parts.choice, _time_unet_calls({"torch": unet, "openvino": parts.unet}, unet))
+    return parts if kept.name == "openvino" else torch_parts(unet, vae, kept)
+
+
+def keep_faster(choice: RuntimeChoice, seconds: dict[str, float]) -> RuntimeChoice:
+    """OpenVINO (``choice``) if one UNet call was measured no slower in it than in torch, else
+    torch; either way the timing is in the reason. ``seconds`` has both runtimes' call.
+
+    Measured, not assumed: OpenVINO's UNet was 1.7x faster than torch's on a real AVX2 machine,
+    but on this project's AVX-512 machine, shared with other work, whole frames came out
+    between 0.76x and 1.05x of torch's (benchmarks/RESULTS.md).
+    """
+    timing = f"one UNet call {seconds['openvino']:.3f} s, torch {seconds['torch']:.3f} s"
+    if seconds["openvino"] <= seconds["torch"]:
+        return dataclasses.replace(choice, reason=f"{choice.reason}; {timing}")
+    return RuntimeChoice("torch", f"OpenVINO measured slower here ({timing})")
+
+
+def _time_unet_calls(unets: dict[str, Callable[..., Any]], unet: torch.nn.Module) -> dict[str, float]:
+    """The median seconds of one UNet call of one row at the stream's latent size in each
+    runtime: a warm-up each, then ``PROBE_CALLS`` rounds taking turns (as the compute-type
+    probe does, so a load change on a shared CPU hits both alike)."""
+    from streamer.generate.compute_type import PROBE_CALLS, conv_layout
+
+    generator = torch.Generator().manual_seed(0)
+    dtype = next(unet.parameters()).dtype
+    size = unet.config.sample_size
+    sample = torch.randn(1, unet.config.in_channels, size, size, generator=generator)
+    inputs = {
+        "sample": sample.to(dtype).contiguous(memory_format=conv_layout(unet)),
+        "timestep": torch.tensor([500]),
+        "encoder_hidden_states": torch.randn(
+            1, 77, unet.config.cross_attention_dim, generator=generator
+        ).to(dtype),
+    }
+    if unet.config.time_cond_proj_dim is not None:
+        inputs["timestep_cond"] = torch.zeros(1, unet.config.time_cond_proj_dim, dtype=dtype)
+
+    def call(name: str) -> float:
+        started = time.perf_counter()
+        unets[name](**inputs)
+        return time.perf_counter() - started
+
+    with torch.inference_mode():
+        for name in unets:
+            call(name)
+        rounds = [{name: call(name) for name in unets} for _ in range(PROBE_CALLS)]
+    return {name: statistics.median(r[name] for r in rounds) for name in unets}
 
 
 def openvino_version() -> str | None:

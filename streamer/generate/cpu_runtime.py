@@ -241,7 +241,9 @@ def cpu_parts(
     if requested != "auto":
         return parts
     kept = keep_faster(parts.choice, _time_unet_calls({"torch": unet, "openvino": parts.unet}, unet))
-    return parts if kept.name == "openvino" else torch_parts(unet, vae, kept)
+    if kept.name == "openvino":
+        return dataclasses.replace(parts, choice=kept)
+    return torch_parts(unet, vae, kept)
 
 
 def keep_faster(choice: RuntimeChoice, seconds: dict[str, float]) -> RuntimeChoice:

@@ -25,7 +25,7 @@ BUILTIN_MODEL = "builtin"
 AUTO_MODEL = "auto"
 
 #: What may run the UNet and VAE decoder on a CPU (streamer.generate.cpu_runtime): ``auto``
-#: takes OpenVINO where it is installed.
+#: takes OpenVINO where it is installed and measured no slower at load.
 CPU_RUNTIMES = ("auto", "torch", "openvino")
 
 #: The preset a model plays with when the user chooses none; models not named play "default".
@@ -64,7 +64,8 @@ class GeneratorConfig:
     ``compile`` is "none", "default" (torch.compile) or "reduce-overhead" (torch.compile with
     CUDA graphs); compiling costs a minute or more at start-up and pays off only on a GPU.
     ``cpu_runtime`` is what runs the UNet and VAE decoder on a CPU: "auto" (OpenVINO where it
-    is installed), "openvino" or "torch" (streamer.generate.cpu_runtime).
+    is installed and measured no slower at load), "openvino" or "torch"
+    (streamer.generate.cpu_runtime).
     """
 
     model: str = AUTO_MODEL

@@ -15,16 +15,23 @@ call by call so a load change on a shared CPU hits every row alike; medians. Per
 - the frame modelled from them for the ``builtin`` preset's 12-step schedule (9 guided
   evaluations at denoising 0.75) and an 8-step one (6 evaluations), guided and one-row, and the
   stream's real-time factor, 5.12 s / (frame + vocoder);
-- levers: ``eager`` (what the stream runs), ``channels_last`` (NHWC convolutions), ``compile``
-  (``torch.compile``, inductor on the CPU: its compile time is reported too).
+- levers: ``eager`` (torch as loaded, NCHW), ``channels_last`` (NHWC convolutions, what the
+  torch runtime runs), ``compile`` (``torch.compile``, inductor on the CPU: its compile time is
+  reported too), ``openvino`` (``streamer.generate.cpu_runtime``: OpenVINO in the row's type,
+  f32 or bf16 precision hint; its load is reported twice: converting into an empty cache, as a
+  first start, then reading that cache, as every later start).
 
 A frame through the unchanged ``FrameGenerator.generate`` at the preset checks the model
-against the parts (``measured frame``).
+against the parts (``measured frame``), once per CPU runtime measured (torch, and OpenVINO when
+it is among the levers), alternating frame by frame; the OpenVINO frames' largest and mean
+difference from torch's, in 8-bit pixel levels, is printed and in the RESULT line.
 
 ``--candidates small,medium`` instead compares architecture sizes at random weights (how the
 built-in model's size was chosen; benchmarks/RESULTS.md).
 
 Usage: python benchmarks/builtin_model_speed.py [--quick] [--dtypes fp32,bf16] [--levers ...]
+(the emulated AVX2 machine, OpenVINO included: ONEDNN_MAX_CPU_ISA reaches OpenVINO's own oneDNN,
+whose convolutions then run ``brgconv_avx2``)
 (``--quick --model DIR`` with the tiny test model is the smoke test tests/test_benchmarks.py runs)
 """
 
@@ -45,12 +52,19 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import numpy as np
 import torch
 from transformers import CLIPTokenizer
 
 from streamer.audio.vocoder import Vocoder
 from streamer.generate.compute_type import cast, cpu_facts
 from streamer.generate.config import BUILTIN_MODEL, GeneratorConfig
+from streamer.generate.cpu_runtime import (
+    RuntimeChoice,
+    default_cache_folder,
+    openvino_parts,
+    openvino_version,
+)
 from streamer.generate.generator import FrameGenerator
 from streamer.generate.loading import StableDiffusionModel, load_model
 from streamer.generate.presets import evaluations, preset_named
@@ -62,7 +76,9 @@ from streamer.training.architecture import CANDIDATES, parameter_counts
 
 FRAME_SECONDS = 512 * 441 / 44100
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
-LEVERS = ("eager", "channels_last", "compile")
+LEVERS = ("eager", "channels_last", "compile", "openvino")
+#: What --quick measures: the levers that load in seconds on the tiny model.
+QUICK_LEVERS = ("eager", "openvino")
 #: Schedules modelled: steps of the full schedule at the preset's denoising (0.75).
 SCHEDULES = (12, 8)
 
@@ -77,7 +93,10 @@ class Row:
     unet_1: Callable[[], object]
     decode: Callable[[], object]
     seconds: dict[str, list[float]] = dataclasses.field(default_factory=dict)
-    compile_s: float = 0.0
+    #: Seconds to get ready: compiling (``compile``, at warm-up) or converting into an empty
+    #: cache and compiling (``openvino``); ``cached_load_s``: OpenVINO again from its cache.
+    load_s: float = 0.0
+    cached_load_s: float = 0.0
 
     def median(self, part: str) -> float:
         return statistics.median(self.seconds[part])
@@ -85,13 +104,15 @@ class Row:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="eager only, 2 calls a part (< 60 s)")
+    parser.add_argument(
+        "--quick", action="store_true", help="eager and openvino in the model's type, 2 calls a part (< 60 s)"
+    )
     parser.add_argument("--calls", type=int, default=5, help="timed calls per part and row")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument(
         "--dtypes", help="comma list of fp32,bf16 (default: fp32, and bf16 where it is native)"
     )
-    parser.add_argument("--levers", default=",".join(LEVERS), help="comma list of " + ",".join(LEVERS))
+    parser.add_argument("--levers", help="comma list of " + ",".join(LEVERS) + " (default: all)")
     parser.add_argument("--model", default=BUILTIN_MODEL, help="the model (default: builtin)")
     parser.add_argument("--candidates", help="compare these architectures at random weights instead")
     parser.add_argument("--frames", type=int, default=3, help="--candidates: timed frames each")
@@ -102,31 +123,55 @@ def main(argv: list[str] | None = None) -> None:
         compare_candidates(args)
         return
     facts = cpu_facts()
-    names = (args.dtypes or ("fp32,bf16" if facts.native_bf16 else "fp32")).split(",")
-    levers = ["eager"] if args.quick else args.levers.split(",")
+    levers = args.levers.split(",") if args.levers else list(QUICK_LEVERS if args.quick else LEVERS)
+    if "openvino" in levers and openvino_version() is None:
+        print("# openvino is not installed: its lever is left out (pip install openvino)")
+        levers.remove("openvino")
     calls = 2 if args.quick else args.calls
     print(f"# built-in model speed: {facts.describe()}, {args.threads} threads, torch "
           f"{torch.__version__}, load average {os.getloadavg()[0]:.1f}", flush=True)
     model = load_model(GeneratorConfig(model=args.model, device="cpu"))
     print(f"# {model.compute_announcement()}", flush=True)
-    rows = [row for name in names for row in make_rows(model, name, levers)]
+    # --quick: the model's own type only, so OpenVINO converts once for rows and frames alike.
+    every_type = "fp32,bf16" if facts.native_bf16 else "fp32"
+    names = (args.dtypes or (dtype_name(model.dtype) if args.quick else every_type)).split(",")
+    # An empty cache, so the openvino rows time a first start's conversion; the generator's
+    # frames below then read it, as every later start does.
+    os.environ["STREAMER_CACHE"] = tempfile.mkdtemp(prefix="streamer-cache-")
+    cache = default_cache_folder()
+    rows = [row for name in names for row in make_rows(model, name, levers, cache)]
     for row in rows:  # warm-up (and compile) first, then time the rows in turns
         start = time.perf_counter()
         for part in (row.unet_2, row.unet_1, row.decode):
             part()
-        row.compile_s = time.perf_counter() - start if row.lever == "compile" else 0.0
+        if row.lever == "compile":
+            row.load_s = time.perf_counter() - start
     for _ in range(calls):
         for row in rows:
             for part in ("unet_2", "unet_1", "decode"):
                 started = time.perf_counter()
                 getattr(row, part)()
                 row.seconds.setdefault(part, []).append(time.perf_counter() - started)
-    vocode_s, measured_s = measure_frame(model, calls)
+    runtimes = ["torch"] + (["openvino"] if "openvino" in levers else [])
+    vocode_s, measured, difference = measure_frames(model, calls, runtimes)
+    measured_s = measured["torch"]
     print_table(rows, vocode_s)
-    base = next(r for r in rows if r.lever == "eager" and DTYPES[r.dtype] == model.dtype)
+    torch_lever = "channels_last" if "channels_last" in levers else levers[0]
+    base = next(
+        (r for r in rows if r.lever == torch_lever and DTYPES[r.dtype] == model.dtype), rows[0]
+    )
     frame = modelled_frame(base, 12, guided=True)
     print(f"\nmeasured frame (FrameGenerator, {model.compute_announcement().split(':')[0]}, "
-          f"builtin preset): {measured_s:.2f} s; modelled {frame:.2f} s; vocoder {vocode_s:.3f} s")
+          f"builtin preset): {measured_s:.2f} s with torch; modelled {frame:.2f} s "
+          f"({base.dtype}/{base.lever}); vocoder {vocode_s:.3f} s")
+    openvino = ""
+    if "openvino" in measured:
+        print(f"measured frame with OpenVINO: {measured['openvino']:.2f} s "
+              f"({measured_s / measured['openvino']:.2f}x torch's); frames differ from torch's "
+              f"by at most {difference[0]} pixel levels, {difference[1]:.2f} on average")
+        openvino = (f"openvino_frame_s={measured['openvino']:.3f} "
+                    f"openvino_rtf={FRAME_SECONDS / (measured['openvino'] + vocode_s):.2f} "
+                    f"openvino_max_levels={difference[0]} openvino_mean_levels={difference[1]:.3f} ")
     best = min(rows, key=lambda r: modelled_frame(r, 12, guided=True))
     print(
         f"RESULT builtin_model_speed capability={facts.capability} "
@@ -135,12 +180,16 @@ def main(argv: list[str] | None = None) -> None:
         f"stream_rtf={FRAME_SECONDS / (measured_s + vocode_s):.2f} "
         f"unet2_s={base.median('unet_2'):.3f} unet1_s={base.median('unet_1'):.3f} "
         f"decode_s={base.median('decode'):.3f} best_lever={best.dtype}/{best.lever} "
-        f"best_rtf={rtf(modelled_frame(best, 12, guided=True), vocode_s):.2f} quick={int(args.quick)}"
+        f"best_rtf={rtf(modelled_frame(best, 12, guided=True), vocode_s):.2f} {openvino}"
+        f"quick={int(args.quick)}"
     )
 
 
-def make_rows(model: StableDiffusionModel, name: str, levers: list[str]) -> list[Row]:
-    """A row per lever in type ``name``, each on its own copy of the UNet and decoder."""
+def make_rows(
+    model: StableDiffusionModel, name: str, levers: list[str], cache: Path
+) -> list[Row]:
+    """A row per lever in type ``name``, each on its own copy of the UNet and decoder
+    (OpenVINO's converted into ``cache``)."""
     dtype = DTYPES[name]
     generator = torch.Generator().manual_seed(0)
     latent = torch.randn(2, 4, 64, 64, generator=generator).to(dtype)
@@ -156,9 +205,19 @@ def make_rows(model: StableDiffusionModel, name: str, levers: list[str]) -> list
             vae.to(memory_format=torch.channels_last)
             rows_latent = latent.contiguous(memory_format=torch.channels_last)
         decode: Callable = vae.decode
+        load_s = cached_load_s = 0.0
         if lever == "compile":
             unet = torch.compile(unet)
             decode = torch.compile(vae.decode)
+        if lever == "openvino":
+            choice = RuntimeChoice("openvino", "benchmark")
+            started = time.perf_counter()
+            openvino_parts(unet, vae, dtype, choice, cache)
+            load_s = time.perf_counter() - started
+            started = time.perf_counter()
+            parts = openvino_parts(unet, vae, dtype, choice, cache)
+            cached_load_s = time.perf_counter() - started
+            unet, decode = parts.unet, parts.decode
         rows.append(
             Row(
                 name,
@@ -168,25 +227,43 @@ def make_rows(model: StableDiffusionModel, name: str, levers: list[str]) -> list
                     lambda u=unet, x=rows_latent: u(x[:1], timestep[:1], encoder_hidden_states=text[:1])
                 ),
                 _inference(lambda d=decode, x=rows_latent: d(x[:1])),
+                load_s=load_s,
+                cached_load_s=cached_load_s,
             )
         )
     return rows
 
 
-def measure_frame(model: StableDiffusionModel, calls: int) -> tuple[float, float]:
-    """The vocoder's seconds per frame (warm-started) and a frame's through the generator."""
+def measure_frames(
+    model: StableDiffusionModel, calls: int, runtimes: list[str]
+) -> tuple[float, dict[str, float], tuple[int, float]]:
+    """The vocoder's seconds per frame (warm-started), a frame's seconds through the generator
+    with each CPU runtime (alternating frame by frame), and how far the last runtime's frames
+    are from torch's: the largest and the mean difference in 8-bit pixel levels."""
     seed = load_seed_loop("house_117").image()
-    generator = FrameGenerator(model, preset_named("builtin"), {"seed": seed})
+    generators = {
+        runtime: FrameGenerator(model, preset_named("builtin"), {"seed": seed}, cpu_runtime=runtime)
+        for runtime in runtimes
+    }
     request = FrameRequest(PromptBlend.single("house track, piano chords"), "seed", seed_a=1)
     vocoder = Vocoder(SpectrogramParams())
-    previous, frame_s, vocode_s = None, [], []
+    previous, vocode_s = None, []
+    frame_s: dict[str, list[float]] = {runtime: [] for runtime in runtimes}
+    images: dict[str, np.ndarray] = {}
     for _ in range(1 + max(1, calls // 2)):
-        (frame,) = generator.generate([request])
-        frame_s.append(frame.timings.total_s)
+        for runtime, generator in generators.items():
+            (frame,) = generator.generate([request])
+            frame_s[runtime].append(frame.timings.total_s)
+            images[runtime] = np.asarray(frame.image, dtype=np.int16)
         started = time.perf_counter()
         previous = vocoder.vocode(frame.mel, previous)
         vocode_s.append(time.perf_counter() - started)
-    return statistics.median(vocode_s[1:]), statistics.median(frame_s[1:])
+    levels = np.abs(images[runtimes[-1]] - images["torch"])
+    return (
+        statistics.median(vocode_s[1:]),
+        {runtime: statistics.median(seconds[1:]) for runtime, seconds in frame_s.items()},
+        (int(levels.max()), float(levels.mean())),
+    )
 
 
 def modelled_frame(row: Row, steps: int, guided: bool) -> float:
@@ -199,7 +276,7 @@ def rtf(frame_s: float, vocode_s: float) -> float:
 
 
 def print_table(rows: list[Row], vocode_s: float) -> None:
-    head = "| type | lever | UNet 2 rows s | UNet 1 row s | decode s | compile s |"
+    head = "| type | lever | UNet 2 rows s | UNet 1 row s | decode s | load s (cached) |"
     rule = "|---|---|---:|---:|---:|---:|"
     for steps in SCHEDULES:
         count = evaluations(steps, preset_named("builtin").denoising)
@@ -209,7 +286,7 @@ def print_table(rows: list[Row], vocode_s: float) -> None:
     for row in rows:
         line = (
             f"| {row.dtype} | {row.lever} | {row.median('unet_2'):.3f} | {row.median('unet_1'):.3f}"
-            f" | {row.median('decode'):.3f} | {row.compile_s:.0f} |"
+            f" | {row.median('decode'):.3f} | {row.load_s:.1f} ({row.cached_load_s:.1f}) |"
         )
         for steps in SCHEDULES:
             for guided in (True, False):

@@ -39,6 +39,7 @@ from streamer.errors import UserError
 from streamer.generate.config import (
     AUTO_MODEL,
     BUILTIN_MODEL,
+    CPU_RUNTIMES,
     DEFAULT_MODEL,
     MODEL_PRESETS,
     GeneratorConfig,
@@ -110,6 +111,13 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         choices=("none", "default", "reduce-overhead"),
         help="torch.compile the UNet (reduce-overhead adds CUDA graphs); pays off on a GPU only. "
         "It compiles at start for every batch size --batch-frames can use (minutes on a GPU)",
+    )
+    group.add_argument(
+        "--cpu-runtime",
+        choices=CPU_RUNTIMES,
+        help="what runs the UNet and VAE decoder on a CPU: openvino (converted once, then cached), "
+        "torch, or auto (default: openvino where it is installed and one UNet call measures no "
+        "slower in it than in torch at start)",
     )
 
 
@@ -188,6 +196,7 @@ _OPTION_FIELDS = {
     "model": ("model", "model"),
     "model_config": ("model", "model_config"),
     "compile": ("model", "compile"),
+    "cpu_runtime": ("model", "cpu_runtime"),
     "scheduler": ("model", "scheduler"),
     "steps": ("model", "num_inference_steps"),
     "lora": ("model", "lora"),
@@ -212,7 +221,8 @@ _SCENE_OPTIONS = (
     "transition_seconds", "transition_bars",
 )  # fmt: skip
 _TYPES: dict[str, type] = {
-    "model": str, "model_config": str, "compile": str, "scheduler": str, "steps": int,
+    "model": str, "model_config": str, "compile": str, "cpu_runtime": str, "scheduler": str,
+    "steps": int,
     "lora": str, "device": str, "dtype": str, "offline": bool, "preset": str,
     "negative_prompt": str, "seed": int, "seed_loop": str, "denoising": float, "guidance": float,
     "endless": bool, "lookahead_frames": int, "batch_frames": int, "quantize": str,

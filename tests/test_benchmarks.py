@@ -170,3 +170,5 @@ def test_the_builtin_model_speed_benchmark_names_the_cpu_class_and_compute_type(
     fields = dict(field.split("=") for field in result.split()[2:])
     assert fields["capability"] == torch.backends.cpu.get_cpu_capability()
     assert fields["dtype"] in ("fp32", "bf16") and float(fields["stream_rtf"]) > 0
+    # OpenVINO's lever ran, frames and all (a dependency: missing, this fails, never skips)
+    assert float(fields["openvino_frame_s"]) > 0 and int(fields["openvino_max_levels"]) >= 0

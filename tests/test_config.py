@@ -55,6 +55,17 @@ def test_quantize_comes_from_a_flag_or_the_file_and_is_checked(tmp_path):
         parse("--config", str(path))
 
 
+def test_the_cpu_runtime_comes_from_a_flag_or_the_file_and_is_checked(tmp_path):
+    assert parse().model.cpu_runtime == "auto"
+    assert parse("--cpu-runtime", "torch").model.cpu_runtime == "torch"
+    path = tmp_path / "stream.toml"
+    path.write_text('cpu-runtime = "openvino"\n')
+    assert parse("--config", str(path)).model.cpu_runtime == "openvino"
+    path.write_text('cpu-runtime = "onnx"\n')
+    with pytest.raises(UserError, match="cpu_runtime must be one of auto, torch, openvino"):
+        parse("--config", str(path))
+
+
 def test_defaults_hold_without_options():
     config = parse()
     assert config.settings.seed == 0 and config.planner.endless is True

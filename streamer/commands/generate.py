@@ -129,6 +129,7 @@ def run_generate(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(generator.model.compute_announcement(), file=sys.stderr, flush=True)
+    print(generator.runtime.announcement(), file=sys.stderr, flush=True)
     print(
         f"{args.frames} frame(s) with {config.model} on {generator.device} "
         f"({generator.model.dtype}), preset {preset.name}: {preset.scheduler}, "

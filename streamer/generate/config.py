@@ -24,6 +24,10 @@ BUILTIN_MODEL = "builtin"
 #: Riffusion's checkpoint on a GPU that can get it, else the built-in model (model_choice.py).
 AUTO_MODEL = "auto"
 
+#: What may run the UNet and VAE decoder on a CPU (streamer.generate.cpu_runtime): ``auto``
+#: takes OpenVINO where it is installed and measured no slower at load.
+CPU_RUNTIMES = ("auto", "torch", "openvino")
+
 #: The preset a model plays with when the user chooses none; models not named play "default".
 MODEL_PRESETS = {BUILTIN_MODEL: "builtin"}
 
@@ -59,6 +63,9 @@ class GeneratorConfig:
     ``num_inference_steps`` and ``lora`` override the preset's when set.
     ``compile`` is "none", "default" (torch.compile) or "reduce-overhead" (torch.compile with
     CUDA graphs); compiling costs a minute or more at start-up and pays off only on a GPU.
+    ``cpu_runtime`` is what runs the UNet and VAE decoder on a CPU: "auto" (OpenVINO where it
+    is installed and measured no slower at load), "openvino" or "torch"
+    (streamer.generate.cpu_runtime).
     """
 
     model: str = AUTO_MODEL
@@ -72,6 +79,7 @@ class GeneratorConfig:
     num_inference_steps: int | None = None
     lora: str | None = None
     compile: str = "none"
+    cpu_runtime: str = "auto"
     max_cached_prompts: int = 256
     max_cached_seed_images: int = 64
 
@@ -79,6 +87,10 @@ class GeneratorConfig:
         if self.compile not in ("none", "default", "reduce-overhead"):
             raise ValueError(
                 f"compile must be none, default or reduce-overhead, got {self.compile!r}"
+            )
+        if self.cpu_runtime not in CPU_RUNTIMES:
+            raise ValueError(
+                f"cpu_runtime must be one of {', '.join(CPU_RUNTIMES)}, got {self.cpu_runtime!r}"
             )
         # Fail early on an unknown preset or scheduler, even before "auto" is resolved.
         self._with_overrides(preset_named(self.preset or "default"))

@@ -48,6 +48,7 @@ from PIL import Image
 
 from streamer.generate.cancellation import IsStale, check, never_stale
 from streamer.generate.compute_type import conv_layout
+from streamer.generate.cpu_runtime import cpu_parts
 from streamer.generate.config import GeneratorConfig
 from streamer.generate.guidance import (
     DISTILLED_NEGATIVE_PROMPT,
@@ -131,15 +132,22 @@ class FrameGenerator:
         max_cached_prompts: int = 256,
         max_cached_seed_images: int = 64,
         compile_backend: str | Callable = "inductor",
+        cpu_runtime: str = "torch",
     ) -> None:
         """``compile`` is a torch.compile mode (``none``: eager); ``compile_backend`` is
-        torch.compile's backend (``eager`` or a counting backend in tests)."""
+        torch.compile's backend (``eager`` or a counting backend in tests); ``cpu_runtime``
+        what runs the UNet and decoder on a CPU (streamer.generate.cpu_runtime)."""
         self.model = model
         self.preset = preset
         self._seed_images = seed_images
         self._embeddings: _Cache[str, torch.Tensor] = _Cache(max_cached_prompts)
         self._seed_latents: _Cache[str, torch.Tensor] = _Cache(max_cached_seed_images)
-        self._unet = model.unet
+        parts = cpu_parts(
+            model.unet, model.vae, model.dtype, model.device, cpu_runtime, compile != "none"
+        )
+        #: What runs the UNet and decoder, and why, for the start-up line.
+        self.runtime = parts.choice
+        self._unet, self._decode_latent = parts.unet, parts.decode
         #: Latents go in in the UNet's layout: a compiled UNet then sees one layout only (the
         #: scheduler's arithmetic keeps whichever layout it was given).
         self._latent_layout = conv_layout(model.unet)
@@ -169,6 +177,7 @@ class FrameGenerator:
             compile=config.compile,
             max_cached_prompts=config.max_cached_prompts,
             max_cached_seed_images=config.max_cached_seed_images,
+            cpu_runtime=config.cpu_runtime,
         )
 
     @property
@@ -411,7 +420,7 @@ class FrameGenerator:
         VAE's known fp16 failure), refused if it overflows even there."""
         vae = self.model.vae
         latent = latent / vae.config.scaling_factor
-        pixels = vae.decode(latent).sample
+        pixels = self._decode_latent(latent)
         if not torch.isfinite(pixels).all() and vae.dtype != torch.float32:
             log.warning("frame %d decoded to NaN in %s; decoding it in fp32", index, vae.dtype)
             try:

@@ -19,6 +19,7 @@ Everything here is pure and deterministic for a seed: ``form_point(index, ...)``
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import functools
 import random
@@ -180,11 +181,12 @@ def _songs(seed: int, playlist: tuple[str, ...], count: int) -> tuple[_Song, ...
 
 
 def _song_at(index: int, seed: int, playlist: tuple[str, ...]) -> _Song:
-    count = 1
-    while True:  # songs last 27 frames at least: a few steps per hour of stream
+    count = 8
+    while True:  # songs last 27 frames at least: 8 songs are 18 minutes, 1024 are 40 hours
         songs = _songs(seed, playlist, count)
         if index < songs[-1].first_frame + songs[-1].frames:
-            return next(song for song in songs if index < song.first_frame + song.frames)
+            starts = [song.first_frame for song in songs]
+            return songs[bisect.bisect_right(starts, index) - 1]
         count *= 2
 
 

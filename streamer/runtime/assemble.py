@@ -58,14 +58,26 @@ def build_engine(config: StreamConfig, maker: FrameMaker) -> Engine:
     )
 
 
+def seed_images(config: StreamConfig):
+    """Seed images by name for the frame maker: the library's and PNG files, and the loops the
+    song form composes when it has a composer (``planner.loop_styles``)."""
+    from streamer.runtime.diffusion_maker import seed_loop_image
+
+    if not (config.planner.song_form and config.planner.loop_styles):
+        return seed_loop_image
+    from streamer.runtime.composed_loops import ComposedLoops
+
+    return ComposedLoops({loop.name: loop.beats for loop in list_seed_loops()}, seed_loop_image)
+
+
 def load_diffusion_maker(config: StreamConfig) -> FrameMaker:
     """Load the checkpoint and the vocoder on the configured device (slow: seconds to minutes),
     and say on stderr which compute type it runs in and why (it follows the machine)."""
     from streamer.audio.vocoder import Vocoder, VocoderConfig
     from streamer.generate.generator import FrameGenerator
-    from streamer.runtime.diffusion_maker import DiffusionFrameMaker, seed_loop_image
+    from streamer.runtime.diffusion_maker import DiffusionFrameMaker
 
-    generator = FrameGenerator.load(config.model, seed_loop_image)
+    generator = FrameGenerator.load(config.model, seed_images(config))
     print(generator.model.compute_announcement(), file=sys.stderr, flush=True)
     if generator.compiled:  # every batch shape now, rather than a minute's pause mid-stream
         frames = config.engine.batch_frames

@@ -14,9 +14,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
+from PIL import Image
 
 from streamer.audio.vocoder import Vocoder
 from streamer.generate.cancellation import IsStale, check, never_stale
@@ -48,17 +49,21 @@ class StandInFrameMaker:
         seconds_per_frame: float,
         params: SpectrogramParams | None = None,
         finish_seconds: float = 0.0,
+        seed_images: Callable[[str], Image.Image] = seed_loop_image,
     ) -> None:
         self.seconds_per_frame = seconds_per_frame
         self.finish_seconds = finish_seconds
         self.overlaps = finish_seconds > 0
         self.params = params or SpectrogramParams()
         self._vocoder = Vocoder(self.params)
+        self._seed_images = seed_images
         self._loops: dict[str, tuple[np.ndarray, bytes]] = {}
 
     def _loop(self, name: str) -> tuple[np.ndarray, bytes]:
         if name not in self._loops:
-            image = seed_loop_image(name)
+            if len(self._loops) >= 64:  # composed loops are many: keep the latest few
+                self._loops.pop(next(iter(self._loops)))
+            image = self._seed_images(name)
             mel, _ = mel_from_image(image)
             self._loops[name] = (self._vocoder.vocode(mel).samples, png_bytes(image))
         return self._loops[name]

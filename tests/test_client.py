@@ -29,7 +29,7 @@ import pytest
 from client_server import FRAME_FRAMES, PERFORMER_TOKEN, SAMPLE_RATE, FakeEngine, TestStream
 from opus_reference import decode_opus
 from streamer.plan.commands import Prompt, SetDenoising, SetPrompts
-from streamer.runtime.ports import Status
+from streamer.runtime.ports import NowPlaying, PromptWeight, Status
 from streamer.sinks.protocol import AudioMessage, FrameMessage, OpusMessage
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -408,6 +408,33 @@ def test_while_the_first_frame_is_made_the_page_says_so_for_how_long_and_what_is
         stream.sent.server.publish_event(Status("ok", 5.12, 1.4, 1, 0))
         page.wait_for_function("() => document.getElementById('status').textContent === 'ok · 5.1 s ahead'")
         assert not page.is_visible("#advice")
+
+
+def test_the_page_names_the_songs_section_being_heard(page: Any) -> None:
+    class Silent(FakeEngine):
+        """Events only: what the page shows is what the test publishes."""
+
+        def start(self, sink: Any) -> None:
+            pass
+
+        def stop(self) -> None:
+            pass
+
+    def playing(frame_id: int, section: str | None, variation: str | None) -> NowPlaying:
+        prompt = (PromptWeight("house track, deep synth bass, minor, busy", 1.0),)
+        return NowPlaying(frame_id, frame_id * FRAME_FRAMES, prompt, "", 1.0, 0, 1, 0.5, 0.8, 4.0,
+                          "boom_bap_94", 93.75, False, section, variation)
+
+    with TestStream(Silent()) as stream:
+        page.goto(stream.url)
+        page.wait_for_function("() => streamer.connection.hello !== null")
+        variation = "boom_bap_94~house.s1.g4.busy.c2.fill"
+        stream.sent.server.publish_event(playing(1, "drop", variation))
+        page.wait_for_function("() => document.getElementById('np-section').textContent === 'drop'")
+        assert page.text_content("#np-seed-loop") == "boom_bap_94"
+        assert variation in page.get_attribute("#np-seed-loop", "title")
+        stream.sent.server.publish_event(playing(2, None, None))  # --form loop: no section
+        page.wait_for_function("() => document.getElementById('np-section').textContent === '—'")
 
 
 def test_without_a_token_the_steering_controls_are_disabled(page: Any, stream: TestStream) -> None:

@@ -74,6 +74,11 @@ def song_loop_styles(
 
 def compose_loop_image(variation: LoopVariation, beats: int, synth: SynthConfig) -> Image.Image:
     """The spectrogram of a variation, ``beats`` beats in one frame (FluidSynth: slow)."""
+    return loop_image(compose_loop_audio(variation, beats, synth))
+
+
+def compose_loop_audio(variation: LoopVariation, beats: int, synth: SynthConfig) -> np.ndarray:
+    """One frame of a variation's audio, a steady-state loop peaking at ``PEAK_LEVEL``."""
     composition = compose_song_loop(
         variation.style, beats, variation.song, variation.groove, variation.drums,
         variation.chord_step, variation.fill,
@@ -84,7 +89,7 @@ def compose_loop_image(variation: LoopVariation, beats: int, synth: SynthConfig)
     )
     with tempfile.TemporaryDirectory() as workdir:
         loop = render_loop(standard_midi_file(events), variation.song, synth, Path(workdir))
-    return loop_image(loop * (PEAK_LEVEL / max(float(np.max(np.abs(loop))), 1e-9)))
+    return loop * (PEAK_LEVEL / max(float(np.max(np.abs(loop))), 1e-9))
 
 
 def following(variation: LoopVariation) -> tuple[LoopVariation, ...]:

@@ -49,7 +49,12 @@ import torchaudio
 from streamer.plan.arranger import LoopVariation
 from streamer.plan.planner import Planner
 from streamer.runtime.assemble import build_core, levelled
-from streamer.runtime.composed_loops import ComposedLoops, compose_loop_audio, song_loop_styles
+from streamer.runtime.composed_loops import (
+    SONG_SYNTH,
+    ComposedLoops,
+    compose_loop_audio,
+    song_loop_styles,
+)
 from streamer.runtime.diffusion_maker import seed_loop_image
 from streamer.runtime.render import fill_lookahead
 from streamer.runtime.standin import StandInFrameMaker
@@ -161,7 +166,7 @@ class LoopAudio:
     the frame makers), each composed once."""
 
     def __init__(self, beats_of: dict[str, int]) -> None:
-        self.beats_of, self.synth = beats_of, SynthConfig()
+        self.beats_of, self.synth = beats_of, SONG_SYNTH
         self.audio: dict[str, np.ndarray] = {}
         self.lock = threading.Lock()
 
@@ -188,7 +193,7 @@ def composed_reference(config: StreamConfig, loops: LoopAudio, seconds: float) -
 
 def composed_clips(seconds: float) -> Render:
     """A new composer clip every frame (the data set's music), straight from FluidSynth."""
-    synth, pieces = SynthConfig(), []
+    synth, pieces = SONG_SYNTH, []
     with tempfile.TemporaryDirectory() as workdir:
         for index in range(int(np.ceil(seconds / 5.12))):
             clip = compose(2026, index)

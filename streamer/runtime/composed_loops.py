@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 
 #: Peak level of a composed loop before its image is made (as the library's loops).
 PEAK_LEVEL = 0.8
+#: How loops are rendered: as ``make-dataset`` renders them (a few sounds, the choir pad, never
+#: settle below about 1e-3 between repetitions).
+SONG_SYNTH = SynthConfig(steady_tolerance=3e-3)
 #: The style of prompts that name none the composer knows.
 FALLBACK_STYLE = "boom_bap"
 
@@ -113,7 +116,7 @@ class ComposedLoops:
         self,
         beats_of: Mapping[str, int],
         base_images: Callable[[str], Image.Image],
-        synth: SynthConfig = SynthConfig(),
+        synth: SynthConfig = SONG_SYNTH,
         capacity: int = 32,
         compose: Callable[[LoopVariation, int, SynthConfig], Image.Image] = compose_loop_image,
     ) -> None:

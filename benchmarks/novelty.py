@@ -12,7 +12,8 @@ it was (``--form loop``) and once with the song form (``--form song``), and meas
   24 (122.9 s, "2 min"). Goals: consecutive <= 0.90, 30 s <= 0.80.
 - **beat**: the onset envelope (positive spectral flux of the log-mel) in 10.24 s windows, its
   autocorrelation (mean removed, over lag 0) at the seed loop's beat period (best within 3 %),
-  averaged: 1 is a perfectly periodic beat, 0 none.
+  the median over the windows (a song's break has no drums by design; the median says whether
+  the beat holds in most of it): 1 is a perfectly periodic beat, 0 none.
 - **seams**: at each frame switch the stitcher reports (start and end of its crossfade), the
   largest second difference within 1 ms over the 99th percentile of it within 0.5 s around
   (a click is a jump the music around it does not make); the worst seam, and seams over 2.
@@ -112,7 +113,7 @@ def beat_regularity(mono: np.ndarray, bpm: float) -> float:
         if energy <= 0:
             continue
         values.append(max(float(envelope[:-lag] @ envelope[lag:]) / energy for lag in lags))
-    return float(np.mean(values)) if values else 0.0
+    return float(np.median(values)) if values else 0.0
 
 
 def seam_jumps(mono: np.ndarray, seams: list[int]) -> tuple[float, int]:
@@ -133,6 +134,7 @@ def seam_jumps(mono: np.ndarray, seams: list[int]) -> tuple[float, int]:
 
 @dataclasses.dataclass
 class Render:
+    key: str  # its name in the RESULT line
     name: str
     mono: np.ndarray
     seams: list[int]
@@ -141,7 +143,7 @@ class Render:
     seconds_to_make: float
 
 
-def stream_render(name: str, config: StreamConfig, maker, seconds: float) -> Render:
+def stream_render(key: str, name: str, config: StreamConfig, maker, seconds: float) -> Render:
     """The stream as ``streamer render`` makes it, with the frame switches and sections."""
     core = build_core(config)
     started = time.perf_counter()
@@ -158,7 +160,7 @@ def stream_render(name: str, config: StreamConfig, maker, seconds: float) -> Ren
     sections = [f.section or "-" for f in Planner(config.settings, core.planner.config, {}).next_frames(
         int(seconds / 5.12))]
     bpm = core.seed_bpm() or 0.0
-    return Render(name, np.concatenate(pieces), seams, bpm, sections, time.perf_counter() - started)
+    return Render(key, name, np.concatenate(pieces), seams, bpm, sections, time.perf_counter() - started)
 
 
 class LoopAudio:
@@ -187,7 +189,7 @@ def composed_reference(config: StreamConfig, loops: LoopAudio, seconds: float) -
     pieces = [loops.loop(LoopVariation.parse(f.seed_loop), beats) for f in frames]
     mono = np.concatenate(pieces)[: round(seconds * RATE)]
     seams = [i * WINDOW_SAMPLES for i in range(1, len(frames))]
-    return Render("composed (MIDI, song form)", mono, seams, beats * 60 / 5.12,
+    return Render("midi_song", "composed (MIDI, song form)", mono, seams, beats * 60 / 5.12,
                   [f.section or "-" for f in frames], 0.0)
 
 
@@ -202,7 +204,7 @@ def composed_clips(seconds: float) -> Render:
             loop = render_loop(standard_midi_file(events), index, synth, Path(workdir))
             pieces.append(loop / max(float(np.abs(loop).max()), 1e-9))
     mono = np.concatenate(pieces)[: round(seconds * RATE)]
-    return Render("composed clips (a new one each frame)", mono, [], 120.0, [], 0.0)
+    return Render("midi_clips", "composed clips (a new one each frame)", mono, [], 120.0, [], 0.0)
 
 
 def configs(preset_config: StreamConfig) -> dict[str, StreamConfig]:
@@ -254,8 +256,8 @@ def main(argv: list[str] | None = None) -> int:
 
     for form, config in forms.items():
         maker = StandInFrameMaker(0.0, seed_images=composed_images())
-        renders.append(stream_render(f"stand-in, --form {form}", config, levelled(config, maker),
-                                     seconds))
+        renders.append(stream_render(f"standin_{form}", f"stand-in, --form {form}", config,
+                                     levelled(config, maker), seconds))
     if builtin:
         from streamer.audio.vocoder import Vocoder, VocoderConfig
         from streamer.generate.generator import FrameGenerator
@@ -266,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         for form, config in configs(real).items():
             generator = FrameGenerator.load(config.model, composed_images())
             maker = DiffusionFrameMaker(generator, Vocoder(SpectrogramParams(), VocoderConfig()))
-            renders.append(stream_render(f"built-in, --form {form}", config,
+            renders.append(stream_render(f"builtin_{form}", f"built-in, --form {form}", config,
                                          levelled(config, maker), seconds))
 
     print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
@@ -282,13 +284,12 @@ def main(argv: list[str] | None = None) -> int:
                          for lag in LAGS)
         print(f"{render.name:40} {cells} {beat:6.3f} {worst:10.2f} {clicks:6d} "
               f"{render.seconds_to_make:7.1f}")
-        key = render.name.split(",")[0].split(" ")[0].replace("-", "") + (
-            "_" + render.name.rsplit(" ", 1)[-1] if "--form" in render.name else "")
+        key = render.key
         for lag in ("5s", "30s"):
             if sims[lag] is not None:
                 result.append(f"{key}_{lag}={sims[lag]:.3f}")
         result.append(f"{key}_beat={beat:.3f}")
-        if render.seams and render.name != renders[0].name:
+        if render.seams and render.seconds_to_make:
             result.append(f"{key}_clicks={clicks}")
     sections = next((r.sections for r in renders if "song" in r.name and r.sections), [])
     if sections:

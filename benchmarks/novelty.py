@@ -26,9 +26,10 @@ style each 5 s: the far end of novelty).
 Models: the stand-in (each frame is its seed loop vocoded, with a tone for the prompt: it shows
 what the seed loops alone change) and the built-in model (the real path, with the preset the
 CLI gives it). Default: 245.76 s (48 frames) each, stand-in and built-in; ``--quick``: 30.72 s
-with the stand-in only; ``--seconds`` for longer (the issue's 10-minute check: 600).
+with the stand-in only; ``--smoke``: 10.24 s, the stand-in only (the test's run); ``--seconds``
+for longer (the issue's 10-minute check: 600).
 
-    python benchmarks/novelty.py [--quick] [--seconds S] [--no-builtin]
+    python benchmarks/novelty.py [--quick | --smoke] [--seconds S] [--no-builtin]
 """
 
 from __future__ import annotations
@@ -231,12 +232,13 @@ def builtin_config() -> StreamConfig:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="30.72 s, the stand-in only")
+    parser.add_argument("--smoke", action="store_true", help="10.24 s, the stand-in only")
     parser.add_argument("--seconds", type=float, help="seconds per render (default 245.76)")
     parser.add_argument("--no-builtin", action="store_true", help="the stand-in only")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    seconds = args.seconds or (30.72 if args.quick else 245.76)
-    builtin = not (args.quick or args.no_builtin)
+    seconds = args.seconds or (10.24 if args.smoke else 30.72 if args.quick else 245.76)
+    builtin = not (args.quick or args.smoke or args.no_builtin)
 
     beats_of = {loop.name: loop.beats for loop in list_seed_loops()}
     loops = LoopAudio(beats_of)
@@ -248,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     renders = []
     if forms["song"].planner.loop_styles:
         renders.append(composed_reference(forms["song"], loops, seconds))
-        if not args.quick:
+        if not (args.quick or args.smoke):
             renders.append(composed_clips(seconds))
 
     def composed_images() -> ComposedLoops:

@@ -387,7 +387,7 @@ def with_song_loops(config: StreamConfig) -> StreamConfig:
         return config
     from streamer.runtime.composed_loops import song_loop_styles  # loads torch: not for --help
 
-    styles = song_loop_styles(config.planner.playlist)
+    styles = song_loop_styles((config.settings.prompts.dominant, *config.planner.playlist))
     return dataclasses.replace(config, planner=dataclasses.replace(config.planner, loop_styles=styles))
 
 

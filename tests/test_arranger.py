@@ -120,7 +120,7 @@ def test_the_same_seed_plans_the_same_song_and_another_seed_another():
 
 
 def test_a_frame_far_into_the_stream_is_planned_at_once():
-    point = form_point(20_000, 7, BUILTIN_PROMPTS, "boom_bap_94", 0.75, dict(STYLES))
+    point = form_point(20_000, 7, "jazz", BUILTIN_PROMPTS, "boom_bap_94", 0.75, dict(STYLES))
     assert point.section in SECTIONS and point.song > 400  # 28 hours in
 
 
@@ -140,3 +140,9 @@ def test_a_variation_name_says_everything_and_nothing_else_parses():
                 "a~lofi.s1.g1.busy.c0.fil"):
         with pytest.raises(ValueError, match="not the name of a composed seed loop"):
             LoopVariation.parse(bad)
+
+
+def test_the_first_song_plays_the_streams_own_prompt():
+    frames = song_planner(prompts=PromptBlend((("free jazz", 3), ("rain", 1)))).next_frames(4)
+    assert frames[-1].prompts.weighted == (("free jazz, sparse", 1.0),)
+    assert frames[-1].section == "intro"

@@ -3,7 +3,8 @@
 Without a form the stream is one groove for as long as nobody steers: the same seed loop under
 every frame, a new playlist prompt every 46 s (``--form loop``). With it, the stream plays songs:
 
-- a song takes one playlist prompt (never the one before) and plays the sections of
+- the first song plays the stream's own prompt, each later one a playlist prompt (never the one
+  before); a song plays the sections of
   :data:`SONG` in order, each lasting a number of frames drawn for that song;
 - a section is a small change of the prompt's words (:func:`section_prompt`: its feel,
   "sparse" or "busy", and "no drums" in a break), of the denoising (closer to the seed loop in
@@ -164,14 +165,14 @@ class _Song:
 
 
 @functools.lru_cache(maxsize=64)
-def _songs(seed: int, playlist: tuple[str, ...], count: int) -> tuple[_Song, ...]:
-    """The first ``count`` songs of a stream with this seed and playlist."""
+def _songs(seed: int, first: str, playlist: tuple[str, ...], count: int) -> tuple[_Song, ...]:
+    """The first ``count`` songs of a stream with this seed, first prompt and playlist."""
     songs: list[_Song] = []
     for number in range(count):
         rng = random.Random(f"streamer-form:{seed}:{number}")
         before = songs[-1].prompt if songs else None
         choices = [p for p in playlist if p != before] or list(playlist)
-        prompt = choices[rng.randrange(len(choices))]
+        prompt = choices[rng.randrange(len(choices))] if songs else first
         lengths = tuple(
             rng.randint(SECTIONS[name].min_frames, SECTIONS[name].max_frames) for name in SONG
         )
@@ -180,10 +181,10 @@ def _songs(seed: int, playlist: tuple[str, ...], count: int) -> tuple[_Song, ...
     return tuple(songs)
 
 
-def _song_at(index: int, seed: int, playlist: tuple[str, ...]) -> _Song:
+def _song_at(index: int, seed: int, first: str, playlist: tuple[str, ...]) -> _Song:
     count = 8
     while True:  # songs last 27 frames at least: 8 songs are 18 minutes, 1024 are 40 hours
-        songs = _songs(seed, playlist, count)
+        songs = _songs(seed, first, playlist, count)
         if index < songs[-1].first_frame + songs[-1].frames:
             starts = [song.first_frame for song in songs]
             return songs[bisect.bisect_right(starts, index) - 1]
@@ -193,6 +194,7 @@ def _song_at(index: int, seed: int, playlist: tuple[str, ...]) -> _Song:
 def form_point(
     index: int,
     seed: int,
+    first: str,
     playlist: tuple[str, ...],
     base: str,
     denoising: float,
@@ -200,13 +202,14 @@ def form_point(
 ) -> FormPoint:
     """What frame ``index`` of a song-form stream plays.
 
-    ``seed`` is the stream's, ``base`` its seed loop and ``denoising`` its denoising;
-    ``styles`` maps playlist prompts to composer styles (a prompt it lacks takes the first
-    style in it); None when no composer is at hand, and the seed loop stays ``base``.
+    ``seed`` is the stream's, ``first`` the first song's prompt, ``base`` its seed loop and
+    ``denoising`` its denoising; ``styles`` maps prompts to composer styles (a prompt it lacks
+    takes the first style in it); None when no composer is at hand, and the seed loop stays
+    ``base``.
     """
     if not playlist:
         raise ValueError("the song form needs at least one playlist prompt")
-    song = _song_at(index, seed, playlist)
+    song = _song_at(index, seed, first, playlist)
     offset = index - song.first_frame
     number_before = len(SONG) * song.number
     for position, (name, length) in enumerate(zip(SONG, song.lengths)):

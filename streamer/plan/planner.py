@@ -125,9 +125,11 @@ class WalkState:
     frames_since_change: int
     hold_frames: int
     rng_state: int
-    # Song form: the stream's first seed (songs are drawn from it), the denoising sections vary
+    # Song form: the stream's first seed and prompt (songs are drawn from the one, the first song
+    # plays the other), the denoising sections vary
     # around (the performer's latest) and the section whose words are the target now (-1: none).
     form_seed: int = 0
+    form_prompt: str = ""
     form_denoising: float = 0.75
     section_number: int = -1
 
@@ -170,6 +172,7 @@ def initial_state(settings: StreamSettings) -> WalkState:
         hold_frames=0,
         rng_state=rng_state,
         form_seed=settings.seed,
+        form_prompt=settings.prompts.dominant,
         form_denoising=settings.denoising,
     )
 
@@ -210,6 +213,7 @@ def plan_next(
         point = form_point(
             state.next_index,
             state.form_seed,
+            state.form_prompt,
             config.playlist,
             state.target.seed_loop,
             state.form_denoising,

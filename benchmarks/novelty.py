@@ -158,10 +158,11 @@ def stream_render(key: str, name: str, config: StreamConfig, maker, seconds: flo
             seams += [switch.start_position, switch.end_position]
         pieces.append(audio.samples.mean(axis=0))
         written += audio.samples.shape[1]
-    sections = [f.section or "-" for f in Planner(config.settings, core.planner.config, {}).next_frames(
-        int(seconds / 5.12))]
+    planned = Planner(config.settings, core.planner.config, {}).next_frames(int(seconds / 5.12))
+    sections = [frame.section or "-" for frame in planned]
+    seconds_to_make = time.perf_counter() - started
     bpm = core.seed_bpm() or 0.0
-    return Render(key, name, np.concatenate(pieces), seams, bpm, sections, time.perf_counter() - started)
+    return Render(key, name, np.concatenate(pieces), seams, bpm, sections, seconds_to_make)
 
 
 class LoopAudio:
@@ -215,7 +216,9 @@ def configs(preset_config: StreamConfig) -> dict[str, StreamConfig]:
         planner, form="song", loop_styles=planner.loop_styles or song_loop_styles(planner.playlist)
     )
     return {
-        "loop": dataclasses.replace(preset_config, planner=dataclasses.replace(planner, form="loop")),
+        "loop": dataclasses.replace(
+            preset_config, planner=dataclasses.replace(planner, form="loop")
+        ),
         "song": dataclasses.replace(preset_config, planner=song),
     }
 

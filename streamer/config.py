@@ -388,7 +388,8 @@ def with_song_loops(config: StreamConfig) -> StreamConfig:
     from streamer.runtime.composed_loops import song_loop_styles  # loads torch: not for --help
 
     styles = song_loop_styles((config.settings.prompts.dominant, *config.planner.playlist))
-    return dataclasses.replace(config, planner=dataclasses.replace(config.planner, loop_styles=styles))
+    planner = dataclasses.replace(config.planner, loop_styles=styles)
+    return dataclasses.replace(config, planner=planner)
 
 
 def _section(defaults: StreamConfig, section: str, fields: dict[str, Any]):

@@ -258,7 +258,9 @@ def plan_next(
     )
 
 
-def _enter_section(state: WalkState, point: FormPoint, config: PlannerConfig, bpm: float) -> WalkState:
+def _enter_section(
+    state: WalkState, point: FormPoint, config: PlannerConfig, bpm: float
+) -> WalkState:
     """A new section's words and denoising become the target, over the usual transition."""
     if point.section_number == state.section_number:
         return state

@@ -163,7 +163,9 @@ class ComposedLoops:
     def _beats(self, variation: LoopVariation) -> int:
         beats = self._beats_of.get(variation.base)
         if not beats:
-            raise UserError(f"seed loop {variation.base!r} does not say its beats: nothing to compose on")
+            raise UserError(
+                f"seed loop {variation.base!r} does not say its beats: nothing to compose on"
+            )
         return beats
 
     def _keep(self, name: str, image: Image.Image) -> None:

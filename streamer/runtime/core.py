@@ -628,5 +628,7 @@ def now_playing(
         bpm=None if bpm is None else round(bpm, 4),
         paused=paused,
         section=planned.section,
-        seed_variation=None if planned.seed_loop == base_loop(planned.seed_loop) else planned.seed_loop,
+        seed_variation=(
+            None if planned.seed_loop == base_loop(planned.seed_loop) else planned.seed_loop
+        ),
     )

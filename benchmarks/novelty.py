@@ -212,27 +212,30 @@ def composed_clips(seconds: float) -> Render:
     return Render("midi_clips", "composed clips (a new one each frame)", mono, [], 120.0, [], 0.0)
 
 
-def configs(preset_config: StreamConfig) -> dict[str, StreamConfig]:
-    """Today's stream (--form loop) and the song form, on the same settings."""
+def configs(preset_config: StreamConfig, only: str | None = None) -> dict[str, StreamConfig]:
+    """Today's stream (--form loop) and the song form, on the same settings (or ``only`` one)."""
     planner = preset_config.planner
     song = dataclasses.replace(
         planner, form="song", loop_styles=planner.loop_styles or song_loop_styles(planner.playlist)
     )
-    return {
+    both = {
         "loop": dataclasses.replace(
             preset_config, planner=dataclasses.replace(planner, form="loop")
         ),
         "song": dataclasses.replace(preset_config, planner=song),
     }
+    return {form: config for form, config in both.items() if only in (None, form)}
 
 
-def builtin_config() -> StreamConfig:
-    """The configuration ``streamer render`` with no options plays the built-in model with."""
+def builtin_config(denoising: float | None = None) -> StreamConfig:
+    """The configuration ``streamer render`` with no options plays the built-in model with
+    (``denoising``: another denoising, ``--denoising``)."""
     from streamer.config import add_stream_options, stream_config_from_args
 
     parser = argparse.ArgumentParser()
     add_stream_options(parser)
-    return stream_config_from_args(parser.parse_args(["--model", "builtin"]))
+    extra = [] if denoising is None else ["--denoising", str(denoising)]
+    return stream_config_from_args(parser.parse_args(["--model", "builtin", *extra]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -241,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="10.24 s, the stand-in only")
     parser.add_argument("--seconds", type=float, help="seconds per render (default 245.76)")
     parser.add_argument("--no-builtin", action="store_true", help="the stand-in only")
+    parser.add_argument("--form", choices=("loop", "song"), help="render only this form")
+    parser.add_argument("--denoising", type=float, help="the stream's denoising (a lever to try)")
     parser.add_argument("--measure", metavar="FILE", help="measure this audio file instead")
     parser.add_argument("--bpm", type=float, default=93.75, help="the file's tempo (--measure)")
     args = parser.parse_args(argv)
@@ -260,14 +265,15 @@ def main(argv: list[str] | None = None) -> int:
 
     beats_of = {loop.name: loop.beats for loop in list_seed_loops()}
     loops = LoopAudio(beats_of)
-    base = builtin_config()  # its settings and playlist, for the stand-in too
-    forms = configs(base)
-    if not forms["song"].planner.loop_styles:
+    base = builtin_config(args.denoising)  # its settings and playlist, for the stand-in too
+    forms = configs(base, args.form)
+    song = configs(base, "song")["song"]
+    if not song.planner.loop_styles:
         print("FluidSynth is missing: the song form walks on the built-in seed loops; "
               "no composed reference", file=sys.stderr)
     renders = []
-    if forms["song"].planner.loop_styles:
-        renders.append(composed_reference(forms["song"], loops, seconds))
+    if song.planner.loop_styles and args.form != "loop":
+        renders.append(composed_reference(song, loops, seconds))
         if not (args.quick or args.smoke):
             renders.append(composed_clips(seconds))
 
@@ -284,8 +290,8 @@ def main(argv: list[str] | None = None) -> int:
         from streamer.runtime.diffusion_maker import DiffusionFrameMaker
         from streamer.spectrogram.params import SpectrogramParams
 
-        real = builtin_config()
-        for form, config in configs(real).items():
+        real = builtin_config(args.denoising)
+        for form, config in configs(real, args.form).items():
             generator = FrameGenerator.load(config.model, composed_images())
             maker = DiffusionFrameMaker(generator, Vocoder(SpectrogramParams(), VocoderConfig()))
             renders.append(stream_render(f"builtin_{form}", f"built-in, --form {form}", config,

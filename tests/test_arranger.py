@@ -108,6 +108,7 @@ def test_a_performers_change_holds_the_form_off_as_it_held_the_drift():
     assert all(f.prompts.weighted == (("mine", 1.0),) for f in held[2:])
     after = walk.next_frames(10)
     assert all(f.section is not None for f in after), "the form comes back after the hold"
+    assert "mine" not in after[3].prompts.prompts, "at once, with its section's words"
     assert {base_loop(f.seed_loop) for f in after} == {"house_117"}, "on the performer's loop"
     assert all(abs(f.denoising - 0.6) <= 0.05 + 1e-9 for f in after[2:])
 

@@ -125,9 +125,9 @@ class WalkState:
     frames_since_change: int
     hold_frames: int
     rng_state: int
-    # Song form: the stream's first seed and prompt (songs are drawn from the one, the first song
-    # plays the other), the denoising sections vary
-    # around (the performer's latest) and the section whose words are the target now (-1: none).
+    # Song form: the stream's first seed and prompt (songs are drawn from the one, the first
+    # song plays the other), the denoising sections vary around (the performer's latest), and
+    # the section whose words are the target now (-1: none; the next frame takes its section's).
     form_seed: int = 0
     form_prompt: str = ""
     form_denoising: float = 0.75
@@ -209,18 +209,19 @@ def plan_next(
 ) -> tuple[PlannedFrame, WalkState]:
     """Plan frame ``state.next_index`` and advance the walk by one frame."""
     point = None
-    if config.song_form and state.hold_frames == 0:
-        point = form_point(
-            state.next_index,
-            state.form_seed,
-            state.form_prompt,
-            config.playlist,
-            state.target.seed_loop,
-            state.form_denoising,
-            dict(config.loop_styles),
-        )
-        state = _enter_section(state, point, config, bpm)
-    elif config.endless and not config.song_form:
+    if config.song_form:
+        if state.hold_frames == 0:  # a performer's change holds the form off
+            point = form_point(
+                state.next_index,
+                state.form_seed,
+                state.form_prompt,
+                config.playlist,
+                state.target.seed_loop,
+                state.form_denoising,
+                dict(config.loop_styles),
+            )
+            state = _enter_section(state, point, config, bpm)
+    elif config.endless:
         state = _drift(state, config, bpm)
     done = min(state.transition_done + 1, state.transition_frames)
     state = dataclasses.replace(state, transition_done=done)
@@ -334,6 +335,7 @@ class Planner:
             self._state,
             hold_frames=self.config.frames_for(self.config.endless_hold_after_control_seconds),
             form_denoising=settings.denoising,
+            section_number=-1,  # after the hold, the form comes back at once
         )
         self.plan_version += 1
         for stale in [i for i in self._before if i >= self._state.next_index]:

@@ -119,7 +119,7 @@ def test_each_loop_is_composed_once_the_next_ones_ahead_and_a_failure_plays_the_
         assert loops("boom_bap_94").size == (512, 512), "library loops pass through"
         first = variation()
         loops(first.name)
-        loops._worker.submit(lambda: None).result()  # the loops composed ahead are done
+        loops.wait_ahead()
         ahead = {variation(chord_step=2).name, variation(chord_step=2, fill=True).name}
         assert ahead <= set(recorded.asked)
         loops(first.name), loops(variation(chord_step=2, fill=True).name)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import logging
+import queue
 import tempfile
 import threading
 from collections.abc import Callable, Mapping
@@ -109,8 +110,11 @@ class ComposedLoops:
     """Seed images by name: composed variations, and anything else from ``base_images``.
 
     ``beats_of`` gives each base loop's beats per frame. Thread-safe: the producer asks, one
-    worker composes ahead.
+    daemon thread composes ahead (at most ``AHEAD`` loops queued; a stopping process does not
+    wait for it).
     """
+
+    AHEAD = 4
 
     def __init__(
         self,
@@ -128,8 +132,10 @@ class ComposedLoops:
         self._lock = threading.Lock()
         self._made: collections.OrderedDict[str, Image.Image] = collections.OrderedDict()
         self._ahead: dict[str, concurrent.futures.Future[Image.Image]] = {}
-        self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="compose")
+        self._queued: queue.SimpleQueue[LoopVariation | None] = queue.SimpleQueue()
         self._failed: set[str] = set()
+        self._worker = threading.Thread(target=self._compose_queued, name="compose", daemon=True)
+        self._worker.start()
 
     def __call__(self, name: str) -> Image.Image:
         try:
@@ -178,19 +184,37 @@ class ComposedLoops:
     def _compose_ahead(self, variation: LoopVariation) -> None:
         name = variation.name
         with self._lock:
-            if name in self._made or name in self._ahead or len(self._ahead) >= 4:
+            if name in self._made or name in self._ahead or len(self._ahead) >= self.AHEAD:
                 return
-            self._ahead[name] = self._worker.submit(self._make_ahead, variation)
+            self._ahead[name] = concurrent.futures.Future()
+        self._queued.put(variation)
 
-    def _make_ahead(self, variation: LoopVariation) -> Image.Image:
-        try:
-            image = self._compose(variation, self._beats(variation), self._synth)
-            self._keep(variation.name, image)
-            return image
-        finally:
+    def _compose_queued(self) -> None:
+        """The worker: compose each queued variation, until ``close``."""
+        while (variation := self._queued.get()) is not None:
             with self._lock:
-                self._ahead.pop(variation.name, None)
+                future = self._ahead[variation.name]
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                image = self._compose(variation, self._beats(variation), self._synth)
+                self._keep(variation.name, image)
+                future.set_result(image)
+            except Exception as error:  # noqa: BLE001 - told to whoever asks for it
+                future.set_exception(error)
+            finally:
+                with self._lock:
+                    self._ahead.pop(variation.name, None)
+
+    def wait_ahead(self) -> None:
+        """Wait until the loops queued ahead are composed (or failed)."""
+        with self._lock:
+            futures = list(self._ahead.values())
+        concurrent.futures.wait(futures)
 
     def close(self) -> None:
         """Stop composing ahead (a loop being composed is finished)."""
-        self._worker.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            for future in self._ahead.values():
+                future.cancel()
+        self._queued.put(None)

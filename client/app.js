@@ -165,6 +165,8 @@ function showNowPlaying(event) {
   $("np-alpha").textContent = Number.isFinite(alpha) ? `${Math.round(alpha * 100)} %` : "—";
   $("np-alpha-bar").style.width = Number.isFinite(alpha) ? `${Math.round(alpha * 100)}%` : "0";
   $("np-seed-loop").textContent = event.seed_loop || "—";
+  $("np-section").textContent = event.section || "—";
+  $("np-seed-loop").title = event.seed_variation ? `composed for this frame: ${event.seed_variation}` : "";
   $("np-bpm").textContent = typeof event.bpm === "number" ? event.bpm.toFixed(event.bpm % 1 ? 2 : 0) : "—";
   $("np-seed").textContent = Number.isInteger(event.seed) ? String(event.seed) : "—";
   $("np-denoising").textContent = typeof event.denoising === "number" ? event.denoising.toFixed(2) : "—";

@@ -46,6 +46,7 @@ from streamer.generate.config import (
 )
 from streamer.audio.stitcher import QUANTIZE_CHOICES
 from streamer.generate.presets import PRESETS, SCHEDULER_NAMES
+from streamer.plan.arranger import FORMS
 from streamer.plan.controls import MAX_NAME_CHARS
 from streamer.plan.scenes import Scene
 from streamer.plan.settings import PromptBlend, Transition
@@ -166,6 +167,13 @@ def add_stream_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="stay on the given prompts instead of drifting through a playlist when nobody steers",
     )
+    music.add_argument(
+        "--form",
+        choices=FORMS,
+        help="in endless mode: song walks songs of sections (intro, groove, break, build, drop, "
+        "outro) with seed loops composed on the fly; loop keeps one groove and changes only the "
+        f"prompt (default {defaults.planner.form})",
+    )
     engine = parser.add_argument_group("engine")
     engine.add_argument(
         "--lookahead-frames",
@@ -210,6 +218,7 @@ _OPTION_FIELDS = {
     "denoising": ("settings", "denoising"),
     "guidance": ("settings", "guidance"),
     "endless": ("planner", "endless"),
+    "form": ("planner", "form"),
     "lookahead_frames": ("engine", "lookahead_frames"),
     "batch_frames": ("engine", "batch_frames"),
     "quantize": ("stitcher", "quantize"),
@@ -225,7 +234,7 @@ _TYPES: dict[str, type] = {
     "steps": int,
     "lora": str, "device": str, "dtype": str, "offline": bool, "preset": str,
     "negative_prompt": str, "seed": int, "seed_loop": str, "denoising": float, "guidance": float,
-    "endless": bool, "lookahead_frames": int, "batch_frames": int, "quantize": str,
+    "endless": bool, "form": str, "lookahead_frames": int, "batch_frames": int, "quantize": str,
     "transition_seconds": float, "transition_bars": float,
 }  # fmt: skip
 
@@ -378,7 +387,19 @@ def stream_config_from_args(
         built["settings"] = _section(defaults, "settings", {**preset_defaults, **given})
     config = StreamConfig(**built, scenes=options.get("scenes", ()), loudness=loudness)
     check_scene_seed_loops(config)
-    return config
+    return with_song_loops(config)
+
+
+def with_song_loops(config: StreamConfig) -> StreamConfig:
+    """In the song form, the composer styles of the playlist's prompts, so that seed loops are
+    composed for it; none (and a log line) when FluidSynth is missing."""
+    if not config.planner.song_form or config.planner.loop_styles:
+        return config
+    from streamer.runtime.composed_loops import song_loop_styles  # loads torch: not for --help
+
+    styles = song_loop_styles((config.settings.prompts.dominant, *config.planner.playlist))
+    planner = dataclasses.replace(config.planner, loop_styles=styles)
+    return dataclasses.replace(config, planner=planner)
 
 
 def _section(defaults: StreamConfig, section: str, fields: dict[str, Any]):

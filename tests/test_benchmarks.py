@@ -90,6 +90,15 @@ def test_the_opus_benchmark_measures_both_paths_of_the_one_encoding(capsys: Any)
         assert 0.5 < float(fields[path]) / float(fields["kbit_per_second"]) < 1.5, result
 
 
+def test_the_novelty_benchmark_finds_the_song_form_moving_where_the_loop_stands(
+    capsys: Any,
+) -> None:
+    result = run("novelty", ["--smoke"], capsys)[0]
+    fields = dict(field.split("=") for field in result.split()[1:])
+    assert float(fields["standin_song_5s"]) < float(fields["standin_loop_5s"]), result
+    assert fields["standin_song_clicks"] == fields["standin_loop_clicks"] == "0", result
+
+
 def test_the_gc_pause_benchmark_runs_on_the_tiny_model(tiny_model_dir: Path, capsys: Any) -> None:
     run("gc_pause", ["--model", str(tiny_model_dir), "--repeats", "1"], capsys)
 

@@ -29,7 +29,7 @@ import pytest
 from client_server import FRAME_FRAMES, PERFORMER_TOKEN, SAMPLE_RATE, FakeEngine, TestStream
 from opus_reference import decode_opus
 from streamer.plan.commands import Capture, Prompt, SetDenoising, SetPrompts
-from streamer.runtime.ports import InputLevel, Status
+from streamer.runtime.ports import InputLevel, NowPlaying, PromptWeight, Status
 from streamer.sinks.protocol import AudioMessage, FrameMessage, OpusMessage
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -432,6 +432,33 @@ def test_the_performer_sees_the_input_level_and_captures_its_last_bars(page: Any
         page.wait_for_function("() => document.getElementById('input-level').value === 'input stopped: the stream plays on'")
     finally:
         stream.source.input_level = None
+
+
+def test_the_page_names_the_songs_section_being_heard(page: Any) -> None:
+    class Silent(FakeEngine):
+        """Events only: what the page shows is what the test publishes."""
+
+        def start(self, sink: Any) -> None:
+            pass
+
+        def stop(self) -> None:
+            pass
+
+    def playing(frame_id: int, section: str | None, variation: str | None) -> NowPlaying:
+        prompt = (PromptWeight("house track, deep synth bass, minor, busy", 1.0),)
+        return NowPlaying(frame_id, frame_id * FRAME_FRAMES, prompt, "", 1.0, 0, 1, 0.5, 0.8, 4.0,
+                          "boom_bap_94", 93.75, False, section, variation)
+
+    with TestStream(Silent()) as stream:
+        page.goto(stream.url)
+        page.wait_for_function("() => streamer.connection.hello !== null")
+        variation = "boom_bap_94~house.s1.g4.busy.c2.fill"
+        stream.sent.server.publish_event(playing(1, "drop", variation))
+        page.wait_for_function("() => document.getElementById('np-section').textContent === 'drop'")
+        assert page.text_content("#np-seed-loop") == "boom_bap_94"
+        assert variation in page.get_attribute("#np-seed-loop", "title")
+        stream.sent.server.publish_event(playing(2, None, None))  # --form loop: no section
+        page.wait_for_function("() => document.getElementById('np-section').textContent === '—'")
 
 
 def test_without_a_token_the_steering_controls_are_disabled(page: Any, stream: TestStream) -> None:

@@ -105,6 +105,7 @@ def test_endless_mode_drifts_through_the_playlist_when_nobody_steers():
     config = PlannerConfig(
         frame_seconds=1.28,
         endless=True,
+        form="loop",
         playlist=("a", "b", "c"),
         endless_prompt_seconds=12.8,
         endless_hold_after_control_seconds=25.6,

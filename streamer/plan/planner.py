@@ -7,7 +7,10 @@ jumps:
   to a new seed (a seeded random walk: background music never repeats exactly);
 - the *prompt path* moves the prompt blend, denoising and guidance from where the stream is to
   the performer's target over the transition length. In endless mode, when nobody steers for a
-  while, the target drifts through a playlist by itself.
+  while, the target moves on by itself: through songs of sections (``form="song"``,
+  ``streamer.plan.arranger``: each section's prompt words and denoising become the target as it
+  begins, and each frame plays the section's seed loop), or through the playlist alone
+  (``form="loop"``: a new prompt every ``endless_prompt_seconds``, one seed loop throughout).
 
 Everything here is pure: a :class:`WalkState` and the settings go in, a :class:`PlannedFrame` and
 the next state come out. A control change rewinds to the last frame that will still be heard
@@ -22,6 +25,7 @@ import math
 import random
 from collections.abc import Mapping
 
+from streamer.plan.arranger import FORMS, FormPoint, form_point
 from streamer.plan.settings import PromptBlend, StreamSettings
 
 #: Prompts the endless mode drifts through when no playlist is configured.
@@ -49,8 +53,14 @@ class PlannerConfig:
     playlist: tuple[str, ...] = DEFAULT_PLAYLIST
     #: In endless mode, a new playlist prompt is taken after this long without a change...
     endless_prompt_seconds: float = 46.08
-    #: ...and a performer's change holds the drift off for this long.
+    #: ...and a performer's change holds the drift (and the form) off for this long.
     endless_hold_after_control_seconds: float = 120.0
+    #: In endless mode: "song" walks songs of sections, "loop" keeps one groove and drifts
+    #: through the playlist (the stream as it was before forms).
+    form: str = "song"
+    #: (playlist prompt, composer style) pairs: each song composes its seed loops in its
+    #: prompt's style. Empty when there is no composer (no FluidSynth): the seed loop stays.
+    loop_styles: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("frame_seconds", "seed_walk_seconds", "endless_prompt_seconds"):
@@ -58,6 +68,12 @@ class PlannerConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.endless and not self.playlist:
             raise ValueError("endless mode needs at least one playlist prompt")
+        if self.form not in FORMS:
+            raise ValueError(f"form must be one of {', '.join(FORMS)}, got {self.form!r}")
+
+    @property
+    def song_form(self) -> bool:
+        return self.endless and self.form == "song"
 
     def frames_for(self, seconds: float) -> int:
         """Number of frames a change of ``seconds`` is spread over (0 means at once)."""
@@ -84,6 +100,9 @@ class PlannedFrame:
     seed_loop: str
     #: Progress of the current prompt transition, 0..1 (1 when settled), for "now playing".
     transition_alpha: float
+    #: The song's section this frame belongs to (None without a song form, or while a
+    #: performer's change holds the form off).
+    section: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,6 +125,13 @@ class WalkState:
     frames_since_change: int
     hold_frames: int
     rng_state: int
+    # Song form: the stream's first seed and prompt (songs are drawn from the one, the first
+    # song plays the other), the denoising sections vary around (the performer's latest), and
+    # the section whose words are the target now (-1: none; the next frame takes its section's).
+    form_seed: int = 0
+    form_prompt: str = ""
+    form_denoising: float = 0.75
+    section_number: int = -1
 
     def point(self) -> tuple[PromptBlend, float, float, float]:
         """Blend, denoising, guidance and transition alpha of the last planned frame."""
@@ -145,6 +171,9 @@ def initial_state(settings: StreamSettings) -> WalkState:
         frames_since_change=0,
         hold_frames=0,
         rng_state=rng_state,
+        form_seed=settings.seed,
+        form_prompt=settings.prompts.dominant,
+        form_denoising=settings.denoising,
     )
 
 
@@ -179,7 +208,20 @@ def plan_next(
     state: WalkState, config: PlannerConfig, plan_version: int, bpm: float
 ) -> tuple[PlannedFrame, WalkState]:
     """Plan frame ``state.next_index`` and advance the walk by one frame."""
-    if config.endless:
+    point = None
+    if config.song_form:
+        if state.hold_frames == 0:  # a performer's change holds the form off
+            point = form_point(
+                state.next_index,
+                state.form_seed,
+                state.form_prompt,
+                config.playlist,
+                state.target.seed_loop,
+                state.form_denoising,
+                dict(config.loop_styles),
+            )
+            state = _enter_section(state, point, config, bpm)
+    elif config.endless:
         state = _drift(state, config, bpm)
     done = min(state.transition_done + 1, state.transition_frames)
     state = dataclasses.replace(state, transition_done=done)
@@ -201,8 +243,9 @@ def plan_next(
         noise_alpha=noise_done / seed_walk_frames,
         denoising=denoising,
         guidance=guidance,
-        seed_loop=state.target.seed_loop,
+        seed_loop=point.loop.name if point is not None and point.loop else state.target.seed_loop,
         transition_alpha=alpha,
+        section=None if point is None else point.section,
     )
     return frame, dataclasses.replace(
         state,
@@ -213,6 +256,20 @@ def plan_next(
         rng_state=rng_state,
         frames_since_change=state.frames_since_change + 1,
         hold_frames=max(0, state.hold_frames - 1),
+    )
+
+
+def _enter_section(
+    state: WalkState, point: FormPoint, config: PlannerConfig, bpm: float
+) -> WalkState:
+    """A new section's words and denoising become the target, over the usual transition."""
+    if point.section_number == state.section_number:
+        return state
+    settings = dataclasses.replace(
+        state.target, prompts=PromptBlend.single(point.prompt), denoising=point.denoising
+    )
+    return dataclasses.replace(
+        retarget(state, settings, config, bpm), section_number=point.section_number
     )
 
 
@@ -277,6 +334,8 @@ class Planner:
         self._state = dataclasses.replace(
             self._state,
             hold_frames=self.config.frames_for(self.config.endless_hold_after_control_seconds),
+            form_denoising=settings.denoising,
+            section_number=-1,  # after the hold, the form comes back at once
         )
         self.plan_version += 1
         for stale in [i for i in self._before if i >= self._state.next_index]:

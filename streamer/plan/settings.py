@@ -49,6 +49,11 @@ class PromptBlend:
         return cls(((text, 1.0),))
 
     @property
+    def dominant(self) -> str:
+        """The prompt of the largest weight (the first of equals)."""
+        return max(self.weighted, key=lambda item: item[1])[0]
+
+    @property
     def prompts(self) -> tuple[str, ...]:
         return tuple(text for text, _ in self.weighted)
 

@@ -62,6 +62,16 @@ def build_engine(config: StreamConfig, maker: FrameMaker) -> Engine:
     )
 
 
+def song_seed_images(config: StreamConfig, base_images: SeedImages) -> SeedImages:
+    """Seed images by name for the frame maker: ``base_images``, and the loops the song form
+    composes when it has a composer (``planner.loop_styles``)."""
+    if not (config.planner.song_form and config.planner.loop_styles):
+        return base_images
+    from streamer.runtime.composed_loops import ComposedLoops
+
+    return ComposedLoops({loop.name: loop.beats for loop in list_seed_loops()}, base_images)
+
+
 def load_diffusion_maker(config: StreamConfig, seed_images: SeedImages | None = None) -> FrameMaker:
     """Load the checkpoint and the vocoder on the configured device (slow: seconds to minutes),
     and say on stderr which compute type it runs in and why (it follows the machine).
@@ -71,7 +81,9 @@ def load_diffusion_maker(config: StreamConfig, seed_images: SeedImages | None = 
     from streamer.generate.generator import FrameGenerator
     from streamer.runtime.diffusion_maker import DiffusionFrameMaker, seed_loop_image
 
-    generator = FrameGenerator.load(config.model, seed_images or seed_loop_image)
+    generator = FrameGenerator.load(
+        config.model, song_seed_images(config, seed_images or seed_loop_image)
+    )
     print(generator.model.compute_announcement(), file=sys.stderr, flush=True)
     print(generator.runtime.announcement(), file=sys.stderr, flush=True)
     if generator.compiled:  # every batch shape now, rather than a minute's pause mid-stream

@@ -68,6 +68,7 @@ from streamer.audio.loudness import LoudnessConfig, mix_limiter
 from streamer.audio.stitcher import AudioFrame, StitchedAudio, Stitcher, SwitchEvent
 from streamer.audio.stretch import StreamStretcher
 from streamer.backoff import Backoff
+from streamer.plan.arranger import base_loop
 from streamer.plan.planner import PlannedFrame, Planner
 from streamer.plan.settings import StreamSettings
 from streamer.runtime.follow import LinkConfig, SessionTimeline, TempoFollower
@@ -323,7 +324,11 @@ class EngineCore:
         planned = frame.planned
         try:
             self.stitcher.push(
-                AudioFrame(planned.index, frame.samples, self.seed_loop_beats.get(planned.seed_loop)),
+                AudioFrame(
+                    planned.index,
+                    frame.samples,
+                    self.seed_loop_beats.get(base_loop(planned.seed_loop)),
+                ),
                 interrupt=self._interrupt_next,
             )
         except ValueError as error:
@@ -425,7 +430,7 @@ class EngineCore:
 
     def loop_bpm(self, seed_loop: str) -> float | None:
         """The tempo of a seed loop's frames (None if the loop does not know its beats)."""
-        beats = self.seed_loop_beats.get(seed_loop)
+        beats = self.seed_loop_beats.get(base_loop(seed_loop))
         return None if not beats else beats * 60.0 / self.planner.config.frame_seconds
 
     def _render_following(self, num_samples: int, heard_at: float) -> StitchedAudio:
@@ -633,7 +638,11 @@ def now_playing(
         noise_alpha=round(planned.noise_alpha, 4),
         denoising=round(planned.denoising, 4),
         guidance=round(planned.guidance, 4),
-        seed_loop=planned.seed_loop,
+        seed_loop=base_loop(planned.seed_loop),
         bpm=None if bpm is None else round(bpm, 4),
         paused=paused,
+        section=planned.section,
+        seed_variation=(
+            None if planned.seed_loop == base_loop(planned.seed_loop) else planned.seed_loop
+        ),
     )

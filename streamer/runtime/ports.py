@@ -48,6 +48,10 @@ class NowPlaying:
     seed_loop: str
     bpm: float | None
     paused: bool
+    #: The song form's section (intro, groove, break, build, drop, outro), None without one.
+    section: str | None = None
+    #: The seed loop composed for this frame on ``seed_loop``'s tempo, if any.
+    seed_variation: str | None = None
 
 
 #: ``starting``: the first frame is being made, nothing plays yet; ``ok``; ``behind``: the frame

@@ -55,13 +55,15 @@ class StandInFrameMaker:
         self.finish_seconds = finish_seconds
         self.overlaps = finish_seconds > 0
         self.params = params or SpectrogramParams()
-        self.seed_images = seed_images
         self._vocoder = Vocoder(self.params)
+        self._seed_images = seed_images
         self._loops: dict[str, tuple[np.ndarray, bytes]] = {}
 
     def _loop(self, name: str) -> tuple[np.ndarray, bytes]:
         if name not in self._loops:
-            image = self.seed_images(name)
+            if len(self._loops) >= 64:  # composed loops are many: keep the latest few
+                self._loops.pop(next(iter(self._loops)))
+            image = self._seed_images(name)
             mel, _ = mel_from_image(image)
             self._loops[name] = (self._vocoder.vocode(mel).samples, png_bytes(image))
         return self._loops[name]

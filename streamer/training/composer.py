@@ -914,3 +914,87 @@ def _described(seed: int, index: int, arranger: _Arranger, parts: tuple[Part, ..
         "kind": kind,
     }
     return Composition(seed, index, style.name, beats, parts, caption, labels)
+
+
+# --- seed loops of an endless song (streamer.plan.arranger) ------------------------------------
+
+#: Chords in a song's progression: two of the style's progressions, one after the other.
+SONG_PROGRESSION_CHORDS = 8
+
+
+def compose_song_loop(
+    style_name: str,
+    beats: int,
+    song: int,
+    groove: int,
+    drums: str,
+    chord_step: int,
+    fill: bool,
+    config: ComposerConfig = ComposerConfig(),
+) -> Composition:
+    """One frame's seed loop of an endless song, ``beats`` beats at the stream's tempo.
+
+    Everything a listener follows across frames is drawn from ``song`` alone: key, mode, the
+    eight-chord progression, the instruments, the rhythms of bass and chords. A frame plays the
+    progression's chords from ``chord_step`` on, one a bar, so the harmony moves across frames;
+    ``groove`` picks the drum pattern (another section, another pattern); ``drums`` is "none",
+    "sparse" (thinner bass and chords too) or "busy" (a melody on top); ``fill`` ends the loop
+    with a snare and tom fill on its last beat.
+    """
+    style = next((s for s in STYLES if s.name == style_name), None)
+    if style is None:
+        raise ValueError(f"unknown style {style_name!r}: choose one of {', '.join(STYLE_NAMES)}")
+    drawn = random.Random(f"streamer-song:{song}:{style_name}")
+    arranger = _Arranger(drawn, style, config)
+    minor = arranger.minor
+    progressions = style.minor_progressions if minor else style.major_progressions
+    progression = drawn.choice(progressions) + drawn.choice(progressions)
+    progression = (progression * SONG_PROGRESSION_CHORDS)[:SONG_PROGRESSION_CHORDS]
+    bass = arranger._pick(style.bass, set())
+    chords = arranger._pick(style.chords, {bass.name})
+    lead = arranger._pick(style.melodies, {bass.name, chords.name})
+    pad = arranger._pick(style.pads, {bass.name, chords.name, lead.name})
+    kit = drawn.choice(style.kits)
+    grooves = style.sparse_grooves if drums == "sparse" else style.grooves
+
+    arranger.beats, arranger.steps, arranger.kind = beats, STEPS_PER_BEAT * beats, "ensemble"
+    arranger.sparse = drums != "busy"
+    arranger.feel = "sparse" if arranger.sparse else "busy"
+    bars = max(1, beats // 4)
+    arranger.segments = _segments(
+        beats, tuple(progression[(chord_step + bar) % len(progression)] for bar in range(bars))
+    )
+    # The rhythms are the song's: the same draws in every frame of it.
+    arranger.rng = random.Random(f"streamer-song-rhythm:{song}:{style_name}")
+    bass_floor = 28 if bass.family == "bass" else 36
+    chord_floor = 12 * style.chord_octave + 3
+    parts = [
+        Part("bass", 0, bass.program, bass.name, arranger.bass(0, bass_floor)),
+        Part("chords", 1, chords.program, chords.name, arranger.chords(1, chord_floor, 76)),
+    ]
+    if drums == "none":
+        parts.append(Part("pad", 2, pad.program, pad.name, arranger.pad(2, chord_floor)))
+    elif drums == "busy":
+        parts.append(Part("melody", 2, lead.program, lead.name, arranger.melody(2)))
+    if drums != "none":
+        parts.append(_song_drums(arranger, grooves[groove % len(grooves)], KITS[kit], fill))
+    return _described(song, chord_step, arranger, tuple(parts))
+
+
+def _song_drums(arranger: _Arranger, groove: dict[int, str], kit: int, fill: bool) -> Part:
+    """The groove over the loop; with ``fill``, its last beat is a snare and tom run instead."""
+    fill_from = arranger.steps - STEPS_PER_BEAT if fill else arranger.steps
+    notes = []
+    for key, row in groove.items():
+        for step in range(fill_from):
+            letter = row[step % len(row)]
+            if letter != ".":
+                start = arranger._swung(step)
+                vel = arranger._velocity(DRUM_VELOCITIES[letter])
+                notes.append(Note(DRUM_CHANNEL, key, vel, start, start + Fraction(1, 2)))
+    for number, step in enumerate(range(fill_from, arranger.steps)):
+        key = (SNARE, HIGH_TOM, MID_TOM, LOW_TOM)[number % 4]
+        vel = arranger._velocity(84 + 10 * number)
+        start = Fraction(step)
+        notes.append(Note(DRUM_CHANNEL, key, vel, start, start + Fraction(1, 2)))
+    return Part("drums", DRUM_CHANNEL, kit, DRUM_KIT, tuple(notes))

@@ -12,8 +12,8 @@ call by call so a load change on a shared CPU hits every row alike; medians. Per
 - the parts of a frame: one UNet call of 2 rows (a guided step: prompt and negative prompt),
   one of 1 row (what a guidance-distilled model, or guidance 1, costs), one VAE decode, and
   the vocoder (``streamer.audio.vocoder.Vocoder``, warm-started as in a stream);
-- the frame modelled from them for the ``builtin`` preset's 12-step schedule (9 guided
-  evaluations at denoising 0.75) and an 8-step one (6 evaluations), guided and one-row, and the
+- the frame modelled from them for a 12-step schedule (9 guided evaluations at denoising 0.75)
+  and the ``builtin`` preset's 8-step one (6 evaluations), guided and one-row, and the
   stream's real-time factor, 5.12 s / (frame + vocoder);
 - levers: ``eager`` (torch as loaded, NCHW), ``channels_last`` (NHWC convolutions, what the
   torch runtime runs), ``compile`` (``torch.compile``, inductor on the CPU: its compile time is
@@ -79,8 +79,11 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 LEVERS = ("eager", "channels_last", "compile", "openvino")
 #: What --quick measures: the levers that load in seconds on the tiny model.
 QUICK_LEVERS = ("eager", "openvino")
-#: Schedules modelled: steps of the full schedule at the preset's denoising (0.75).
+#: Schedules modelled: steps of the full schedule at the preset's denoising (0.75): the
+#: ``builtin`` preset's 12 until 2026-12-07, then its 8 (same quality, benchmarks/RESULTS.md).
 SCHEDULES = (12, 8)
+#: The schedule the stream plays the built-in model at.
+PRESET_STEPS = preset_named("builtin").num_inference_steps
 
 
 @dataclasses.dataclass
@@ -160,7 +163,7 @@ def main(argv: list[str] | None = None) -> None:
     base = next(
         (r for r in rows if r.lever == torch_lever and DTYPES[r.dtype] == model.dtype), rows[0]
     )
-    frame = modelled_frame(base, 12, guided=True)
+    frame = modelled_frame(base, PRESET_STEPS, guided=True)
     print(f"\nmeasured frame (FrameGenerator, {model.compute_announcement().split(':')[0]}, "
           f"builtin preset): {measured_s:.2f} s with torch; modelled {frame:.2f} s "
           f"({base.dtype}/{base.lever}); vocoder {vocode_s:.3f} s")
@@ -172,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
         openvino = (f"openvino_frame_s={measured['openvino']:.3f} "
                     f"openvino_rtf={FRAME_SECONDS / (measured['openvino'] + vocode_s):.2f} "
                     f"openvino_max_levels={difference[0]} openvino_mean_levels={difference[1]:.3f} ")
-    best = min(rows, key=lambda r: modelled_frame(r, 12, guided=True))
+    best = min(rows, key=lambda r: modelled_frame(r, PRESET_STEPS, guided=True))
     print(
         f"RESULT builtin_model_speed capability={facts.capability} "
         f"native_bf16={int(facts.native_bf16)} dtype={dtype_name(model.dtype)} "
@@ -180,7 +183,7 @@ def main(argv: list[str] | None = None) -> None:
         f"stream_rtf={FRAME_SECONDS / (measured_s + vocode_s):.2f} "
         f"unet2_s={base.median('unet_2'):.3f} unet1_s={base.median('unet_1'):.3f} "
         f"decode_s={base.median('decode'):.3f} best_lever={best.dtype}/{best.lever} "
-        f"best_rtf={rtf(modelled_frame(best, 12, guided=True), vocode_s):.2f} {openvino}"
+        f"best_rtf={rtf(modelled_frame(best, PRESET_STEPS, guided=True), vocode_s):.2f} {openvino}"
         f"quick={int(args.quick)}"
     )
 

@@ -9,13 +9,13 @@ negative prompt together). These evaluations are nearly all of a frame's cost.
 PNDM/DDIM steps reach (Lu et al., 2022): 15 evaluations at denoising 0.75, with guidance 7.
 
 ``builtin``: for the small model shipped in the package (``--model builtin``), which plays it
-unless another preset is chosen (``config.MODEL_PRESETS``): DPM-Solver++ on a 12-step schedule,
-the last 9 at denoising 0.75, guidance 4 (a from-scratch model on templated captions needs less
+unless another preset is chosen (``config.MODEL_PRESETS``): DPM-Solver++ on an 8-step schedule,
+the last 6 at denoising 0.75, guidance 4 (a from-scratch model on templated captions needs less
 than SD's 7). It knows only its captions' words, so it also brings the stream's first prompt
-and endless playlist, written in them (``BUILTIN_PROMPTS``). Its architecture was sized at these
-settings: 1.5 s per frame plus 0.25 s of vocoder on 2 loaded cores, 2.9x real time
-(benchmarks/builtin_model_speed.py). Guidance and steps are to be tuned on the trained model's
-quality figures.
+and endless playlist, written in them (``BUILTIN_PROMPTS``). 8 steps rather than the 12 it was
+sized at: the same quality figures on the held-out data (benchmarks/model_quality.py, side by
+side in benchmarks/RESULTS.md) for a third fewer UNet calls, which an AVX2-only CPU needs to
+keep up in fp32.
 
 ``lcm``: a latent consistency model distilled into a LoRA (LCM-LoRA for SD 1.5, which Riffusion
 is fine-tuned from) samples in 2-8 steps without classifier-free guidance: a 6-step schedule at
@@ -89,7 +89,7 @@ PRESETS: dict[str, GeneratorPreset] = {
     for preset in (
         GeneratorPreset("default", "dpm++", num_inference_steps=20, denoising=0.75, guidance=7.0),
         GeneratorPreset(
-            "builtin", "dpm++", num_inference_steps=12, denoising=0.75, guidance=4.0,
+            "builtin", "dpm++", num_inference_steps=8, denoising=0.75, guidance=4.0,
             prompts=BUILTIN_PROMPTS,
         ),
         GeneratorPreset(

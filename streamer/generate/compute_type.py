@@ -18,11 +18,15 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 import torch
+
+K = TypeVar("K")
 
 #: Timed UNet calls per candidate type (after one warm-up each); the median is compared. Calls
 #: alternate between the types, so a load change on a shared CPU hits both alike.
@@ -103,12 +107,8 @@ def unet_call_timer(
     unet: torch.nn.Module, latent_size: int, text_width: int
 ) -> Callable[[tuple[torch.dtype, ...]], dict[torch.dtype, float]]:
     """A timer of one UNet call of one row at the stream's latent size in each of some types,
-    each on its own copy of ``unet`` (the caller's is left in its type).
-
-    One warm-up call per type first (it builds the kernels), then ``PROBE_CALLS`` rounds in
-    which the types take turns, so a load change on a shared CPU hits them alike; the median
-    of each type's calls is its answer.
-    """
+    each on its own copy of ``unet`` (the caller's is left in its type), by
+    :func:`alternating_medians`."""
 
     def time_calls(dtypes: tuple[torch.dtype, ...]) -> dict[torch.dtype, float]:
         copies = {dtype: cast(copy.deepcopy(unet), dtype) for dtype in dtypes}
@@ -117,19 +117,31 @@ def unet_call_timer(
                              generator=generator)
         text = torch.randn(1, 77, text_width, generator=generator)
         timestep = torch.tensor([500])
-
-        def call(dtype: torch.dtype) -> float:
-            start = time.perf_counter()
-            copies[dtype](latent.to(dtype), timestep, encoder_hidden_states=text.to(dtype))
-            return time.perf_counter() - start
-
-        with torch.inference_mode():
-            for dtype in dtypes:
-                call(dtype)
-            rounds = [{dtype: call(dtype) for dtype in dtypes} for _ in range(PROBE_CALLS)]
-        return {dtype: statistics.median(r[dtype] for r in rounds) for dtype in dtypes}
+        return alternating_medians({
+            dtype: functools.partial(
+                copies[dtype], latent.to(dtype), timestep, encoder_hidden_states=text.to(dtype)
+            )
+            for dtype in dtypes
+        })
 
     return time_calls
+
+
+def alternating_medians(calls: Mapping[K, Callable[[], object]]) -> dict[K, float]:
+    """The median seconds of each of ``calls``: one warm-up call each first (it builds the
+    kernels), then ``PROBE_CALLS`` rounds in which they take turns, so a load change on a shared
+    CPU hits them alike. Runs under ``torch.inference_mode``."""
+
+    def seconds(call: Callable[[], object]) -> float:
+        start = time.perf_counter()
+        call()
+        return time.perf_counter() - start
+
+    with torch.inference_mode():
+        for call in calls.values():
+            call()
+        rounds = [{key: seconds(call) for key, call in calls.items()} for _ in range(PROBE_CALLS)]
+    return {key: statistics.median(r[key] for r in rounds) for key in calls}
 
 
 def cast(module: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:

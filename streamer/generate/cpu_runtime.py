@@ -29,11 +29,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import hashlib
 import logging
 import os
 import shutil
-import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -262,9 +262,8 @@ def keep_faster(choice: RuntimeChoice, seconds: dict[str, float]) -> RuntimeChoi
 
 def _time_unet_calls(unets: dict[str, Callable[..., Any]], unet: torch.nn.Module) -> dict[str, float]:
     """The median seconds of one UNet call of one row at the stream's latent size in each
-    runtime: a warm-up each, then ``PROBE_CALLS`` rounds taking turns (as the compute-type
-    probe does, so a load change on a shared CPU hits both alike)."""
-    from streamer.generate.compute_type import PROBE_CALLS, conv_layout
+    runtime, taking turns as the compute-type probe does (``alternating_medians``)."""
+    from streamer.generate.compute_type import alternating_medians, conv_layout
 
     generator = torch.Generator().manual_seed(0)
     dtype = next(unet.parameters()).dtype
@@ -279,17 +278,9 @@ def _time_unet_calls(unets: dict[str, Callable[..., Any]], unet: torch.nn.Module
     }
     if unet.config.time_cond_proj_dim is not None:
         inputs["timestep_cond"] = torch.zeros(1, unet.config.time_cond_proj_dim, dtype=dtype)
-
-    def call(name: str) -> float:
-        started = time.perf_counter()
-        unets[name](**inputs)
-        return time.perf_counter() - started
-
-    with torch.inference_mode():
-        for name in unets:
-            call(name)
-        rounds = [{name: call(name) for name in unets} for _ in range(PROBE_CALLS)]
-    return {name: statistics.median(r[name] for r in rounds) for name in unets}
+    return alternating_medians(
+        {name: functools.partial(call, **inputs) for name, call in unets.items()}
+    )
 
 
 def openvino_version() -> str | None:

@@ -144,6 +144,10 @@ def main(argv: list[str] | None = None) -> int:
         "--steps", type=int, help="the schedule's steps (default: the preset's; the frames run "
         "the last denoising x steps of them)"
     )
+    parser.add_argument(
+        "--guidance-until", type=int, metavar="TIMESTEP",
+        help="guidance only on steps at or above this timestep (default: the preset's)",
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument(
         "--artifacts", type=Path, default=REPO / "artifacts" / "model_quality",
@@ -169,14 +173,16 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"# model quality: model {args.model}, preset {args.preset} (steps "
         f"{_or_preset(args.steps)}, denoising {_or_preset(args.denoising)}, guidance "
-        f"{_or_preset(args.guidance)}), data {args.data}, "
+        f"{_or_preset(args.guidance)} until timestep {_or_preset(args.guidance_until)}), "
+        f"data {args.data}, "
         f"threads {args.threads}, load average at start {_load()}",
         flush=True,
     )
     with tempfile.TemporaryDirectory() as folder:  # models first: a missing one fails at once
         models = {"model": args.model, "floor": str(build_tiny_model(Path(folder) / "tiny"))}
         generators = {
-            name: load(model, args.preset, args.steps) for name, model in models.items()
+            name: load(model, args.preset, args.steps, args.guidance_until)
+            for name, model in models.items()
         }
     judge, summary = quality_classifier.load_or_train(args.data, size.judge)
     print(f"# judge: {'cached' if summary['cached'] else 'trained'} on {summary['clips']} "
@@ -275,11 +281,15 @@ def _or_preset(value: float | int | None) -> str:
     return "the preset's" if value is None else f"{value:g}"
 
 
-def load(model: str, preset: str, steps: int | None = None) -> FrameGenerator:
+def load(
+    model: str, preset: str, steps: int | None = None, guidance_until: int | None = None
+) -> FrameGenerator:
     """A model as ``serve`` loads it, on the CPU in its default type (no network); ``steps``
-    overrides the preset's schedule, as ``--steps`` does for ``serve``."""
+    and ``guidance_until`` override the preset's, as ``--steps`` and ``--guidance-until`` do
+    for ``serve``."""
     config = GeneratorConfig(
-        model=model, device="cpu", preset=preset, num_inference_steps=steps, offline=True
+        model=model, device="cpu", preset=preset, num_inference_steps=steps,
+        guidance_until_timestep=guidance_until, offline=True,
     )
     return FrameGenerator.load(config, seed_loop_image)
 

@@ -106,6 +106,13 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--steps", type=int, help="denoising steps of the full schedule (default: the preset's)"
     )
+    group.add_argument(
+        "--guidance-until",
+        type=int,
+        metavar="TIMESTEP",
+        help="classifier-free guidance only on steps at or above this timestep (0-1000; 0: every "
+        "step); later steps run one UNet row instead of two (default: the preset's)",
+    )
     group.add_argument("--lora", metavar="ID|PATH", help="override the preset's LoRA")
     group.add_argument(
         "--compile",
@@ -207,6 +214,7 @@ _OPTION_FIELDS = {
     "cpu_runtime": ("model", "cpu_runtime"),
     "scheduler": ("model", "scheduler"),
     "steps": ("model", "num_inference_steps"),
+    "guidance_until": ("model", "guidance_until_timestep"),
     "lora": ("model", "lora"),
     "device": ("model", "device"),
     "dtype": ("model", "dtype"),
@@ -231,7 +239,7 @@ _SCENE_OPTIONS = (
 )  # fmt: skip
 _TYPES: dict[str, type] = {
     "model": str, "model_config": str, "compile": str, "cpu_runtime": str, "scheduler": str,
-    "steps": int,
+    "steps": int, "guidance_until": int,
     "lora": str, "device": str, "dtype": str, "offline": bool, "preset": str,
     "negative_prompt": str, "seed": int, "seed_loop": str, "denoising": float, "guidance": float,
     "endless": bool, "form": str, "lookahead_frames": int, "batch_frames": int, "quantize": str,

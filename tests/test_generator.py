@@ -212,3 +212,27 @@ def test_a_stale_batch_stops_within_one_unet_step_and_leaves_nothing_behind(
     assert len(calls) == 1, "the UNet ran on after the batch became stale"
     generator._unet = unet
     assert distance(generator.generate(requests)[0], generator.generate(requests[:1])[0]) < 1
+
+
+def test_guidance_until_a_timestep_runs_one_row_on_the_later_steps(tiny_model_dir, seed_images):
+    """With guidance only at or above timestep 500, a guided frame's steps below it run its
+    prompt row alone (fewer rows, so faster), and the frame still follows its negative prompt,
+    which the early steps used."""
+    generator = make_generator(
+        tiny_model_dir, seed_images, num_inference_steps=8, guidance_until_timestep=500,
+        cpu_runtime="torch",
+    )
+    unet, rows = generator._unet, []
+
+    def counting_unet(sample, timestep, **kwargs):
+        rows.append((int(timestep.reshape(-1)[0]), sample.shape[0]))
+        return unet(sample, timestep, **kwargs)
+
+    generator._unet = counting_unet
+    plain, steered = generator.generate(
+        [request(denoising=0.75), request(denoising=0.75, negative_prompt="static noise, hiss")]
+    )
+    generator._unet = unet
+    assert [t for t, _ in rows] == [749, 624, 500, 375, 250, 125]
+    assert [n for _, n in rows] == [4, 4, 4, 2, 2, 2]  # two frames, two rows each while guided
+    assert distance(plain, steered) > 1

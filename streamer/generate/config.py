@@ -60,7 +60,8 @@ class GeneratorConfig:
     ``device`` None picks cuda, then mps, then cpu; ``dtype`` None picks the fastest safe type
     for the device (see loading.py). ``offline`` never touches the network (as HF_HUB_OFFLINE=1).
     ``preset`` None plays the model's own (``default_preset_for``); ``scheduler``,
-    ``num_inference_steps`` and ``lora`` override the preset's when set.
+    ``num_inference_steps``, ``guidance_until_timestep`` and ``lora`` override the preset's when
+    set.
     ``compile`` is "none", "default" (torch.compile) or "reduce-overhead" (torch.compile with
     CUDA graphs); compiling costs a minute or more at start-up and pays off only on a GPU.
     ``cpu_runtime`` is what runs the UNet and VAE decoder on a CPU: "auto" (OpenVINO where it
@@ -77,6 +78,7 @@ class GeneratorConfig:
     preset: str | None = None
     scheduler: str | None = None
     num_inference_steps: int | None = None
+    guidance_until_timestep: int | None = None
     lora: str | None = None
     compile: str = "none"
     cpu_runtime: str = "auto"
@@ -103,6 +105,7 @@ class GeneratorConfig:
         overrides = {
             "scheduler": self.scheduler,
             "num_inference_steps": self.num_inference_steps,
+            "guidance_until_timestep": self.guidance_until_timestep,
             "lora": self.lora,
         }
         return dataclasses.replace(preset, **{k: v for k, v in overrides.items() if v is not None})

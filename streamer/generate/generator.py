@@ -235,7 +235,10 @@ class FrameGenerator:
                     active = [
                         k for k, f in enumerate(frames) if call >= unet_calls - len(f.timesteps)
                     ]
-                    guided = [k for k in active if k in negative]
+                    guided = [
+                        k for k in active
+                        if k in negative and self.preset.guides_at(int(_now(frames[k])))
+                    ]
                     rows = guided + active
                     inputs = {
                         k: frames[k].scheduler.scale_model_input(frames[k].latent, _now(frames[k]))

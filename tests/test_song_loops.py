@@ -18,11 +18,12 @@ from PIL import Image
 from streamer.audio.measures import onset_positions
 from streamer.config import add_stream_options, stream_config_from_args
 from streamer.errors import UserError
-from streamer.plan.arranger import LoopVariation
+from streamer.plan.arranger import LoopVariation, form_point
 from streamer.runtime.assemble import build_core
 from streamer.runtime.composed_loops import (
     ComposedLoops,
     compose_loop_audio,
+    following,
     song_loop_styles,
     style_of_prompt,
 )
@@ -112,6 +113,22 @@ class Recorded:
         return seed_loop_image("house_117")  # any image: the test is about the plumbing
 
 
+def test_the_loops_composed_ahead_are_those_the_arranger_plans_next():
+    """Every frame's composed loop, within a song, is one that the frame before it had composed
+    ahead (so the producer never waits for FluidSynth mid-song), and at most two are composed
+    ahead a frame."""
+    styles = {"house track": "house", "jazz": "jazz"}
+    points = [
+        form_point(index, 7, "house track", ("jazz",), "boom_bap_94", 0.75, styles)
+        for index in range(120)
+    ]
+    for before, after in zip(points, points[1:]):
+        ahead = following(before.loop)
+        assert len(ahead) <= 2
+        if after.song == before.song:
+            assert after.loop in ahead, (before.section, after.section)
+
+
 def test_each_loop_is_composed_once_the_next_ones_ahead_and_a_failure_plays_the_base(caplog):
     recorded = Recorded(fail_for="jazz")
     loops = ComposedLoops({"boom_bap_94": BEATS}, seed_loop_image, compose=recorded)
@@ -120,8 +137,11 @@ def test_each_loop_is_composed_once_the_next_ones_ahead_and_a_failure_plays_the_
         first = variation()
         loops(first.name)
         loops.wait_ahead()
-        ahead = {variation(chord_step=2).name, variation(chord_step=2, fill=True).name}
-        assert ahead <= set(recorded.asked)
+        ahead = {  # the groove's next frame (a fill) and the break's first (no drums)
+            variation(chord_step=2, fill=True).name,
+            variation(groove=2, drums="none", chord_step=2).name,
+        }
+        assert ahead == set(recorded.asked) - {first.name}, "only what the song can ask next"
         loops(first.name), loops(variation(chord_step=2, fill=True).name)
         assert recorded.asked.count(first.name) == 1, "kept, not composed again"
         assert recorded.asked.count(variation(chord_step=2, fill=True).name) == 1, "made ahead"

@@ -5,7 +5,8 @@ to compose (style, song, groove, drums, chords, fill) and on which of the librar
 tempo and bar grid it keeps). The frame maker asks for seed images by name on the producer
 thread, never on the audio clock: a loop not made yet is composed there (the project's composer,
 FluidSynth and the circular STFT, about a second), and the loops the song will want next (the
-next chords, with and without a fill) are composed ahead by one background thread. At most
+section's next frame, and the next section's first) are composed ahead by one background
+thread. At most
 ``capacity`` images are kept. A loop that cannot be composed plays as its base loop, and the log
 says why once.
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import dataclasses
 import logging
 import queue
 import tempfile
@@ -28,7 +30,13 @@ import numpy as np
 from PIL import Image
 
 from streamer.errors import UserError
-from streamer.plan.arranger import CHORDS_PER_FRAME, PROGRESSION_CHORDS, LoopVariation
+from streamer.plan.arranger import (
+    CHORDS_PER_FRAME,
+    PROGRESSION_CHORDS,
+    SECTIONS,
+    SONG,
+    LoopVariation,
+)
 from streamer.training.composer import STYLES, compose_song_loop
 from streamer.training.midi import loop_events, standard_midi_file
 from streamer.training.synth import (
@@ -97,13 +105,27 @@ def compose_loop_audio(variation: LoopVariation, beats: int, synth: SynthConfig)
 
 
 def following(variation: LoopVariation) -> tuple[LoopVariation, ...]:
-    """The variations the frames after this one will most likely ask for."""
+    """The variations the frame after this one asks for, as the arranger plans them: the next
+    one of this section (its next chords; a fill where the section's fills fall) and, in case
+    this frame ends its section, the first of the next section. Only these are composed ahead:
+    FluidSynth costs about 0.7 s a loop on a 2-core AVX2 CPU, the stream's own frames' time.
+    """
+    section = SECTIONS[SONG[variation.groove]]
     step = (variation.chord_step + CHORDS_PER_FRAME) % PROGRESSION_CHORDS
-    return tuple(
-        LoopVariation(variation.base, variation.style, variation.song, variation.groove,
-                      variation.drums, step, fill)
-        for fill in (False, True)
-    )
+    if section.fill_every == 2:  # fills alternate with plain frames
+        fills: tuple[bool, ...] = (not variation.fill,)
+    elif section.fill_every > 2 and not variation.fill:
+        fills = (False, True)
+    else:  # every frame or none; after a fill (fill_every > 2), none
+        fills = (section.fill_every == 1,)
+    later = [dataclasses.replace(variation, chord_step=step, fill=fill) for fill in fills]
+    if variation.groove + 1 < len(SONG):  # the next song's loops are not known before it
+        nxt = SECTIONS[SONG[variation.groove + 1]]
+        later.append(dataclasses.replace(
+            variation, groove=variation.groove + 1, drums=nxt.drums, chord_step=step,
+            fill=nxt.fill_every == 1,
+        ))
+    return tuple(later)
 
 
 class ComposedLoops:

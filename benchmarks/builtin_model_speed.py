@@ -12,9 +12,10 @@ call by call so a load change on a shared CPU hits every row alike; medians. Per
 - the parts of a frame: one UNet call of 2 rows (a guided step: prompt and negative prompt),
   one of 1 row (what a guidance-distilled model, or guidance 1, costs), one VAE decode, and
   the vocoder (``streamer.audio.vocoder.Vocoder``, warm-started as in a stream);
-- the frame modelled from them for a 12-step schedule (9 guided evaluations at denoising 0.75)
-  and the ``builtin`` preset's 8-step one (6 evaluations), guided and one-row, and the
-  stream's real-time factor, 5.12 s / (frame + vocoder);
+- the frame modelled from them for a 12-step and an 8-step schedule at denoising 0.75 (9 and 6
+  evaluations), guided on every step and in one row, and for the ``builtin`` preset's own
+  schedule (guided down to its ``guidance_until_timestep``, one row below), and the stream's
+  real-time factor, 5.12 s / (frame + vocoder);
 - levers: ``eager`` (torch as loaded, NCHW), ``channels_last`` (NHWC convolutions, what the
   torch runtime runs), ``compile`` (``torch.compile``, inductor on the CPU: its compile time is
   reported too), ``openvino`` (``streamer.generate.cpu_runtime``: OpenVINO in the row's type,
@@ -82,8 +83,38 @@ QUICK_LEVERS = ("eager", "openvino")
 #: Schedules modelled: steps of the full schedule at the preset's denoising (0.75): the
 #: ``builtin`` preset's 12 until 2026-12-07, then its 8 (same quality, benchmarks/RESULTS.md).
 SCHEDULES = (12, 8)
-#: The schedule the stream plays the built-in model at.
-PRESET_STEPS = preset_named("builtin").num_inference_steps
+#: The schedule the stream plays the built-in model at, with its guidance interval.
+PRESET = preset_named("builtin")
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """A frame's UNet evaluations: guided (2 rows) and one-row."""
+
+    name: str
+    guided: int
+    one_row: int
+
+
+def schedules(model: StableDiffusionModel) -> list[Schedule]:
+    """The schedules modelled: each of ``SCHEDULES`` guided on every step and in one row, then
+    the preset's own (its steps, guided down to its ``guidance_until_timestep``)."""
+    from streamer.generate.schedulers import make_scheduler
+
+    rows = []
+    for steps in SCHEDULES:
+        count = evaluations(steps, PRESET.denoising)
+        rows += [Schedule(f"{steps} steps ({count}x2)", count, 0),
+                 Schedule(f"{steps} steps, 1 row", 0, count)]
+    scheduler = make_scheduler(PRESET.scheduler, model.noise_schedule)
+    scheduler.set_timesteps(PRESET.num_inference_steps)
+    run = scheduler.timesteps[-PRESET.unet_evaluations():]
+    guided = sum(PRESET.guides_at(int(t)) for t in run)
+    rows.append(Schedule(
+        f"preset: {PRESET.num_inference_steps} steps ({guided}x2 + {len(run) - guided}x1)",
+        guided, len(run) - guided,
+    ))
+    return rows
 
 
 @dataclasses.dataclass
@@ -158,12 +189,14 @@ def main(argv: list[str] | None = None) -> None:
     runtimes = ["torch"] + (["openvino"] if "openvino" in levers else [])
     vocode_s, measured, difference = measure_frames(model, calls, runtimes)
     measured_s = measured["torch"]
-    print_table(rows, vocode_s)
+    modelled = schedules(model)
+    preset = modelled[-1]
+    print_table(rows, vocode_s, modelled)
     torch_lever = "channels_last" if "channels_last" in levers else levers[0]
     base = next(
         (r for r in rows if r.lever == torch_lever and DTYPES[r.dtype] == model.dtype), rows[0]
     )
-    frame = modelled_frame(base, PRESET_STEPS, guided=True)
+    frame = modelled_frame(base, preset)
     print(f"\nmeasured frame (FrameGenerator, {model.compute_announcement().split(':')[0]}, "
           f"builtin preset): {measured_s:.2f} s with torch; modelled {frame:.2f} s "
           f"({base.dtype}/{base.lever}); vocoder {vocode_s:.3f} s")
@@ -175,7 +208,7 @@ def main(argv: list[str] | None = None) -> None:
         openvino = (f"openvino_frame_s={measured['openvino']:.3f} "
                     f"openvino_rtf={FRAME_SECONDS / (measured['openvino'] + vocode_s):.2f} "
                     f"openvino_max_levels={difference[0]} openvino_mean_levels={difference[1]:.3f} ")
-    best = min(rows, key=lambda r: modelled_frame(r, PRESET_STEPS, guided=True))
+    best = min(rows, key=lambda r: modelled_frame(r, preset))
     print(
         f"RESULT builtin_model_speed capability={facts.capability} "
         f"native_bf16={int(facts.native_bf16)} dtype={dtype_name(model.dtype)} "
@@ -183,7 +216,7 @@ def main(argv: list[str] | None = None) -> None:
         f"stream_rtf={FRAME_SECONDS / (measured_s + vocode_s):.2f} "
         f"unet2_s={base.median('unet_2'):.3f} unet1_s={base.median('unet_1'):.3f} "
         f"decode_s={base.median('decode'):.3f} best_lever={best.dtype}/{best.lever} "
-        f"best_rtf={rtf(modelled_frame(best, PRESET_STEPS, guided=True), vocode_s):.2f} {openvino}"
+        f"best_rtf={rtf(modelled_frame(best, preset), vocode_s):.2f} {openvino}"
         f"quick={int(args.quick)}"
     )
 
@@ -269,32 +302,30 @@ def measure_frames(
     )
 
 
-def modelled_frame(row: Row, steps: int, guided: bool) -> float:
-    unet = row.median("unet_2" if guided else "unet_1")
-    return evaluations(steps, preset_named("builtin").denoising) * unet + row.median("decode")
+def modelled_frame(row: Row, schedule: Schedule) -> float:
+    unet = schedule.guided * row.median("unet_2") + schedule.one_row * row.median("unet_1")
+    return unet + row.median("decode")
 
 
 def rtf(frame_s: float, vocode_s: float) -> float:
     return FRAME_SECONDS / (frame_s + vocode_s)
 
 
-def print_table(rows: list[Row], vocode_s: float) -> None:
+def print_table(rows: list[Row], vocode_s: float, modelled: list[Schedule]) -> None:
     head = "| type | lever | UNet 2 rows s | UNet 1 row s | decode s | load s (cached) |"
     rule = "|---|---|---:|---:|---:|---:|"
-    for steps in SCHEDULES:
-        count = evaluations(steps, preset_named("builtin").denoising)
-        head += f" {steps} steps ({count}x2) s / RTF | {steps} steps, 1 row s / RTF |"
-        rule += "---:|---:|"
+    for schedule in modelled:
+        head += f" {schedule.name} s / RTF |"
+        rule += "---:|"
     print(head + "\n" + rule)
     for row in rows:
         line = (
             f"| {row.dtype} | {row.lever} | {row.median('unet_2'):.3f} | {row.median('unet_1'):.3f}"
             f" | {row.median('decode'):.3f} | {row.load_s:.1f} ({row.cached_load_s:.1f}) |"
         )
-        for steps in SCHEDULES:
-            for guided in (True, False):
-                frame = modelled_frame(row, steps, guided)
-                line += f" {frame:.2f} / {rtf(frame, vocode_s):.2f}x |"
+        for schedule in modelled:
+            frame = modelled_frame(row, schedule)
+            line += f" {frame:.2f} / {rtf(frame, vocode_s):.2f}x |"
         print(line)
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from streamer.generate.presets import BUILTIN_PROMPTS
 from streamer.plan.arranger import (
+    CHORDS_PER_FRAME,
     SECTIONS,
     SONG,
     LoopVariation,
@@ -86,7 +87,9 @@ def test_every_frame_of_a_song_has_its_own_composed_seed_loop_on_the_streams_tem
     assert {v.drums for v in by_section["break"]} == {"none"}
     assert {v.drums for v in by_section["groove"]} == {"busy"}
     groove = by_section["groove"]
-    assert [v.fill for v in groove[:4]] == [False, True, False, True], "a fill every 4 bars"
+    assert [v.fill for v in groove[:4]] in ([False, True] * 2, [True, False] * 2), "every 4 bars"
+    answers = [v for v in variations if (v.chord_step // CHORDS_PER_FRAME) % 2 == 1]
+    assert all(v.fill for v in answers if v.drums == "busy"), "the fill ends a phrase's answer"
     assert len({v.groove for v in variations}) >= 4, "the drum pattern changes between sections"
 
 
@@ -125,11 +128,19 @@ def test_a_frame_far_into_the_stream_is_planned_at_once():
     assert point.section in SECTIONS and point.song > 400  # 28 hours in
 
 
-def test_section_words_replace_the_prompts_feel():
+def test_section_words_replace_the_prompts_feel_and_thin_the_band():
     prompt = "house track, mellow piano chords, deep synth bass, minor, sparse"
-    assert section_prompt(prompt, SECTIONS["drop"]).endswith("deep synth bass, minor, busy")
-    assert section_prompt(prompt, SECTIONS["break"]).endswith("minor, no drums, sparse")
+    assert section_prompt(prompt, SECTIONS["drop"]) == (
+        "house track, mellow piano chords, deep synth bass, minor, busy"
+    )
+    assert section_prompt(prompt, SECTIONS["break"]) == (
+        "house track, mellow piano chords, minor, no drums, sparse"
+    ), "only the lead plays a break"
+    assert section_prompt(prompt, SECTIONS["intro"]) == (
+        "house track, mellow piano chords, minor, sparse"
+    )
     assert section_prompt("free jazz", SECTIONS["intro"]) == "free jazz, sparse"
+    assert section_prompt("jazz, piano", SECTIONS["intro"]) == "jazz, piano, sparse"
 
 
 def test_a_variation_name_says_everything_and_nothing_else_parses():

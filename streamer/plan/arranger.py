@@ -6,13 +6,15 @@ every frame, a new playlist prompt every 46 s (``--form loop``). With it, the st
 - the first song plays the stream's own prompt, each later one a playlist prompt (never the one
   before); a song plays the sections of
   :data:`SONG` in order, each lasting a number of frames drawn for that song;
-- a section is a small change of the prompt's words (:func:`section_prompt`: its feel,
-  "sparse" or "busy", and "no drums" in a break), of the denoising (closer to the seed loop in
-  an intro, freer in a break or a drop) and of the seed loop under it;
+- a section is a change of the prompt's words (:func:`section_prompt`: its feel, "sparse" or
+  "busy", "no drums" in a break, and only the lead instrument in an intro, a break and an
+  outro), of the denoising (closer to the seed loop in an intro) and of the seed loop under it;
 - with a composer at hand (FluidSynth), every frame's seed loop is a :class:`LoopVariation`
   composed for it at the stream's tempo: the song's harmony moves on by a chord a bar across
-  the frames, the drum pattern changes between sections and a fill ends every second frame (every
-  4 bars at two bars a frame). Without one, the seed loop stays the stream's own.
+  the frames, the drum pattern changes between sections, a fill ends every second frame (every
+  4 bars at two bars a frame) and the frames of a four-bar phrase answer each other (the lead
+  line passes to another instrument: ``compose_song_loop``). Without one, the seed loop stays
+  the stream's own.
 
 Everything here is pure and deterministic for a seed: ``form_point(index, ...)`` says what frame
 ``index`` of the stream plays, whatever was planned before it, so the planner can rewind freely.
@@ -30,6 +32,8 @@ from collections.abc import Mapping
 FORMS = ("song", "loop")
 #: Feel words of the built-in model's captions; a section replaces whichever the prompt has.
 FEEL_WORDS = ("sparse", "busy")
+#: Mode words of its captions: kept when a section names fewer instruments.
+MODE_WORDS = ("major", "minor")
 NO_DRUMS = "no drums"
 #: How drums play in a section's seed loop.
 DRUMS = ("none", "sparse", "busy")
@@ -50,19 +54,23 @@ class Section:
     #: Added to the stream's denoising (then kept within 0.05..1): lower stays nearer the seed
     #: loop's groove, higher lets the model wander.
     denoising_offset: float
-    #: A drum fill ends every ``fill_every`` frames (0: none).
+    #: A drum fill ends every ``fill_every`` frames of the song (0: none).
     fill_every: int
+    #: Which instruments of the song's prompt it names: "all", or "lead" (the first only: the
+    #: built-in model then plays a thinner band; a frame of it reads 0.87 alike to the full
+    #: band's, where two chords on read 0.95: ``benchmarks/RESULTS.md``, "Novelty").
+    instruments: str = "all"
 
 
 SECTIONS: dict[str, Section] = {
     section.name: section
     for section in (
-        Section("intro", 3, 4, "sparse", "sparse", -0.05, 0),
+        Section("intro", 3, 4, "sparse", "sparse", -0.05, 0, "lead"),
         Section("groove", 6, 8, "busy", "busy", 0.0, 2),
-        Section("break", 3, 4, "sparse", "none", 0.05, 0),
+        Section("break", 3, 4, "sparse", "none", 0.05, 0, "lead"),
         Section("build", 3, 4, "busy", "busy", 0.0, 1),
         Section("drop", 6, 8, "busy", "busy", 0.05, 2),
-        Section("outro", 3, 4, "sparse", "sparse", -0.05, 0),
+        Section("outro", 3, 4, "sparse", "sparse", -0.05, 0, "lead"),
     )
 }
 #: The sections of a song, in order: the energy rises, falls in the break, peaks in the drop.
@@ -143,10 +151,18 @@ class FormPoint:
 
 
 def section_prompt(prompt: str, section: Section) -> str:
-    """The song's prompt with the section's words: its feel instead of the prompt's, and
-    "no drums" where the section's seed loop has none."""
+    """The song's prompt with the section's words: its feel instead of the prompt's, "no drums"
+    where the section's seed loop has none, and in a "lead" section only the first instrument.
+
+    A prompt in the built-in model's caption words reads "style, instrument, instrument, ...,
+    mode, feel" (the first instrument the lead); a "lead" section keeps the style, the lead and
+    the mode. A prompt with fewer than two instruments keeps them all.
+    """
     words = [w.strip() for w in prompt.split(",") if w.strip()]
     kept = [w for w in words if w.lower() not in (*FEEL_WORDS, NO_DRUMS)]
+    instruments = [w for w in kept[1:] if w.lower() not in MODE_WORDS]
+    if section.instruments == "lead" and len(instruments) >= 2:
+        kept = [w for w in kept if w not in instruments[1:]]
     if section.drums == "none":
         kept.append(NO_DRUMS)
     return ", ".join([*kept, section.feel])
@@ -228,7 +244,8 @@ def form_point(
             groove=position,
             drums=section.drums,
             chord_step=(frame_of_song * CHORDS_PER_FRAME) % PROGRESSION_CHORDS,
-            fill=bool(section.fill_every) and (offset + 1) % section.fill_every == 0,
+            # On the song's phrase grid, so that a fill ends the phrase's answer frame.
+            fill=bool(section.fill_every) and (frame_of_song + 1) % section.fill_every == 0,
         )
     return FormPoint(
         song=song.number,

@@ -15,6 +15,7 @@ from streamer.plan.arranger import (
     LoopVariation,
     base_loop,
     form_point,
+    next_loops,
     section_prompt,
 )
 from streamer.plan.planner import Planner, PlannerConfig
@@ -158,3 +159,19 @@ def test_the_first_song_plays_the_streams_own_prompt():
     frames = song_planner(prompts=PromptBlend((("free jazz", 3), ("rain", 1)))).next_frames(4)
     assert frames[-1].prompts.weighted == (("free jazz, sparse", 1.0),)
     assert frames[-1].section == "intro"
+
+
+def test_the_next_loops_hold_every_loop_the_song_plays_next_and_at_most_two():
+    """What the song form composes ahead: each frame's loop, within a song, is among the loops
+    ``next_loops`` names for the frame before it (so the producer never waits for FluidSynth
+    mid-song), and it names at most two."""
+    styles = {"house track": "house", "jazz": "jazz"}
+    points = [
+        form_point(index, 7, "house track", ("jazz",), "boom_bap_94", 0.75, styles)
+        for index in range(150)
+    ]
+    for before, after in zip(points, points[1:]):
+        ahead = next_loops(before.loop)
+        assert len(ahead) <= 2
+        if after.song == before.song:
+            assert after.loop in ahead, (before.section, after.section)

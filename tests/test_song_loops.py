@@ -18,12 +18,11 @@ from PIL import Image
 from streamer.audio.measures import onset_positions
 from streamer.config import add_stream_options, stream_config_from_args
 from streamer.errors import UserError
-from streamer.plan.arranger import LoopVariation, form_point
+from streamer.plan.arranger import LoopVariation
 from streamer.runtime.assemble import build_core
 from streamer.runtime.composed_loops import (
     ComposedLoops,
     compose_loop_audio,
-    following,
     song_loop_styles,
     style_of_prompt,
 )
@@ -130,22 +129,6 @@ class Recorded:
         if v.style == self.fail_for:
             raise RuntimeError("repetitions differ: not a steady loop")
         return seed_loop_image("house_117")  # any image: the test is about the plumbing
-
-
-def test_the_loops_composed_ahead_are_those_the_arranger_plans_next():
-    """Every frame's composed loop, within a song, is one that the frame before it had composed
-    ahead (so the producer never waits for FluidSynth mid-song), and at most two are composed
-    ahead a frame."""
-    styles = {"house track": "house", "jazz": "jazz"}
-    points = [
-        form_point(index, 7, "house track", ("jazz",), "boom_bap_94", 0.75, styles)
-        for index in range(120)
-    ]
-    for before, after in zip(points, points[1:]):
-        ahead = following(before.loop)
-        assert len(ahead) <= 2
-        if after.song == before.song:
-            assert after.loop in ahead, (before.section, after.section)
 
 
 def test_each_loop_is_composed_once_the_next_ones_ahead_and_a_failure_plays_the_base(caplog):

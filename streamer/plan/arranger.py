@@ -236,17 +236,7 @@ def form_point(
     loop = None
     if styles:
         style = styles.get(song.prompt, next(iter(styles.values())))
-        frame_of_song = index - song.first_frame
-        loop = LoopVariation(
-            base=base,
-            style=style,
-            song=seed * 1000 + song.number,
-            groove=position,
-            drums=section.drums,
-            chord_step=(frame_of_song * CHORDS_PER_FRAME) % PROGRESSION_CHORDS,
-            # On the song's phrase grid, so that a fill ends the phrase's answer frame.
-            fill=bool(section.fill_every) and (frame_of_song + 1) % section.fill_every == 0,
-        )
+        loop = loop_at(base, style, seed * 1000 + song.number, position, index - song.first_frame)
     return FormPoint(
         song=song.number,
         section=name,
@@ -255,4 +245,37 @@ def form_point(
         prompt=section_prompt(song.prompt, section),
         denoising=min(1.0, max(0.05, denoising + section.denoising_offset)),
         loop=loop,
+    )
+
+
+def loop_at(base: str, style: str, song: int, position: int, frame_of_song: int) -> LoopVariation:
+    """The composed loop of a song's frame in the section at ``position`` of :data:`SONG`: its
+    drums, the chords the song has reached, and a fill where the section's fills fall on the
+    song's phrase grid (so that a fill ends the phrase's answer frame)."""
+    section = SECTIONS[SONG[position]]
+    return LoopVariation(
+        base=base,
+        style=style,
+        song=song,
+        groove=position,
+        drums=section.drums,
+        chord_step=(frame_of_song * CHORDS_PER_FRAME) % PROGRESSION_CHORDS,
+        fill=bool(section.fill_every) and (frame_of_song + 1) % section.fill_every == 0,
+    )
+
+
+def next_loops(loop: LoopVariation) -> tuple[LoopVariation, ...]:
+    """The loops the song's next frame plays: the section's next, or the next section's first
+    if this frame ends its section (the loop does not say; the last section's successor is the
+    next song's, unknown here). Exact, as the loop's chords say where in a round of the
+    progression its frame is, and every section's fills fall a whole number of times a round.
+
+    The song form composes these ahead (``streamer.runtime.composed_loops``): FluidSynth takes
+    about 0.7 s a loop on a 2-core AVX2 CPU, the frames' own time, so it composes no others.
+    """
+    frame = loop.chord_step // CHORDS_PER_FRAME + 1  # the next frame, within a round
+    return tuple(
+        loop_at(loop.base, loop.style, loop.song, position, frame)
+        for position in (loop.groove, loop.groove + 1)
+        if position < len(SONG)
     )

@@ -4,11 +4,10 @@ The song form (``streamer.plan.arranger``) names a seed loop for every frame; th
 to compose (style, song, groove, drums, chords, fill) and on which of the library's loops (whose
 tempo and bar grid it keeps). The frame maker asks for seed images by name on the producer
 thread, never on the audio clock: a loop not made yet is composed there (the project's composer,
-FluidSynth and the circular STFT, about a second), and the loops the song will want next (the
-section's next frame, and the next section's first) are composed ahead by one background
-thread. At most
-``capacity`` images are kept. A loop that cannot be composed plays as its base loop, and the log
-says why once.
+FluidSynth and the circular STFT, about a second), and the loops the song plays next
+(``arranger.next_loops``: the section's next frame, and the next section's first) are composed
+ahead by one background thread. At most ``capacity`` images are kept. A loop that cannot be
+composed plays as its base loop, and the log says why once.
 
 Without FluidSynth nothing is composed: :func:`song_loop_styles` says so in one log line and
 returns no styles, and the form walks on the stream's own seed loop.
@@ -18,7 +17,6 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
-import dataclasses
 import logging
 import queue
 import tempfile
@@ -30,13 +28,7 @@ import numpy as np
 from PIL import Image
 
 from streamer.errors import UserError
-from streamer.plan.arranger import (
-    CHORDS_PER_FRAME,
-    PROGRESSION_CHORDS,
-    SECTIONS,
-    SONG,
-    LoopVariation,
-)
+from streamer.plan.arranger import LoopVariation, next_loops
 from streamer.training.composer import STYLES, compose_song_loop
 from streamer.training.midi import loop_events, standard_midi_file
 from streamer.training.synth import (
@@ -104,30 +96,6 @@ def compose_loop_audio(variation: LoopVariation, beats: int, synth: SynthConfig)
     return loop * (PEAK_LEVEL / max(float(np.max(np.abs(loop))), 1e-9))
 
 
-def following(variation: LoopVariation) -> tuple[LoopVariation, ...]:
-    """The variations the frame after this one asks for, as the arranger plans them: the next
-    one of this section (its next chords; a fill where the section's fills fall) and, in case
-    this frame ends its section, the first of the next section. Only these are composed ahead:
-    FluidSynth costs about 0.7 s a loop on a 2-core AVX2 CPU, the stream's own frames' time.
-    """
-    section = SECTIONS[SONG[variation.groove]]
-    step = (variation.chord_step + CHORDS_PER_FRAME) % PROGRESSION_CHORDS
-    if section.fill_every == 2:  # fills alternate with plain frames
-        fills: tuple[bool, ...] = (not variation.fill,)
-    elif section.fill_every > 2 and not variation.fill:
-        fills = (False, True)
-    else:  # every frame or none; after a fill (fill_every > 2), none
-        fills = (section.fill_every == 1,)
-    later = [dataclasses.replace(variation, chord_step=step, fill=fill) for fill in fills]
-    if variation.groove + 1 < len(SONG):  # the next song's loops are not known before it
-        nxt = SECTIONS[SONG[variation.groove + 1]]
-        later.append(dataclasses.replace(
-            variation, groove=variation.groove + 1, drums=nxt.drums, chord_step=step,
-            fill=nxt.fill_every == 1,
-        ))
-    return tuple(later)
-
-
 class ComposedLoops:
     """Seed images by name: composed variations, and anything else from ``base_images``.
 
@@ -172,7 +140,7 @@ class ComposedLoops:
                 self._failed.add(cause)
                 log.warning("could not compose seed loop %s (%s); its base loop plays", name, cause)
             return self._base_images(variation.base)
-        for later in following(variation):
+        for later in next_loops(variation):
             self._compose_ahead(later)
         return image
 

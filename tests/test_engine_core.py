@@ -332,6 +332,7 @@ def test_a_machine_slower_than_real_time_is_told_so_with_the_fix_once():
     (line,) = engine.speed_warning(6.0)
     assert "6.0 s to make a frame (the first one, so far), longer than the 5.12 s" in line.message
     assert "--dtype fp32" in line.message and "--model builtin" in line.message
+    assert "--form loop" not in line.message  # nothing composed here
     assert engine.speed_warning(9.0) == ()  # said once
     assert engine.status(9.0).advice.startswith("this machine takes 9.0 s")
 
@@ -351,3 +352,14 @@ def test_the_slow_warning_follows_the_measured_time_per_frame():
         engine.render(PERIOD, 7.5)
     assert engine.metrics.seconds_per_frame < 5.12
     assert engine.speed_warning(8.0) == () and engine.status(8.0, force=True).advice is None
+
+
+def test_a_song_form_that_composes_its_loops_names_the_lighter_form_when_too_slow():
+    config = StreamConfig(settings=settings())
+    planner = dataclasses.replace(
+        config.planner, endless=True, form="song", loop_styles=(("house track", "house"),)
+    )
+    engine = build_core(dataclasses.replace(config, planner=planner))
+    engine.next_work(0.0)
+    (line,) = engine.speed_warning(6.0)
+    assert "--form loop (the song form composes a seed loop per frame" in line.message

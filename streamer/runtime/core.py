@@ -566,11 +566,14 @@ class EngineCore:
             so_far = " (the first one, so far)"
         if per_frame <= frame_seconds:
             return None
+        composing = self.planner.config.song_form and self.planner.config.loop_styles
         return (
             f"this machine takes {per_frame:.1f} s to make a frame{so_far}, longer than the "
             f"{frame_seconds:.2f} s it plays, so frames repeat while the next is made; to keep up: "
-            "a faster compute type (the start-up line 'computing in ...' says which runs and why; "
-            "--dtype fp32 where bf16 is emulated), fewer steps (--steps), the built-in model "
+            + ("--form loop (the song form composes a seed loop per frame on the same cores), "
+               if composing else "")
+            + "a faster compute type (the start-up line 'computing in ...' says which runs and "
+            "why; --dtype fp32 where bf16 is emulated), fewer steps (--steps), the built-in model "
             "(--model builtin) or a GPU"
         )
 

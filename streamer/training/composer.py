@@ -922,7 +922,6 @@ def _described(seed: int, index: int, arranger: _Arranger, parts: tuple[Part, ..
 # --- seed loops of an endless song (streamer.plan.arranger) ------------------------------------
 
 
-
 def compose_song_loop(
     style_name: str,
     beats: int,

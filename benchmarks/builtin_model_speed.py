@@ -10,11 +10,13 @@ Default: the shipped model (``--model builtin``), side by side in one process, a
 call by call so a load change on a shared CPU hits every row alike; medians. Per row:
 
 - the parts of a frame: one UNet call of 2 rows (a guided step: prompt and negative prompt),
-  one of 1 row (what a guidance-distilled model, or guidance 1, costs), one VAE decode, and
+  one of 1 row (what a guidance-distilled model, or guidance 1, costs), one VAE decode, one
+  decode by the model's light decoder where it has one (``streamer.generate.autoencoder``), and
   the vocoder (``streamer.audio.vocoder.Vocoder``, warm-started as in a stream);
 - the frame modelled from them for a 12-step and an 8-step schedule at denoising 0.75 (9 and 6
   evaluations), guided on every step and in one row, and for the ``builtin`` preset's own
-  schedule (guided down to its ``guidance_until_timestep``, one row below), and the stream's
+  schedule (guided down to its ``guidance_until_timestep``, one row below), with the decoder
+  the stream takes on a CPU (the light one where the model has one), and the stream's
   real-time factor, 5.12 s / (frame + vocoder);
 - levers: ``eager`` (torch as loaded, NCHW), ``channels_last`` (NHWC convolutions, what the
   torch runtime runs), ``compile`` (``torch.compile``, inductor on the CPU: its compile time is
@@ -22,10 +24,11 @@ call by call so a load change on a shared CPU hits every row alike; medians. Per
   f32 or bf16 precision hint; its load is reported twice: converting into an empty cache, as a
   first start, then reading that cache, as every later start).
 
-A frame through the unchanged ``FrameGenerator.generate`` at the preset checks the model
-against the parts (``measured frame``), once per CPU runtime measured (torch, and OpenVINO when
-it is among the levers), alternating frame by frame; the OpenVINO frames' largest and mean
-difference from torch's, in 8-bit pixel levels, is printed and in the RESULT line.
+A frame through the unchanged ``FrameGenerator.generate`` at the preset (and its default
+decoder) checks the model against the parts (``measured frame``), once per CPU runtime
+measured (torch, and OpenVINO when it is among the levers), alternating frame by frame; the
+OpenVINO frames' largest and mean difference from torch's, in 8-bit pixel levels, is printed
+and in the RESULT line.
 
 ``--candidates small,medium`` instead compares architecture sizes at random weights (how the
 built-in model's size was chosen; benchmarks/RESULTS.md).
@@ -58,6 +61,7 @@ import torch
 from transformers import CLIPTokenizer
 
 from streamer.audio.vocoder import Vocoder
+from streamer.generate.autoencoder import VaeDecoder, VaeEncoder
 from streamer.generate.compute_type import cast, cpu_facts
 from streamer.generate.config import BUILTIN_MODEL, GeneratorConfig
 from streamer.generate.cpu_runtime import (
@@ -126,6 +130,8 @@ class Row:
     unet_2: Callable[[], object]
     unet_1: Callable[[], object]
     decode: Callable[[], object]
+    #: The light decoder's decode, None where the model has no light decoder.
+    decode_light: Callable[[], object] | None
     seconds: dict[str, list[float]] = dataclasses.field(default_factory=dict)
     #: Seconds to get ready: compiling (``compile``, at warm-up) or converting into an empty
     #: cache and compiling (``openvino``); ``cached_load_s``: OpenVINO again from its cache.
@@ -134,6 +140,13 @@ class Row:
 
     def median(self, part: str) -> float:
         return statistics.median(self.seconds[part])
+
+    def parts(self) -> list[str]:
+        return ["unet_2", "unet_1", "decode"] + (["decode_light"] if self.decode_light else [])
+
+    def stream_decode(self) -> float:
+        """The decode the stream runs on a CPU: the light decoder's where there is one."""
+        return self.median("decode_light" if self.decode_light else "decode")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -176,13 +189,13 @@ def main(argv: list[str] | None = None) -> None:
     rows = [row for name in names for row in make_rows(model, name, levers, cache)]
     for row in rows:  # warm-up (and compile) first, then time the rows in turns
         start = time.perf_counter()
-        for part in (row.unet_2, row.unet_1, row.decode):
-            part()
+        for part in row.parts():
+            getattr(row, part)()
         if row.lever == "compile":
             row.load_s = time.perf_counter() - start
     for _ in range(calls):
         for row in rows:
-            for part in ("unet_2", "unet_1", "decode"):
+            for part in row.parts():
                 started = time.perf_counter()
                 getattr(row, part)()
                 row.seconds.setdefault(part, []).append(time.perf_counter() - started)
@@ -215,7 +228,8 @@ def main(argv: list[str] | None = None) -> None:
         f"frame_s={measured_s:.3f} vocoder_s={vocode_s:.3f} "
         f"stream_rtf={FRAME_SECONDS / (measured_s + vocode_s):.2f} "
         f"unet2_s={base.median('unet_2'):.3f} unet1_s={base.median('unet_1'):.3f} "
-        f"decode_s={base.median('decode'):.3f} best_lever={best.dtype}/{best.lever} "
+        f"decode_s={base.median('decode'):.3f} stream_decode_s={base.stream_decode():.3f} "
+        f"decoder={'light' if base.decode_light else 'full'} best_lever={best.dtype}/{best.lever} "
         f"best_rtf={rtf(modelled_frame(best, preset), vocode_s):.2f} {openvino}"
         f"quick={int(args.quick)}"
     )
@@ -235,25 +249,32 @@ def make_rows(
     for lever in levers:
         unet = cast(copy.deepcopy(model.unet), dtype)
         vae = cast(copy.deepcopy(model.vae), dtype)
+        decoders, encoder = [VaeDecoder(vae)], VaeEncoder(vae)
+        if model.light_decoder is not None:
+            decoders.append(cast(copy.deepcopy(model.light_decoder), dtype))
         rows_latent = latent
         if lever == "channels_last":
-            unet.to(memory_format=torch.channels_last)
-            vae.to(memory_format=torch.channels_last)
+            for module in (unet, *decoders):
+                module.to(memory_format=torch.channels_last)
             rows_latent = latent.contiguous(memory_format=torch.channels_last)
-        decode: Callable = vae.decode
+        decodes: list[Callable] = decoders
         load_s = cached_load_s = 0.0
         if lever == "compile":
             unet = torch.compile(unet)
-            decode = torch.compile(vae.decode)
+            decodes = [torch.compile(decoder) for decoder in decoders]
         if lever == "openvino":
             choice = RuntimeChoice("openvino", "benchmark")
             started = time.perf_counter()
-            openvino_parts(unet, vae, dtype, choice, cache)
+            openvino_parts(unet, decoders[0], encoder, dtype, choice, cache)
             load_s = time.perf_counter() - started
             started = time.perf_counter()
-            parts = openvino_parts(unet, vae, dtype, choice, cache)
+            parts = openvino_parts(unet, decoders[0], encoder, dtype, choice, cache)
             cached_load_s = time.perf_counter() - started
-            unet, decode = parts.unet, parts.decode
+            decodes = [parts.decode] + [
+                openvino_parts(unet, light, encoder, dtype, choice, cache).decode
+                for light in decoders[1:]
+            ]
+            unet = parts.unet
         rows.append(
             Row(
                 name,
@@ -262,7 +283,9 @@ def make_rows(
                 _inference(
                     lambda u=unet, x=rows_latent: u(x[:1], timestep[:1], encoder_hidden_states=text[:1])
                 ),
-                _inference(lambda d=decode, x=rows_latent: d(x[:1])),
+                _inference(lambda d=decodes[0], x=rows_latent: d(x[:1])),
+                (_inference(lambda d=decodes[-1], x=rows_latent: d(x[:1]))
+                 if len(decodes) > 1 else None),
                 load_s=load_s,
                 cached_load_s=cached_load_s,
             )
@@ -304,7 +327,7 @@ def measure_frames(
 
 def modelled_frame(row: Row, schedule: Schedule) -> float:
     unet = schedule.guided * row.median("unet_2") + schedule.one_row * row.median("unet_1")
-    return unet + row.median("decode")
+    return unet + row.stream_decode()
 
 
 def rtf(frame_s: float, vocode_s: float) -> float:
@@ -312,8 +335,9 @@ def rtf(frame_s: float, vocode_s: float) -> float:
 
 
 def print_table(rows: list[Row], vocode_s: float, modelled: list[Schedule]) -> None:
-    head = "| type | lever | UNet 2 rows s | UNet 1 row s | decode s | load s (cached) |"
-    rule = "|---|---|---:|---:|---:|---:|"
+    head = ("| type | lever | UNet 2 rows s | UNet 1 row s | decode s | light decode s "
+            "| load s (cached) |")
+    rule = "|---|---|---:|---:|---:|---:|---:|"
     for schedule in modelled:
         head += f" {schedule.name} s / RTF |"
         rule += "---:|"
@@ -321,7 +345,9 @@ def print_table(rows: list[Row], vocode_s: float, modelled: list[Schedule]) -> N
     for row in rows:
         line = (
             f"| {row.dtype} | {row.lever} | {row.median('unet_2'):.3f} | {row.median('unet_1'):.3f}"
-            f" | {row.median('decode'):.3f} | {row.load_s:.1f} ({row.cached_load_s:.1f}) |"
+            f" | {row.median('decode'):.3f}"
+            f" | {row.median('decode_light') if row.decode_light else float('nan'):.3f}"
+            f" | {row.load_s:.1f} ({row.cached_load_s:.1f}) |"
         )
         for schedule in modelled:
             frame = modelled_frame(row, schedule)

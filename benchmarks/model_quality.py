@@ -43,7 +43,7 @@ about 500 s cold (benchmarks/RESULTS.md).
 frames, a judge trained for one epoch.
 
 Usage: python benchmarks/model_quality.py [--quick | --smoke] [--data DIR] [--model builtin|FOLDER]
-       [--steps N] [--denoising D] [--guidance G]
+       [--steps N] [--denoising D] [--guidance G] [--decoder auto|full|light]
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ from streamer.audio.loudness import LoudnessConfig, mix_limiter, normalised_fram
 from streamer.audio.stitcher import AudioFrame, Stitcher
 from streamer.audio.vocoder import Vocoder
 from streamer.errors import UserError
-from streamer.generate.config import BUILTIN_MODEL, GeneratorConfig
+from streamer.generate.config import BUILTIN_MODEL, DECODERS, GeneratorConfig
 from streamer.generate.generator import FrameGenerator, GeneratedFrame
 from streamer.generate.request import FrameRequest, Keyframe, PromptBlend, transition
 from streamer.generate.tiny_model import build_tiny_model
@@ -148,6 +148,10 @@ def main(argv: list[str] | None = None) -> int:
         "--guidance-until", type=int, metavar="TIMESTEP",
         help="guidance only on steps at or above this timestep (default: the preset's)",
     )
+    parser.add_argument(
+        "--decoder", choices=DECODERS, default="auto",
+        help="the decoder the frames are decoded with (default auto: as serve on a CPU)",
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument(
         "--artifacts", type=Path, default=REPO / "artifacts" / "model_quality",
@@ -174,14 +178,17 @@ def run(args: argparse.Namespace) -> int:
         f"# model quality: model {args.model}, preset {args.preset} (steps "
         f"{_or_preset(args.steps)}, denoising {_or_preset(args.denoising)}, guidance "
         f"{_or_preset(args.guidance)} until timestep {_or_preset(args.guidance_until)}), "
-        f"data {args.data}, "
+        f"decoder {args.decoder}, data {args.data}, "
         f"threads {args.threads}, load average at start {_load()}",
         flush=True,
     )
     with tempfile.TemporaryDirectory() as folder:  # models first: a missing one fails at once
         models = {"model": args.model, "floor": str(build_tiny_model(Path(folder) / "tiny"))}
         generators = {
-            name: load(model, args.preset, args.steps, args.guidance_until)
+            name: load(
+                model, args.preset, args.steps, args.guidance_until,
+                args.decoder if name == "model" else "auto",  # the floor has no light decoder
+            )
             for name, model in models.items()
         }
     judge, summary = quality_classifier.load_or_train(args.data, size.judge)
@@ -282,14 +289,18 @@ def _or_preset(value: float | int | None) -> str:
 
 
 def load(
-    model: str, preset: str, steps: int | None = None, guidance_until: int | None = None
+    model: str,
+    preset: str,
+    steps: int | None = None,
+    guidance_until: int | None = None,
+    decoder: str = "auto",
 ) -> FrameGenerator:
-    """A model as ``serve`` loads it, on the CPU in its default type (no network); ``steps``
-    and ``guidance_until`` override the preset's, as ``--steps`` and ``--guidance-until`` do
-    for ``serve``."""
+    """A model as ``serve`` loads it, on the CPU in its default type (no network); ``steps``,
+    ``guidance_until`` and ``decoder`` override the preset's and the default decoder, as
+    ``--steps``, ``--guidance-until`` and ``--decoder`` do for ``serve``."""
     config = GeneratorConfig(
         model=model, device="cpu", preset=preset, num_inference_steps=steps,
-        guidance_until_timestep=guidance_until, offline=True,
+        guidance_until_timestep=guidance_until, offline=True, decoder=decoder,
     )
     return FrameGenerator.load(config, seed_loop_image)
 
@@ -346,8 +357,9 @@ def make_frames(
 
 
 def vae_round_trips(generator: FrameGenerator, renders: list[Path]) -> list[Image.Image]:
-    """Renders encoded and decoded by the model's VAE: what the model could at best make of
-    them. Scored beside the frames, it tells what the VAE loses from what the UNet gets wrong."""
+    """Renders encoded by the model's VAE and decoded by the decoder the frames use: what the
+    model could at best make of them. Scored beside the frames, it tells what the VAE (and the
+    light decoder, where it decodes) loses from what the UNet gets wrong."""
     vae, trips = generator.model.vae, []
     with torch.inference_mode():
         for path in renders:
@@ -355,7 +367,7 @@ def vae_round_trips(generator: FrameGenerator, renders: list[Path]) -> list[Imag
                 array = np.asarray(image.convert("RGB"), dtype=np.float32)
             pixels = torch.from_numpy(array / 127.5 - 1.0)
             pixels = pixels.permute(2, 0, 1)[None].to(generator.model.dtype)
-            decoded = vae.decode(vae.encode(pixels).latent_dist.mode()).sample[0].float()
+            decoded = generator.decoder(vae.encode(pixels).latent_dist.mode())[0].float()
             array = ((decoded.permute(1, 2, 0) + 1) * 127.5).clamp(0, 255).round()
             trips.append(Image.fromarray(array.to(torch.uint8).numpy(), mode="RGB"))
     return trips

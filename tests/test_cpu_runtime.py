@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 
+from streamer.generate.autoencoder import VaeDecoder, VaeEncoder
 from streamer.generate.config import GeneratorConfig
 from streamer.generate.cpu_runtime import (
     choose_cpu_runtime,
@@ -76,7 +77,7 @@ def test_auto_keeps_openvino_only_where_a_unet_call_is_measured_no_slower_and_sa
 
 def test_auto_on_the_tiny_model_times_both_and_says_which_it_kept(model, cache, monkeypatch):
     monkeypatch.setenv("STREAMER_CACHE", str(cache))
-    parts = cpu_parts(model.unet, model.vae, model.dtype, model.device, "auto", False)
+    parts = parts_of(model, "auto")
     assert parts.choice.name in ("openvino", "torch")
     assert "one UNet call" in parts.choice.reason and "torch" in parts.choice.reason
 
@@ -110,6 +111,14 @@ def model(tiny_model_dir):
         weight = model.unet.time_embedding.cond_proj.weight
         weight.copy_(torch.randn(weight.shape, generator=torch.Generator().manual_seed(0)))
     return model
+
+
+def parts_of(model, runtime: str, cache_folder: Path | None = None):
+    """The model's parts as ``runtime`` runs them (the VAE's own decoder and encoder)."""
+    decoder, encoder = VaeDecoder(model.vae), VaeEncoder(model.vae)
+    return cpu_parts(
+        model.unet, decoder, encoder, model.dtype, model.device, runtime, False, cache_folder
+    )
 
 
 def generator(model, seed_images, runtime: str, cache: Path, monkeypatch) -> FrameGenerator:
@@ -160,22 +169,22 @@ def test_a_guidance_distilled_student_is_told_its_guidance_through_openvino(
 def test_a_second_start_reads_the_conversion_from_the_cache(model, cache, caplog, monkeypatch):
     monkeypatch.setenv("STREAMER_CACHE", str(cache))
     folder = default_cache_folder()
-    cpu_parts(model.unet, model.vae, model.dtype, model.device, "openvino", False)
+    parts_of(model, "openvino")
     kept = {path: path.stat().st_mtime_ns for path in folder.iterdir()}
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="streamer.generate.cpu_runtime"):
-        parts = cpu_parts(model.unet, model.vae, model.dtype, model.device, "openvino", False)
+        parts = parts_of(model, "openvino")
     assert parts.choice.name == "openvino"
     assert "converting" not in caplog.text
     assert {path: path.stat().st_mtime_ns for path in folder.iterdir()} == kept
-    assert sorted(path.suffix for path in kept) == [".bin", ".bin", ".xml", ".xml"]
+    assert sorted(path.suffix for path in kept) == [".bin"] * 3 + [".xml"] * 3
 
 
 def test_a_conversion_that_fails_falls_back_to_torch_and_says_so(model, tmp_path, caplog):
     blocked = tmp_path / "not-a-folder"
     blocked.write_text("a file where the cache folder should be")
     with caplog.at_level(logging.WARNING, logger="streamer.generate.cpu_runtime"):
-        parts = cpu_parts(model.unet, model.vae, model.dtype, model.device, "auto", False, blocked)
+        parts = parts_of(model, "auto", blocked)
     assert parts.choice.name == "torch"
     assert "OpenVINO failed" in parts.choice.reason and "using torch" in caplog.text
     assert parts.unet is model.unet

@@ -38,6 +38,10 @@ def make_generator(model_dir, seed_images, **overrides):
         "device": "cpu",
         "dtype": "fp32",
         "num_inference_steps": STEPS,
+        # One runtime for every generator here: ``auto`` picks by timing one UNet call at load,
+        # so on a loaded CPU two loads could pick differently and differ by a pixel level.
+        # OpenVINO's frames are checked against torch's in test_cpu_runtime.py.
+        "cpu_runtime": "torch",
     }
     return FrameGenerator.load(GeneratorConfig(**{**settings, **overrides}), seed_images)
 

@@ -130,6 +130,7 @@ def run_generate(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     print(generator.model.compute_announcement(), file=sys.stderr, flush=True)
     print(generator.runtime.announcement(), file=sys.stderr, flush=True)
+    print(generator.decoder_choice.announcement(), file=sys.stderr, flush=True)
     print(
         f"{args.frames} frame(s) with {config.model} on {generator.device} "
         f"({generator.model.dtype}), preset {preset.name}: {preset.scheduler}, "

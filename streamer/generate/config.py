@@ -6,6 +6,7 @@ import dataclasses
 
 from streamer.generate.presets import GeneratorPreset, preset_named
 
+
 #: Riffusion v1: Stable Diffusion 1.5 fine-tuned on 512x512 mel spectrograms (4 GB).
 DEFAULT_MODEL = "riffusion/riffusion-model-v1"
 #: The files of a diffusers Stable Diffusion repository that a frame needs (loading.py loads only
@@ -27,6 +28,10 @@ AUTO_MODEL = "auto"
 #: What may run the UNet and VAE decoder on a CPU (streamer.generate.cpu_runtime): ``auto``
 #: takes OpenVINO where it is installed and measured no slower at load.
 CPU_RUNTIMES = ("auto", "torch", "openvino")
+
+#: What may turn latents into images (streamer.generate.autoencoder, which reads it from here):
+#: ``auto`` takes the model's light decoder on a CPU where it has one.
+DECODERS = ("auto", "full", "light")
 
 #: The preset a model plays with when the user chooses none; models not named play "default".
 MODEL_PRESETS = {BUILTIN_MODEL: "builtin"}
@@ -67,6 +72,9 @@ class GeneratorConfig:
     ``cpu_runtime`` is what runs the UNet and VAE decoder on a CPU: "auto" (OpenVINO where it
     is installed and measured no slower at load), "openvino" or "torch"
     (streamer.generate.cpu_runtime).
+    ``decoder`` is which VAE decoder turns latents into images: "auto" (the model's light
+    decoder on a CPU where it has one, the VAE's own elsewhere), "full" or "light"
+    (streamer.generate.autoencoder).
     """
 
     model: str = AUTO_MODEL
@@ -82,6 +90,7 @@ class GeneratorConfig:
     lora: str | None = None
     compile: str = "none"
     cpu_runtime: str = "auto"
+    decoder: str = "auto"
     max_cached_prompts: int = 256
     max_cached_seed_images: int = 64
 
@@ -94,6 +103,8 @@ class GeneratorConfig:
             raise ValueError(
                 f"cpu_runtime must be one of {', '.join(CPU_RUNTIMES)}, got {self.cpu_runtime!r}"
             )
+        if self.decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {self.decoder!r}")
         # Fail early on an unknown preset or scheduler, even before "auto" is resolved.
         self._with_overrides(preset_named(self.preset or "default"))
 

@@ -1,11 +1,14 @@
-"""What runs the UNet and the VAE decoder on a CPU: torch (eager) or OpenVINO.
+"""What runs the UNet and the VAE (its decoder, and its encoder for seed images) on a CPU: torch
+(eager) or OpenVINO.
 
-The UNet and the decoder are nearly all of a frame's time on a CPU. OpenVINO's CPU plugin runs
+The UNet and the decoder are nearly all of a frame's time on a CPU; the encoder runs once per
+new seed image, which the song form composes about once a frame. OpenVINO's CPU plugin runs
 the same graph with its own fused kernels. Measured side by side (benchmarks/RESULTS.md, "A
 faster CPU runtime"), it does a frame's work in less CPU time on every CPU class tried: on
 the real AVX2 machine its UNet is 1.7x faster than torch's, on this project's AVX-512 VM a
 frame takes 8 % less CPU in fp32 (emulated AVX2) and 17 % less in bf16; frames equal torch's
-within 1 pixel level in fp32. But on that VM, shared with other work, whole frames in wall time
+within 1 pixel level in fp32. Its VAE encoder is 1.9x faster than torch's (channels-last) on
+the real AVX2 machine, equal within 2e-5. But on that VM, shared with other work, whole frames in wall time
 came out 0.76-1.05x of torch's: so ``auto`` keeps it only where one UNet call is measured no
 slower at load than torch's (:func:`keep_faster`), as the compute type is chosen. It is converted once from the loaded torch modules (the same
 diffusers weights, LoRA included) and kept in a cache folder keyed by the weights, so only the
@@ -20,7 +23,7 @@ the conversion fails, so a stream never fails to start for want of the faster ru
 The parts keep torch's interfaces, so the generator's loop reads the same with either runtime:
 the UNet is called as a diffusers UNet (sample, timestep, ``encoder_hidden_states``, and the
 guidance-distilled student's ``timestep_cond``) and answers ``.sample``; the decoder takes a
-latent and gives pixels. Tensors go in and come out in the model's compute type; OpenVINO
+latent and gives pixels, the encoder the reverse (streamer.generate.autoencoder). Tensors go in and come out in the model's compute type; OpenVINO
 computes in the same type (its precision hint: f32, or bf16 where the model computes in bf16,
 which happens only where bf16 is native).
 """
@@ -66,7 +69,7 @@ class RuntimeChoice:
     load_s: float | None = None
 
     def announcement(self) -> str:
-        line = f"running the UNet and VAE decoder with {self.name}: {self.reason}"
+        line = f"running the UNet and VAE with {self.name}: {self.reason}"
         if self.load_s is not None:
             line += f", ready in {self.load_s:.1f} s"
         if self.name == "openvino":
@@ -114,21 +117,28 @@ class UNetOutput:
 
 @dataclasses.dataclass(frozen=True)
 class CpuParts:
-    """The UNet and the decoder as the generator calls them, and what runs them.
+    """The UNet and the autoencoder as the generator calls them, and what runs them.
 
     ``unet(sample, timestep, encoder_hidden_states=..., timestep_cond=...)`` answers ``.sample``
     as a diffusers UNet does; ``decode(latent)`` gives the decoder's pixels in [-1, 1] (the
-    latent already divided by the VAE's scaling factor).
+    latent already divided by the VAE's scaling factor); ``encode(pixels)`` the latent mean,
+    unscaled.
     """
 
     unet: Callable[..., Any]
     decode: Callable[[torch.Tensor], torch.Tensor]
+    encode: Callable[[torch.Tensor], torch.Tensor]
     choice: RuntimeChoice
 
 
-def torch_parts(unet: torch.nn.Module, vae: Any, choice: RuntimeChoice) -> CpuParts:
+def torch_parts(
+    unet: torch.nn.Module,
+    decoder: torch.nn.Module,
+    encoder: torch.nn.Module,
+    choice: RuntimeChoice,
+) -> CpuParts:
     """The torch modules themselves."""
-    return CpuParts(unet, lambda latent: vae.decode(latent).sample, choice)
+    return CpuParts(unet, decoder, encoder, choice)
 
 
 class OpenVinoUNet:
@@ -160,28 +170,30 @@ class OpenVinoUNet:
         return UNetOutput(_tensor(self._request.get_output_tensor(0).data, self._dtype))
 
 
-class OpenVinoDecoder:
-    """A VAE decoder compiled by OpenVINO: latent in, pixels out, in the model's type."""
+class OpenVinoImageModule:
+    """A decoder (latent in, pixels out) or an encoder (the reverse) compiled by OpenVINO, in
+    the model's type."""
 
     def __init__(self, compiled: Any, dtype: torch.dtype) -> None:
         self._request = compiled.create_infer_request()
         self._dtype = dtype
 
-    def __call__(self, latent: torch.Tensor) -> torch.Tensor:
-        self._request.infer([_array(latent)])
+    def __call__(self, tensor: torch.Tensor) -> torch.Tensor:
+        self._request.infer([_array(tensor)])
         return _tensor(self._request.get_output_tensor(0).data, self._dtype)
 
 
 def openvino_parts(
     unet: torch.nn.Module,
-    vae: Any,
+    decoder: torch.nn.Module,
+    encoder: torch.nn.Module,
     dtype: torch.dtype,
     choice: RuntimeChoice,
     cache_folder: Path,
     threads: int | None = None,
 ) -> CpuParts:
-    """The UNet and decoder converted to OpenVINO (or read from ``cache_folder``, where a
-    conversion of the same weights is kept) and compiled for this CPU in ``dtype``."""
+    """The UNet, decoder and encoder converted to OpenVINO (or read from ``cache_folder``, where
+    a conversion of the same weights is kept) and compiled for this CPU in ``dtype``."""
     import openvino
 
     started = time.perf_counter()
@@ -192,15 +204,18 @@ def openvino_parts(
         "INFERENCE_NUM_THREADS": threads or torch.get_num_threads(),
     }
     unet32 = _float32_copy(unet)
-    vae32 = _float32_copy(vae)
-    latent = torch.zeros(1, unet32.config.in_channels, _EXAMPLE_LATENT_SIDE, _EXAMPLE_LATENT_SIDE)
+    decoder32, encoder32 = _float32_copy(decoder), _float32_copy(encoder)
+    side = _EXAMPLE_LATENT_SIDE
+    latent = torch.zeros(1, unet32.config.in_channels, side, side)
+    pixels = torch.zeros(1, 3, 8 * side, 8 * side)  # RGB; SD's VAE: 8 pixels a latent cell
     text = torch.zeros(1, 77, unet32.config.cross_attention_dim)
     unet_inputs = [latent, torch.ones(1), text]
     if unet32.config.time_cond_proj_dim is not None:
         unet_inputs.append(torch.zeros(1, unet32.config.time_cond_proj_dim))
     parts = {
         "unet": (_UNetGraph(unet32), tuple(unet_inputs)),
-        "decoder": (_DecoderGraph(vae32), (latent,)),
+        "decoder": (decoder32, (latent,)),
+        "encoder": (encoder32, (pixels,)),
     }
     compiled = {}
     for name, (module, example) in parts.items():
@@ -215,35 +230,40 @@ def openvino_parts(
     load_s = time.perf_counter() - started
     return CpuParts(
         OpenVinoUNet(compiled["unet"], dtype),
-        OpenVinoDecoder(compiled["decoder"], dtype),
+        OpenVinoImageModule(compiled["decoder"], dtype),
+        OpenVinoImageModule(compiled["encoder"], dtype),
         dataclasses.replace(choice, load_s=load_s),
     )
 
 
 def cpu_parts(
     unet: torch.nn.Module,
-    vae: Any,
+    decoder: torch.nn.Module,
+    encoder: torch.nn.Module,
     dtype: torch.dtype,
     device: torch.device,
     requested: str,
     compiled: bool,
     cache_folder: Path | None = None,
 ) -> CpuParts:
-    """The parts the rule picks; torch, with a log line saying why, if OpenVINO fails."""
+    """The parts the rule picks; torch, with a log line saying why, if OpenVINO fails.
+    ``decoder`` and ``encoder`` are modules from latent to pixels and back
+    (streamer.generate.autoencoder)."""
     choice = choose_cpu_runtime(requested, device.type, compiled, openvino_version())
     if choice.name == "torch":
-        return torch_parts(unet, vae, choice)
+        return torch_parts(unet, decoder, encoder, choice)
     try:
-        parts = openvino_parts(unet, vae, dtype, choice, cache_folder or default_cache_folder())
+        parts = openvino_parts(unet, decoder, encoder, dtype, choice, cache_folder or default_cache_folder())
     except Exception as error:  # any failure of a third-party converter: torch still plays
         log.warning("OpenVINO could not run this model (%s); using torch", error)
-        return torch_parts(unet, vae, RuntimeChoice("torch", f"OpenVINO failed: {error}"))
+        failed = RuntimeChoice("torch", f"OpenVINO failed: {error}")
+        return torch_parts(unet, decoder, encoder, failed)
     if requested != "auto":
         return parts
     kept = keep_faster(parts.choice, _time_unet_calls({"torch": unet, "openvino": parts.unet}, unet))
     if kept.name == "openvino":
         return dataclasses.replace(parts, choice=kept)
-    return torch_parts(unet, vae, kept)
+    return torch_parts(unet, decoder, encoder, kept)
 
 
 def keep_faster(choice: RuntimeChoice, seconds: dict[str, float]) -> RuntimeChoice:
@@ -318,17 +338,6 @@ class _UNetGraph(torch.nn.Module):
             timestep_cond=timestep_cond,
             return_dict=False,
         )[0]
-
-
-class _DecoderGraph(torch.nn.Module):
-    """The VAE's decoder alone, latent in, pixels out."""
-
-    def __init__(self, vae: torch.nn.Module) -> None:
-        super().__init__()
-        self.vae = vae
-
-    def forward(self, latent):
-        return self.vae.decode(latent, return_dict=False)[0]
 
 
 def _float32_copy(module: torch.nn.Module) -> torch.nn.Module:

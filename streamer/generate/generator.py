@@ -46,10 +46,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from streamer.generate.autoencoder import VaeDecoder, VaeEncoder, choose_decoder
 from streamer.generate.cancellation import IsStale, check, never_stale
 from streamer.generate.compute_type import conv_layout
-from streamer.generate.cpu_runtime import cpu_parts
 from streamer.generate.config import GeneratorConfig
+from streamer.generate.cpu_runtime import cpu_parts
 from streamer.generate.guidance import (
     DISTILLED_NEGATIVE_PROMPT,
     classifier_free_guidance,
@@ -133,21 +134,37 @@ class FrameGenerator:
         max_cached_seed_images: int = 64,
         compile_backend: str | Callable = "inductor",
         cpu_runtime: str = "torch",
+        decoder: str = "auto",
     ) -> None:
         """``compile`` is a torch.compile mode (``none``: eager); ``compile_backend`` is
         torch.compile's backend (``eager`` or a counting backend in tests); ``cpu_runtime``
-        what runs the UNet and decoder on a CPU (streamer.generate.cpu_runtime)."""
+        what runs the UNet and decoder on a CPU (streamer.generate.cpu_runtime); ``decoder``
+        which decoder makes the images (streamer.generate.autoencoder)."""
         self.model = model
         self.preset = preset
         self._seed_images = seed_images
         self._embeddings: _Cache[str, torch.Tensor] = _Cache(max_cached_prompts)
         self._seed_latents: _Cache[str, torch.Tensor] = _Cache(max_cached_seed_images)
-        parts = cpu_parts(
-            model.unet, model.vae, model.dtype, model.device, cpu_runtime, compile != "none"
+        #: Which decoder makes the images, and why, for the start-up line.
+        self.decoder_choice = choose_decoder(
+            decoder, model.device.type, model.light_decoder is not None
         )
-        #: What runs the UNet and decoder, and why, for the start-up line.
+        #: The module from latent to pixels that choice names (in torch, whatever runs it).
+        self.decoder = model.light_decoder if self.decoder_choice.light else VaeDecoder(model.vae)
+        parts = cpu_parts(
+            model.unet,
+            self.decoder,
+            VaeEncoder(model.vae),
+            model.dtype,
+            model.device,
+            cpu_runtime,
+            compile != "none",
+        )
+        #: What runs the UNet and the autoencoder, and why, for the start-up line.
         self.runtime = parts.choice
-        self._unet, self._decode_latent = parts.unet, parts.decode
+        self._unet, self._decode_latent, self._encode_pixels = (
+            parts.unet, parts.decode, parts.encode
+        )
         #: Latents go in in the UNet's layout: a compiled UNet then sees one layout only (the
         #: scheduler's arithmetic keeps whichever layout it was given).
         self._latent_layout = conv_layout(model.unet)
@@ -178,6 +195,7 @@ class FrameGenerator:
             max_cached_prompts=config.max_cached_prompts,
             max_cached_seed_images=config.max_cached_seed_images,
             cpu_runtime=config.cpu_runtime,
+            decoder=config.decoder,
         )
 
     @property
@@ -309,8 +327,7 @@ class FrameGenerator:
                 else self._seed_images(name)
             )
             pixels = _to_pixels(image).to(self.device, self.model.dtype)
-            latent = self.model.vae.encode(pixels).latent_dist.mode()
-            latent = latent * self.model.vae.config.scaling_factor
+            latent = self._encode_pixels(pixels) * self.model.vae.config.scaling_factor
             self._seed_latents.put(name, latent)
         return latent
 
@@ -421,16 +438,16 @@ class FrameGenerator:
     def _decode(self, index: int, latent: torch.Tensor) -> Image.Image:
         """One frame's latent decoded to an image: in fp32 if the model's type overflows (the SD
         VAE's known fp16 failure), refused if it overflows even there."""
-        vae = self.model.vae
-        latent = latent / vae.config.scaling_factor
+        latent = latent / self.model.vae.config.scaling_factor
         pixels = self._decode_latent(latent)
-        if not torch.isfinite(pixels).all() and vae.dtype != torch.float32:
-            log.warning("frame %d decoded to NaN in %s; decoding it in fp32", index, vae.dtype)
+        dtype = self.model.dtype
+        if not torch.isfinite(pixels).all() and dtype != torch.float32:
+            log.warning("frame %d decoded to NaN in %s; decoding it in fp32", index, dtype)
             try:
-                vae.to(torch.float32)
-                pixels = vae.decode(latent.float()).sample
+                self.decoder.to(torch.float32)
+                pixels = self.decoder(latent.float())
             finally:
-                vae.to(self.model.dtype)
+                self.decoder.to(dtype)
         if not torch.isfinite(pixels).all():
             raise UnplayableFrame(f"frame {index} of the batch decoded to NaN or infinity")
         return _to_images(pixels)[0]

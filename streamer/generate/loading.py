@@ -116,6 +116,8 @@ class StableDiffusionModel:
     source: str
     #: Why it computes in ``dtype``, for the start-up line (``compute_announcement``).
     dtype_reason: str = ""
+    #: The model folder's light decoder (streamer.generate.light_decoder), None where it has none.
+    light_decoder: Any = None
 
     def compute_announcement(self) -> str:
         return ComputeType(self.dtype, self.dtype_reason or "chosen by the caller").announcement()
@@ -185,14 +187,17 @@ def load_model(config: GeneratorConfig) -> StableDiffusionModel:
     else:
         parts = _load_from_hub(reference, dtype, config)
     unet, vae, text_encoder, tokenizer, noise_schedule = parts
-    for module in (unet, vae, text_encoder):  # already in ``dtype``: loaded with it
+    folder = complete_builtin_folder() if config.model == BUILTIN_MODEL else path
+    light_decoder = _light_decoder(folder, dtype) if folder.is_dir() else None
+    convolutional = [vae] if light_decoder is None else [vae, light_decoder]
+    for module in (unet, text_encoder, *convolutional):  # already in ``dtype``: loaded with it
         module.to(device=device).eval().requires_grad_(False)
     if chosen is None:
         compute = choose_cpu_dtype(
             cpu_facts(),
             unet_call_timer(unet, unet.config.sample_size, unet.config.cross_attention_dim),
         )
-        for module in (unet, vae, text_encoder):
+        for module in (unet, text_encoder, *convolutional):
             cast(module, compute.dtype)
         dtype, reason = compute.dtype, compute.reason
     else:
@@ -204,10 +209,11 @@ def load_model(config: GeneratorConfig) -> StableDiffusionModel:
     if device.type in ("cuda", "cpu"):
         unet.to(memory_format=torch.channels_last)
     if device.type == "cpu":
-        vae.to(memory_format=torch.channels_last)
+        for module in convolutional:
+            module.to(memory_format=torch.channels_last)
     return StableDiffusionModel(
         unet, vae, text_encoder, tokenizer, noise_schedule, device, dtype,
-        source=str(config.model), dtype_reason=reason,
+        source=str(config.model), dtype_reason=reason, light_decoder=light_decoder,
     )
 
 
@@ -295,6 +301,22 @@ def _load_folder(path: Path, dtype: torch.dtype):
         return _load_components(str(path), dtype, local_files_only=True, cache_dir=None)
     except PartNotLoaded as error:
         raise UserError(f"could not load the model folder {path}: {error}") from error
+
+
+def _light_decoder(folder: Path, dtype: torch.dtype):
+    """The folder's light decoder (``light_decoder/``), or None where it has none."""
+    from streamer.generate.autoencoder import LIGHT_DECODER_FOLDER
+    from streamer.generate.light_decoder import LightDecoder
+
+    if not (folder / LIGHT_DECODER_FOLDER).is_dir():
+        return None
+    try:
+        return LightDecoder.from_pretrained(folder / LIGHT_DECODER_FOLDER, torch_dtype=dtype)
+    except Exception as error:  # the library's many ways to fail: one error naming the folder
+        raise UserError(
+            f"could not load the light decoder in {folder / LIGHT_DECODER_FOLDER}: {error}; "
+            "remove that folder to decode with the VAE's decoder"
+        ) from error
 
 
 def _load_from_hub(repo_id: str, dtype: torch.dtype, config: GeneratorConfig):

@@ -86,6 +86,7 @@ def load_diffusion_maker(config: StreamConfig, seed_images: SeedImages | None = 
     )
     print(generator.model.compute_announcement(), file=sys.stderr, flush=True)
     print(generator.runtime.announcement(), file=sys.stderr, flush=True)
+    print(generator.decoder_choice.announcement(), file=sys.stderr, flush=True)
     if generator.compiled:  # every batch shape now, rather than a minute's pause mid-stream
         frames = config.engine.batch_frames
         print(f"compiling the UNet for batches of up to {frames} frames...", file=sys.stderr)

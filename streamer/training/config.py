@@ -7,10 +7,10 @@ import dataclasses
 from streamer.errors import UserError
 from streamer.training.architecture import ARCHITECTURES
 
-STAGES = ("vae", "unet", "guidance")
+STAGES = ("vae", "unet", "guidance", "decoder")
 
-#: What ``streamer train --stage all`` trains: the model itself. Guidance distillation is a later
-#: run on a trained model (``--stage guidance --init MODEL``).
+#: What ``streamer train --stage all`` trains: the model itself. Guidance distillation and the
+#: light decoder are later runs on a trained model (``--stage guidance|decoder --init MODEL``).
 MODEL_STAGES = ("vae", "unet")
 
 #: Guidance scales a student learns, uniformly drawn: from 1 (no guidance, where the student
@@ -27,7 +27,8 @@ class TrainConfig:
     ``init``: None trains from random weights of ``architecture``; otherwise an exported model
     folder (a run's RUN/model, or the built-in model's) to fine-tune, whose sizes win; the
     ``guidance`` stage distils the model it starts from (``init``, or this run's ``unet``
-    stage), its *teacher*. ``*_steps`` are totals per stage: a resumed run trains up to them.
+    stage), its *teacher*; the ``decoder`` stage distils its VAE decoder into a light one.
+    ``*_steps`` are totals per stage: a resumed run trains up to them.
     ``precision`` "bf16" autocasts the forward pass where bf16 is native (a CPU with AVX-512
     BF16 or AMX, CUDA) and falls back to fp32 elsewhere; "fp32" never autocasts.
     """
@@ -50,6 +51,10 @@ class TrainConfig:
     guidance_batch_size: int = 8
     guidance_learning_rate: float = 1e-4
     guidance_scale_range: tuple[float, float] = GUIDANCE_SCALE_RANGE
+    decoder_steps: int = 2000
+    decoder_batch_size: int = 8
+    decoder_learning_rate: float = 5e-4
+    decoder_crop_pixels: int = 128
     ema_decay: float = 0.999
     checkpoint_every_steps: int = 250
     log_every_steps: int = 10
@@ -61,7 +66,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for stage in self.stages:
             if stage not in STAGES:
-                raise UserError(f"unknown stage {stage!r}: choose vae, unet, all or guidance")
+                raise UserError(
+                    f"unknown stage {stage!r}: choose vae, unet, all, guidance or decoder"
+                )
         low, high = self.guidance_scale_range
         if not 1.0 <= low <= high:
             raise UserError(
@@ -73,7 +80,6 @@ class TrainConfig:
             )
         if self.precision not in ("bf16", "fp32"):
             raise UserError(f"precision must be bf16 or fp32, got {self.precision!r}")
-        if self.vae_crop_pixels % 8:
-            raise UserError(
-                f"the VAE crop must be a multiple of 8 pixels, got {self.vae_crop_pixels}"
-            )
+        for name, crop in (("VAE", self.vae_crop_pixels), ("decoder", self.decoder_crop_pixels)):
+            if crop % 8:
+                raise UserError(f"the {name} crop must be a multiple of 8 pixels, got {crop}")

@@ -25,10 +25,18 @@ error between the student's prediction and the teacher's ``eps_u + w (eps_c - ep
 distilled against). The text encoder and VAE stay the teacher's; the student's moving average
 is exported, as in stage ``unet``. The stream then makes a guided frame in one UNet row.
 
+Stage ``decoder`` (run apart, on a trained model: ``--stage decoder --init MODEL``): the light
+decoder (streamer.generate.light_decoder) learns to give the model's VAE decoder's pixels. On
+random crops of the training images, as in stage ``vae`` (both decoders are convolutional), the
+frozen VAE encodes a crop, a latent is drawn from its posterior (so the student also sees
+latents a little off the means, as the UNet's are) and the loss is the L1 distance between the
+student's pixels and the VAE decoder's from that latent. Its moving average is exported to
+RUN/model/light_decoder/; the rest of the model folder stays the teacher's.
+
 The run folder::
 
     RUN/checkpoint/vae.pt, unet.pt,  weights, optimizer, step, RNG states (atomic writes)
-        guidance.pt
+        guidance.pt, decoder.pt
     RUN/latents-vae<step>-<clips>.pt the cached latents of the VAE at that step, of those clips
     RUN/log.jsonl                    {"stage", "step", "loss", "lr", "seconds"} per logged step
     RUN/model/                       a diffusers folder in fp16: `streamer serve --model RUN/model`
@@ -62,11 +70,13 @@ import torch
 from PIL import Image
 
 from streamer.errors import UserError
+from streamer.generate.autoencoder import LIGHT_DECODER_FOLDER
 from streamer.generate.guidance import (
     classifier_free_guidance,
     guidance_embedding,
     student_from_teacher,
 )
+from streamer.generate.light_decoder import LightDecoder, light_decoder_for
 from streamer.generate.tiny_model import (
     Architecture,
     random_components,
@@ -90,7 +100,12 @@ def train(
         torch.set_num_threads(config.threads)
     with _stop_requests() as stop:
         run.stop = stop
-        trainers = {"vae": run.train_vae, "unet": run.train_unet, "guidance": run.train_guidance}
+        trainers = {
+            "vae": run.train_vae,
+            "unet": run.train_unet,
+            "guidance": run.train_guidance,
+            "decoder": run.train_decoder,
+        }
         for stage in config.stages:
             trainers[stage](resume)
     return run.model_dir
@@ -241,6 +256,7 @@ class _Run:
             raise UserError("--device cuda was asked for but torch sees no CUDA device")
         self.bf16 = config.precision == "bf16" and self._bf16_is_native()
         self.unet, self.vae, self.text_encoder = self._initial_parts()
+        self.light_decoder = self._initial_light_decoder()
 
     def _bf16_is_native(self) -> bool:
         """Whether bf16 autocast pays here: on CUDA, or on a CPU with native bf16. Elsewhere it
@@ -275,6 +291,20 @@ class _Run:
                     part.load_state_dict(state["export"][name])
         return unet.float(), vae.float(), text_encoder.float()
 
+    def _initial_light_decoder(self) -> LightDecoder | None:
+        """This run's light decoder (its ``decoder`` checkpoint), else ``init``'s, else none:
+        an export keeps the model's light decoder whichever stage wrote it."""
+        path = self.checkpoint_dir / "decoder.pt"
+        if path.is_file():
+            state = torch.load(path, map_location="cpu", weights_only=False)
+            decoder = LightDecoder.from_config(state["light_decoder_config"])
+            decoder.load_state_dict(state["export"]["light_decoder"])
+            return decoder.float()
+        folder = Path(self.config.init) / LIGHT_DECODER_FOLDER if self.config.init else None
+        if folder is not None and folder.is_dir():
+            return LightDecoder.from_pretrained(folder).float()
+        return None
+
     def _save(self, stage: str, state: dict) -> None:
         """Write a stage's checkpoint atomically, then export the model folder."""
         self.checkpoint_dir.mkdir(exist_ok=True)
@@ -291,6 +321,10 @@ class _Run:
         staging = self.dir / "model.tmp"
         shutil.rmtree(staging, ignore_errors=True)
         write_model_folder(staging, *parts, dtype=torch.float16)
+        if self.light_decoder is not None:
+            light = copy.deepcopy(self.light_decoder).cpu()
+            torch.nn.Module.to(light, dtype=torch.float16)  # diffusers' override warns here
+            light.save_pretrained(staging / LIGHT_DECODER_FOLDER, safe_serialization=True)
         old = self.dir / "model.old"
         shutil.rmtree(old, ignore_errors=True)
         if self.model_dir.exists():
@@ -467,6 +501,47 @@ class _Run:
         self.unet = average.copies["unet"]
         self._loop(stage)
 
+    # --- stage 4: the light decoder -------------------------------------------------------------
+
+    def train_decoder(self, resume: bool) -> None:
+        config = self.config
+        if not config.init and not (self.checkpoint_dir / "vae.pt").is_file():
+            raise UserError(
+                "the decoder stage distils a trained model's VAE decoder: give it with --init "
+                "builtin or --init DIR, or train stage vae in this run folder first"
+            )
+        teacher = self.vae.to(self.device).eval().requires_grad_(False)
+        with torch.random.fork_rng():  # the student's start depends on the seed alone
+            torch.manual_seed(config.seed)
+            student = light_decoder_for(teacher.config)
+        student = student.to(self.device).train().requires_grad_(True)
+        optimizer = torch.optim.AdamW(
+            student.parameters(), lr=config.decoder_learning_rate, weight_decay=0.0
+        )
+        rng = np.random.default_rng([config.seed, 4])
+        pool = _ImagePool(self.data)
+
+        def loss(step: int) -> torch.Tensor:
+            images = random_crops(
+                pool.sample(config.decoder_batch_size, rng, step), config.decoder_crop_pixels, rng
+            )
+            pixels = to_pixels(images).to(self.device)
+            with torch.no_grad(), self._autocast():
+                latent = teacher.encode(pixels).latent_dist.sample()
+                target = teacher.decode(latent).sample.float()
+            with self._autocast():
+                prediction = student(latent)
+            return (prediction.float() - target).abs().mean()
+
+        average = _Average({"light_decoder": student}, config.ema_decay)
+        stage = _Stage(
+            "decoder", config.decoder_steps, config.decoder_learning_rate,
+            {"light_decoder": student}, optimizer, rng, loss, average,
+        )
+        self._resume(stage, resume)
+        self.light_decoder = average.copies["light_decoder"]
+        self._loop(stage)
+
     # --- the training data ---------------------------------------------------------------------
 
     def _latents_and_tokens(self):
@@ -568,8 +643,16 @@ class _Run:
                 "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state() if self.device.type == "cuda" else None,
                 "config": dataclasses.asdict(self.config),
+                **self._part_configs(stage),
             },
         )
+
+    def _part_configs(self, stage: _Stage) -> dict[str, dict]:
+        """The light decoder's own config beside its weights: its sizes are its own, not the
+        model folder's, so a resumed run or a later export rebuilds it from the checkpoint."""
+        if "light_decoder" not in stage.parts:
+            return {}
+        return {"light_decoder_config": dict(stage.parts["light_decoder"].config)}
 
     def _loop(self, stage: _Stage) -> None:
         """Step ``stage`` to its last step: warm-up, loss, optimizer, average, log, and a

@@ -152,11 +152,20 @@ def min_snr_weights(noise_schedule, timesteps: torch.Tensor, gamma: float) -> to
 
 
 def random_crops(images: list[np.ndarray], side: int, rng: np.random.Generator) -> np.ndarray:
-    """A ``side`` x ``side`` crop at a random position of each (H, W) image, stacked."""
+    """A ``side`` x ``side`` crop at a random position of each (H, W) image, stacked.
+
+    Every pixel is in a crop equally often, the image's edges included: a crop's corner is drawn
+    from ``side - 1`` pixels before the image to its last pixel, then moved inside. Drawn only
+    among the positions inside, a 128-pixel crop of a 512-pixel image would hold its last row
+    (the spectrogram's lowest mel bin) 18x less often than a middle row: a light decoder trained
+    so put loud sub-bass in the last columns' lowest bins, which the image edge holds.
+    """
     crops = []
     for image in images:
-        top = int(rng.integers(0, image.shape[0] - side + 1))
-        left = int(rng.integers(0, image.shape[1] - side + 1))
+        top, left = (
+            int(np.clip(rng.integers(1 - side, length), 0, length - side))
+            for length in image.shape[:2]
+        )
         crops.append(image[top : top + side, left : left + side])
     return np.stack(crops)
 
@@ -652,7 +661,9 @@ class _Run:
         model folder's, so a resumed run or a later export rebuilds it from the checkpoint."""
         if "light_decoder" not in stage.parts:
             return {}
-        return {"light_decoder_config": dict(stage.parts["light_decoder"].config)}
+        config = stage.parts["light_decoder"].config
+        # Every value, defaults included (diffusers marks defaults to be left out of from_config).
+        return {"light_decoder_config": {k: v for k, v in config.items() if not k.startswith("_")}}
 
     def _loop(self, stage: _Stage) -> None:
         """Step ``stage`` to its last step: warm-up, loss, optimizer, average, log, and a

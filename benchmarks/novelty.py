@@ -22,9 +22,13 @@ it was (``--form loop``) and once with the song form (``--form song``), and meas
   sits at the guard, 140 dB down, and its shape would count as novelty. Both are printed: "sim"
   (the goals') and "old".
 - **beat**: the onset envelope (positive spectral flux of the old measure's log-mel) in 10.24 s
-  windows, its autocorrelation (mean removed, over lag 0) at the seed loop's beat period (best
-  within 3 %), the median over the windows (a song's break has no drums by design; the median
-  says whether the beat holds in most of it): 1 is a perfectly periodic beat, 0 none.
+  windows, its autocorrelation (mean removed, over lag 0) at the beat period of the frame that
+  plays most of the window (the first of its two: frames enter on a beat just after the window
+  starts; best within 3 %), the median over the windows (a song's break has no drums by design;
+  the median says whether the beat holds in most of it): 1 is a perfectly periodic beat, 0 none.
+  Each frame's tempo is its seed loop's: a song at its style's tempo is measured at that tempo
+  (before, every window at the stream's 93.75 BPM). "beat by song": the median over each song's
+  windows.
 - **clicks**: at both ends of every crossfade the stitcher reports, the click ratio of
   ``streamer.audio.measures.click_ratio`` (as the stitcher's tests): the stream's largest jump
   (second difference) within 2 samples over the largest of the two frames it joins there, each
@@ -44,11 +48,13 @@ gives it). Default: 245.76 s (48 frames) each, stand-in and built-in; ``--quick`
 the stand-in only; ``--smoke``: 10.24 s, the stand-in only (the test's run); ``--seconds`` for
 longer; ``--measure FILE...`` measures files instead, side by side (the issue's check: a
 10-minute ``streamer render --seconds 600`` with no options; ``--bpm`` their tempo, the default
-seed loop's 93.75 unless given; no clicks: a file does not say where its frames switch);
+seed loop's 93.75 unless given, or ``--planned``: each frame's tempo and song as ``streamer
+render`` with no options plans them (it plans deterministically); no clicks: a file does not say
+where its frames switch);
 ``--save DIR`` writes each render to ``DIR/KEY.wav``.
 
     python benchmarks/novelty.py [--quick | --smoke] [--seconds S] [--no-builtin] [--save DIR]
-    python benchmarks/novelty.py --measure render.wav [loop.wav ...] [--bpm 93.75]
+    python benchmarks/novelty.py --measure render.wav [loop.wav ...] [--bpm 93.75 | --planned]
 """
 
 from __future__ import annotations
@@ -71,8 +77,7 @@ import torchaudio
 from streamer.audio.measures import click_ratio
 from streamer.audio.stitcher import SwitchEvent
 from streamer.generate.cancellation import never_stale
-from streamer.plan.arranger import LoopVariation
-from streamer.plan.planner import Planner
+from streamer.plan.arranger import VARIATION_MARK, LoopVariation, loop_beats
 from streamer.runtime.assemble import build_core, levelled
 from streamer.runtime.composed_loops import (
     SONG_SYNTH,
@@ -98,6 +103,8 @@ GOALS = {"5s": 0.90, "30s": 0.80}
 CLICK_RADIUS = 2
 #: A seam whose ratio is over this is a click: 6 dB more jump than either frame makes there.
 CLICK_RATIO = 2.0
+#: Frames in a window of the beat figure (10.24 s).
+BEAT_WINDOW_FRAMES = 2
 
 
 # --- the measures --------------------------------------------------------------------------------
@@ -146,22 +153,30 @@ SIMILARITY = Similarity(SpectrogramParams().max_frequency, 80.0)
 OLD_SIMILARITY = Similarity(16000.0, None)
 
 
-def beat_regularity(mono: np.ndarray, bpm: float) -> float:
-    """Autocorrelation of the onset envelope at the beat period (see the module docstring)."""
+def beat_windows(mono: np.ndarray, tempi: list[float]) -> list[float | None]:
+    """Per window, the autocorrelation of the onset envelope at the beat period (see the module
+    docstring; None for a silent window). ``tempi``: each frame's BPM (the last holds on)."""
     mel = OLD_SIMILARITY.log_mel(mono)
     flux = np.maximum(np.diff(mel, axis=1), 0.0).sum(axis=0)
     rate = RATE / 512
-    period = 60.0 / bpm * rate
-    lags = np.arange(int(period * 0.97), int(np.ceil(period * 1.03)) + 1)
-    size = int(10.24 * rate)
-    values = []
-    for start in range(0, len(flux) - size + 1, size):
+    size = int(BEAT_WINDOW_FRAMES * 5.12 * rate)
+    values: list[float | None] = []
+    for number, start in enumerate(range(0, len(flux) - size + 1, size)):
+        period = 60.0 / tempi[min(number * BEAT_WINDOW_FRAMES, len(tempi) - 1)] * rate
+        lags = np.arange(int(period * 0.97), int(np.ceil(period * 1.03)) + 1)
         envelope = flux[start : start + size] - flux[start : start + size].mean()
         energy = float(envelope @ envelope)
-        if energy <= 0:
-            continue
-        values.append(max(float(envelope[:-lag] @ envelope[lag:]) / energy for lag in lags))
-    return float(np.median(values)) if values else 0.0
+        values.append(
+            max(float(envelope[:-lag] @ envelope[lag:]) / energy for lag in lags)
+            if energy > 0 else None
+        )
+    return values
+
+
+def median(values: list[float | None]) -> float:
+    """The median of the values that are there (0 when none is)."""
+    there = [v for v in values if v is not None]
+    return float(np.median(there)) if there else 0.0
 
 
 def seam_clicks(stream: np.ndarray, switches: list[SwitchEvent],
@@ -198,7 +213,9 @@ class Render:
     samples: np.ndarray  # (channels, n)
     #: Each seam's click ratio (None: no frames to check against, a file or the MIDI reference).
     clicks: list[float] | None
-    bpm: float
+    #: Each frame's tempo, BPM (the last holds on), and its song ("" outside the song form).
+    tempi: list[float]
+    songs: list[str]
     sections: list[str]
     seconds_to_make: float
 
@@ -233,12 +250,25 @@ def stream_render(key: str, name: str, config: StreamConfig, maker, seconds: flo
         pieces.append(rendered.audio.samples)
         written += rendered.audio.samples.shape[1]
     seconds_to_make = time.perf_counter() - started
-    planned = Planner(config.settings, core.planner.config, {}).next_frames(int(seconds / 5.12))
-    sections = [frame.section or "-" for frame in planned]
     samples = np.concatenate(pieces, axis=1)
     clicks = seam_clicks(samples, switches, recording.frames)
-    bpm = core.seed_bpm() or 0.0
-    return Render(key, name, samples, clicks, bpm, sections, seconds_to_make)
+    tempi, songs, sections = frame_plan(config, seconds)
+    return Render(key, name, samples, clicks, tempi, songs, sections, seconds_to_make)
+
+
+def frame_plan(config: StreamConfig, seconds: float) -> tuple[list[float], list[str], list[str]]:
+    """Each frame's tempo (BPM), song ("3 house": its number and style; "" outside a song) and
+    section, as the engine plans them for ``config`` (the planner is deterministic)."""
+    core = build_core(config)
+    planned = core.planner.next_frames(int(np.ceil(seconds / 5.12)))
+    tempi = [core.loop_bpm(frame.seed_loop) or 0.0 for frame in planned]
+    songs = []
+    for frame in planned:
+        variation = (
+            LoopVariation.parse(frame.seed_loop) if VARIATION_MARK in frame.seed_loop else None
+        )
+        songs.append("" if variation is None else f"{variation.song % 1000} {variation.style}")
+    return tempi, songs, [frame.section or "-" for frame in planned]
 
 
 class LoopAudio:
@@ -262,12 +292,16 @@ class LoopAudio:
 
 def composed_reference(config: StreamConfig, loops: LoopAudio, seconds: float) -> Render:
     """The song form's seed loops straight from FluidSynth, frame after frame."""
-    frames = Planner(config.settings, config.planner, {}).next_frames(int(np.ceil(seconds / 5.12)))
-    beats = loops.beats_of[config.settings.seed_loop]
-    pieces = [loops.loop(LoopVariation.parse(f.seed_loop), beats) for f in frames]
+    core = build_core(config)
+    frames = core.planner.next_frames(int(np.ceil(seconds / 5.12)))
+    pieces = [
+        loops.loop(LoopVariation.parse(f.seed_loop), loop_beats(f.seed_loop, loops.beats_of))
+        for f in frames
+    ]
     mono = np.concatenate(pieces)[None, : round(seconds * RATE)]
-    return Render("midi_song", "composed (MIDI, song form)", mono, None, beats * 60 / 5.12,
-                  [f.section or "-" for f in frames], 0.0)
+    tempi, songs, sections = frame_plan(config, seconds)
+    return Render("midi_song", "composed (MIDI, song form)", mono, None, tempi, songs, sections,
+                  0.0)
 
 
 def composed_clips(seconds: float) -> Render:
@@ -281,8 +315,9 @@ def composed_clips(seconds: float) -> Render:
             loop = render_loop(standard_midi_file(events), index, synth, Path(workdir))
             pieces.append(loop / max(float(np.abs(loop).max()), 1e-9))
     mono = np.concatenate(pieces)[None, : round(seconds * RATE)]
-    return Render("midi_clips", "composed clips (a new one each frame)", mono, None, 120.0, [],
-                  0.0)
+    tempi = [float(compose(2026, index).bpm) for index in range(len(pieces))]
+    return Render("midi_clips", "composed clips (a new one each frame)", mono, None, tempi, [],
+                  [], 0.0)
 
 
 def configs(preset_config: StreamConfig, only: str | None = None) -> dict[str, StreamConfig]:
@@ -322,11 +357,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--measure", metavar="FILE", nargs="+",
                         help="measure these audio files instead, side by side")
     parser.add_argument("--bpm", type=float, default=93.75, help="the files' tempo (--measure)")
+    parser.add_argument("--planned", action="store_true",
+                        help="--measure: each frame's tempo and song as `streamer render` with no "
+                        "options plans them")
     parser.add_argument("--save", metavar="DIR", type=Path, help="write each render to DIR/KEY.wav")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     if args.measure:
-        renders = [read_render(Path(name), args.bpm) for name in args.measure]
+        seconds = max(audio_seconds(Path(name)) for name in args.measure)
+        plan = frame_plan(builtin_config(), seconds) if args.planned else ([args.bpm], [], [])
+        renders = [read_render(Path(name), *plan) for name in args.measure]
         report(renders, min(r.samples.shape[1] for r in renders) / RATE)
         return 0
     seconds = args.seconds or (10.24 if args.smoke else 30.72 if args.quick else 245.76)
@@ -375,7 +415,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def read_render(path: Path, bpm: float) -> Render:
+def audio_seconds(path: Path) -> float:
+    """How long an audio file plays."""
+    import soundfile
+
+    return soundfile.info(path).duration
+
+
+def read_render(path: Path, tempi: list[float], songs: list[str], sections: list[str]) -> Render:
     """An audio file to measure (no seams: a file does not say where its frames switch)."""
     import soundfile
 
@@ -383,7 +430,7 @@ def read_render(path: Path, bpm: float) -> Render:
     if rate != RATE:
         sys.exit(f"{path} is at {rate} Hz; the stream's rate is {RATE}")
     key = "".join(c if c.isalnum() else "_" for c in path.stem)
-    return Render(key, path.name, audio.T, None, bpm, [], 0.0)
+    return Render(key, path.name, audio.T, None, tempi, songs, sections, 0.0)
 
 
 def report(renders: list[Render], seconds: float) -> None:
@@ -397,7 +444,8 @@ def report(renders: list[Render], seconds: float) -> None:
     for render in renders:
         mono = render.mono
         sims, old = SIMILARITY.at_lags(mono), OLD_SIMILARITY.at_lags(mono)
-        beat = beat_regularity(mono, render.bpm)
+        windows = beat_windows(mono, render.tempi)
+        beat = median(windows)
         cells = " ".join(f"{_cell(sims[lag]):>9}" for lag in LAGS)
         olds = " ".join(f"{_cell(old[lag]):>7}" for lag in ("5s", "30s"))
         worst, clicks = "-", "-"
@@ -413,6 +461,10 @@ def report(renders: list[Render], seconds: float) -> None:
         result.append(f"{key}_beat={beat:.3f}")
         if render.clicks is not None:
             result.append(f"{key}_clicks={clicks}")
+        by_song = beat_by_song(windows, render)
+        if by_song:
+            print(f"{'':40} beat by song: " + ", ".join(
+                f"{song} ({bpm:.1f} BPM) {beat:.3f}" for song, bpm, beat in by_song))
     sections = next((r.sections for r in renders if "song" in r.name and r.sections), [])
     if sections:
         walked = [s for i, s in enumerate(sections) if i == 0 or sections[i - 1] != s]
@@ -422,6 +474,21 @@ def report(renders: list[Render], seconds: float) -> None:
           f"clicks: seams whose click ratio is over {CLICK_RATIO:.0f}")
     print("goals: " + ", ".join(f"sim {lag} <= {goal:.2f}" for lag, goal in GOALS.items()))
     print("RESULT " + " ".join(result))
+
+
+def beat_by_song(windows: list[float | None], render: Render) -> list[tuple[str, float, float]]:
+    """(song, its tempo, median beat figure) for each song a song-form render plays, in order;
+    a window is its first frame's song's."""
+    if not any(render.songs):
+        return []
+    chosen: dict[str, list[float | None]] = {}
+    tempo: dict[str, float] = {}
+    for number, value in enumerate(windows):
+        frame = min(number * BEAT_WINDOW_FRAMES, len(render.songs) - 1)
+        song = render.songs[frame]
+        chosen.setdefault(song, []).append(value)
+        tempo.setdefault(song, render.tempi[min(frame, len(render.tempi) - 1)])
+    return [(song, tempo[song], median(values)) for song, values in chosen.items()]
 
 
 def _cell(value: float | None) -> str:

@@ -405,18 +405,23 @@ def stream_config_from_args(
         built["settings"] = _section(defaults, "settings", {**preset_defaults, **given})
     config = StreamConfig(**built, scenes=options.get("scenes", ()), loudness=loudness)
     check_scene_seed_loops(config)
-    return with_song_loops(config)
+    # A seed loop given, or a Link session's tempo to follow: every song keeps that tempo.
+    style_tempi = "seed_loop" not in options and not getattr(args, "link", False)
+    return with_song_loops(config, style_tempi)
 
 
-def with_song_loops(config: StreamConfig) -> StreamConfig:
+def with_song_loops(config: StreamConfig, style_tempi: bool = True) -> StreamConfig:
     """In the song form, the composer styles of the playlist's prompts, so that seed loops are
-    composed for it; none (and a log line) when FluidSynth is missing."""
+    composed for it, and with ``style_tempi`` the tempi those styles were trained at, which
+    their songs play at; none (and a log line) when FluidSynth is missing."""
     if not config.planner.song_form or config.planner.loop_styles:
         return config
-    from streamer.runtime.composed_loops import song_loop_styles  # loads torch: not for --help
+    from streamer.runtime.composed_loops import song_loop_styles, style_beats  # loads torch
 
     styles = song_loop_styles((config.settings.prompts.dominant, *config.planner.playlist))
-    planner = dataclasses.replace(config.planner, loop_styles=styles)
+    planner = dataclasses.replace(
+        config.planner, loop_styles=styles, style_beats=style_beats(styles) if style_tempi else ()
+    )
     return dataclasses.replace(config, planner=planner)
 
 

@@ -15,8 +15,10 @@ from streamer.plan.arranger import (
     LoopVariation,
     base_loop,
     form_point,
+    loop_beats,
     next_loops,
     section_prompt,
+    song_beats,
 )
 from streamer.plan.planner import Planner, PlannerConfig
 from streamer.plan.settings import PromptBlend, StreamSettings
@@ -24,6 +26,8 @@ from streamer.plan.settings import PromptBlend, StreamSettings
 FIXTURE = Path(__file__).parent / "fixtures" / "loop_form_frames.json"
 BPM = {"boom_bap_94": 93.75, "house_117": 117.1875}
 STYLES = tuple((prompt, "lofi" if "lo-fi" in prompt else "house") for prompt in BUILTIN_PROMPTS)
+#: The composer's tempi of those styles (``Style.beats``), and one that knows the stream's 8.
+TEMPI = (("lofi", (6, 7)), ("house", (10, 11)), ("funk", (8, 9, 10)))
 
 
 def stream_settings(**changes) -> StreamSettings:
@@ -31,8 +35,10 @@ def stream_settings(**changes) -> StreamSettings:
     return dataclasses.replace(base, **changes)
 
 
-def song_planner(loop_styles=STYLES, **changes) -> Planner:
-    config = PlannerConfig(playlist=BUILTIN_PROMPTS, loop_styles=loop_styles)
+def song_planner(loop_styles=STYLES, style_beats=(), **changes) -> Planner:
+    config = PlannerConfig(
+        playlist=BUILTIN_PROMPTS, loop_styles=loop_styles, style_beats=style_beats
+    )
     return Planner(stream_settings(**changes), config, BPM)
 
 
@@ -149,8 +155,13 @@ def test_a_variation_name_says_everything_and_nothing_else_parses():
     assert LoopVariation.parse(variation.name) == variation
     assert base_loop(variation.name) == "boom_bap_94"
     assert base_loop("house_117") == "house_117"
+    at_seven = dataclasses.replace(variation, beats=7)
+    assert at_seven.name == variation.name + ".b7"
+    assert LoopVariation.parse(at_seven.name) == at_seven
+    assert LoopVariation.parse(dataclasses.replace(at_seven, fill=False).name).beats == 7
     for bad in ("boom_bap_94", "a~lofi.s1.g1.busy", "a~lofi.s1.g1.loud.c0", "a~lofi.x1.g1.busy.c0",
-                "a~lofi.s1.g1.busy.c0.fil"):
+                "a~lofi.s1.g1.busy.c0.fil", "a~lofi.s1.g1.busy.c0.b", "a~lofi.s1.g1.busy.c0.b0",
+                "a~lofi.s1.g1.busy.c0.b7.fill", "a~lofi.s1.g1.busy.c0.fill.fill"):
         with pytest.raises(ValueError, match="not the name of a composed seed loop"):
             LoopVariation.parse(bad)
 
@@ -175,3 +186,57 @@ def test_the_next_loops_hold_every_loop_the_song_plays_next_and_at_most_two():
         assert len(ahead) <= 2
         if after.song == before.song:
             assert after.loop in ahead, (before.section, after.section)
+
+
+def test_a_song_plays_at_the_tempo_its_style_knows_nearest_the_streams():
+    assert song_beats(8, (10, 11)) == 10, "house: up to its slowest"
+    assert song_beats(8, (6, 7)) == 7, "lo-fi: down to its fastest"
+    assert song_beats(8, (7, 9)) == 7, "as near either way: the slower"
+    assert song_beats(8, (8, 9, 10)) is None, "a style that knows the stream's tempo keeps it"
+    assert song_beats(None, (10, 11)) is None and song_beats(8, ()) is None, "nothing to go on"
+    beats_of = {"boom_bap_94": 8}
+    assert loop_beats("boom_bap_94", beats_of) == 8
+    assert loop_beats("boom_bap_94~house.s0.g1.busy.c0", beats_of) == 8
+    assert loop_beats("boom_bap_94~house.s0.g1.busy.c0.b10", beats_of) == 10
+    assert loop_beats("mine.png", beats_of) is None
+
+
+def test_the_tempo_changes_between_songs_only_and_each_song_keeps_its_own():
+    frames = song_planner(style_beats=TEMPI).next_frames(150)
+    variations = [LoopVariation.parse(f.seed_loop) for f in frames]
+    assert {v.base for v in variations} == {"boom_bap_94"}, "the bar grid's and fallback's"
+    songs = {}
+    for variation in variations:
+        songs.setdefault(variation.song, set()).add(variation.beats)
+    assert len(songs) >= 4
+    by_style = {LoopVariation.parse(f.seed_loop).style: set() for f in frames}
+    for variation in variations:
+        by_style[variation.style].add(variation.beats)
+    assert by_style == {"lofi": {7}, "house": {10}}, "one tempo a song, its style's"
+    changes = [i for i in range(1, len(frames)) if variations[i].beats != variations[i - 1].beats]
+    assert changes and all(frames[i].section == "intro" for i in changes), "at a song's start"
+    assert all(frames[i - 1].section == "outro" for i in changes), "after the last one's outro"
+
+
+def test_the_loops_composed_ahead_are_at_the_songs_tempo():
+    point = form_point(10, 7, "house track", ("jazz",), "boom_bap_94", 0.75,
+                       {"house track": "house", "jazz": "lofi"}, dict(TEMPI), 8)
+    assert point.loop.beats == 10 and {v.beats for v in next_loops(point.loop)} == {10}
+    funk = form_point(10, 7, "funk", ("jazz",), "boom_bap_94", 0.75, {"funk": "funk"},
+                      dict(TEMPI), 8)
+    assert funk.loop.beats is None, "funk knows 8 beats: its name is as before"
+
+
+def test_a_performers_seed_loop_keeps_its_tempo_through_every_song():
+    walk = song_planner(style_beats=TEMPI)
+    walk.next_frames(3)
+    walk.change(stream_settings(seed_loop="house_117"))
+    hold = walk.config.frames_for(walk.config.endless_hold_after_control_seconds)
+    walk.next_frames(hold)
+    after = [LoopVariation.parse(f.seed_loop) for f in walk.next_frames(80)]
+    assert {v.base for v in after} == {"house_117"} and {v.beats for v in after} == {None}
+    prompt_only = song_planner(style_beats=TEMPI)
+    prompt_only.change(stream_settings(prompts=PromptBlend.single("mine")))
+    prompt_only.next_frames(hold)
+    later = [LoopVariation.parse(f.seed_loop) for f in prompt_only.next_frames(80)]
+    assert {7, 10} <= {v.beats for v in later}, "a prompt is no choice of tempo"

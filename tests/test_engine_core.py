@@ -363,3 +363,32 @@ def test_a_song_form_that_composes_its_loops_names_the_lighter_form_when_too_slo
     engine.next_work(0.0)
     (line,) = engine.speed_warning(6.0)
     assert "--form loop (the song form composes a seed loop per frame" in line.message
+
+
+def test_the_next_song_at_its_own_tempo_enters_on_its_own_beat_and_says_so():
+    """A song change that changes the tempo (a lo-fi song at 7 beats a frame, then a house song
+    at 10) crosses the stitcher as a performer's change of seed loop does: the new song's first
+    frame enters at the seam, on a beat of its own grid, and is announced at its own tempo."""
+    config = StreamConfig(settings=settings("lo-fi", seed_loop="boom_bap_94"), loudness=None)
+    planner = dataclasses.replace(
+        config.planner, endless=True, form="song", playlist=("house track",),
+        loop_styles=(("lo-fi", "lofi"), ("house track", "house")),
+        style_beats=(("lofi", (6, 7)), ("house", (10, 11))),
+    )
+    engine = build_core(dataclasses.replace(config, planner=planner))
+    loop = (0.1 * np.sin(2 * np.pi * 50 * np.arange(PERIOD) / PERIOD))[None].astype(np.float32)
+    heard, events = [], []
+    for second in range(0, 250, 5):
+        while isinstance(work := engine.next_work(second), MakeFrames):
+            engine.frames_made([made(p, loop) for p in work.frames], second)
+        rendered = engine.render(5 * SECOND, second)
+        events += rendered.audio.events
+        heard += [engine.heard(switch, second) for switch in rendered.audio.events]
+    playing = [pair[0] for pair in heard if pair is not None]
+    tempi = [p.bpm for p in playing]
+    change = tempi.index(117.1875)
+    assert set(tempi[:change]) == {82.0312} and set(tempi[change:]) == {117.1875}
+    assert playing[change].section == "intro" and playing[change - 1].section == "outro"
+    beat = PERIOD / 10
+    entered = events[change].end_position - events[0].start_position
+    assert abs(entered / beat - round(entered / beat)) * beat < 1, "on a beat of the new grid"

@@ -204,3 +204,22 @@ def test_form_comes_from_a_flag_or_the_file_song_by_default(tmp_path: Path):
     path.write_text('form = "rondo"\n')
     with pytest.raises(UserError, match="--form: form must be one of song, loop"):
         parse("--config", str(path))
+
+
+@needs_fluidsynth
+def test_songs_play_at_their_styles_tempi_unless_a_seed_loop_or_link_sets_one(tmp_path: Path):
+    path = tmp_path / "stream.toml"
+    path.write_text('prompt = "lo-fi"\nplaylist = ["house track"]\n')
+    tempi = dict(parse("--config", str(path)).planner.style_beats)
+    assert tempi == {"house": (10, 11), "lofi": (6, 7)}, "the composer's Style.beats"
+    assert parse("--seed-loop", "boom_bap_94").planner.style_beats == (), "a performer's loop"
+    path.write_text('seed_loop = "house_117"\n')
+    assert parse("--config", str(path)).planner.style_beats == ()
+    linked = argparse.Namespace(**vars(_args()), link=True)
+    assert stream_config_from_args(linked).planner.style_beats == (), "Link's tempo holds"
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_stream_options(parser)
+    return parser.parse_args(list(argv))

@@ -10,11 +10,16 @@ every frame, a new playlist prompt every 46 s (``--form loop``). With it, the st
   "busy", "no drums" in a break, and only the lead instrument in an intro, a break and an
   outro), of the denoising (closer to the seed loop in an intro) and of the seed loop under it;
 - with a composer at hand (FluidSynth), every frame's seed loop is a :class:`LoopVariation`
-  composed for it at the stream's tempo: the song's harmony moves on by a chord a bar across
-  the frames, the drum pattern changes between sections, a fill ends every second frame (every
-  4 bars at two bars a frame) and the frames of a four-bar phrase answer each other (the lead
-  line passes to another instrument: ``compose_song_loop``). Without one, the seed loop stays
-  the stream's own.
+  composed for it: the song's harmony moves on by a chord a bar across the frames, the drum
+  pattern changes between sections, a fill ends every second frame (every 4 bars at two bars a
+  frame) and the frames of a four-bar phrase answer each other (the lead line passes to another
+  instrument: ``compose_song_loop``). Without one, the seed loop stays the stream's own;
+- a song plays at its style's tempo (:func:`song_beats`): at the stream's seed loop's when the
+  style was trained at it, else at the nearest tempo it was trained at (the built-in model
+  redraws drums at its style's tempo, so a house song on the 8-beat loop held two tempi at once:
+  ``benchmarks/RESULTS.md``, "Novelty"). The tempo so changes between songs only, at the seam
+  where the next song's first frame enters; without the styles' tempi (a performer's seed loop,
+  a Link session) every song keeps the seed loop's.
 
 Everything here is pure and deterministic for a seed: ``form_point(index, ...)`` says what frame
 ``index`` of the stream plays, whatever was planned before it, so the planner can rewind freely.
@@ -86,9 +91,11 @@ class LoopVariation:
     """A seed loop composed for one frame of a song, named so that the name says it all: the
     frame maker composes the loop from its name alone.
 
-    ``base`` is the stream's seed loop, whose tempo and bar grid the variation keeps; ``style``
-    the composer's style; ``song`` seeds its instruments and harmony; ``groove`` picks the drum
-    pattern; ``chord_step`` how far the harmony has moved.
+    ``base`` is the stream's seed loop, whose bar grid the variation keeps (and which plays if
+    the variation cannot be composed); ``style`` the composer's style; ``song`` seeds its
+    instruments and harmony; ``groove`` picks the drum pattern; ``chord_step`` how far the
+    harmony has moved; ``beats`` the beats of its frame when the song plays at its style's
+    tempo rather than the base's (None: the base's).
     """
 
     base: str
@@ -98,19 +105,23 @@ class LoopVariation:
     drums: str
     chord_step: int
     fill: bool
+    beats: int | None = None
 
     def __post_init__(self) -> None:
         if self.drums not in DRUMS:
             raise ValueError(f"drums must be one of {', '.join(DRUMS)}, got {self.drums!r}")
         if VARIATION_MARK in self.base or "." in self.style or not self.style:
             raise ValueError(f"not a loop variation: base {self.base!r}, style {self.style!r}")
+        if self.beats is not None and self.beats < 1:
+            raise ValueError(f"a loop holds at least one beat, got {self.beats}")
 
     @property
     def name(self) -> str:
         fill = ".fill" if self.fill else ""
+        beats = "" if self.beats is None else f".b{self.beats}"
         return (
             f"{self.base}{VARIATION_MARK}{self.style}.s{self.song}.g{self.groove}.{self.drums}"
-            f".c{self.chord_step}{fill}"
+            f".c{self.chord_step}{fill}{beats}"
         )
 
     @classmethod
@@ -119,13 +130,14 @@ class LoopVariation:
         base, mark, variation = name.partition(VARIATION_MARK)
         parts = variation.split(".")
         try:
-            if not mark or len(parts) not in (5, 6) or parts[5:] not in ([], ["fill"]):
+            style, song, groove, drums, chord, *rest = parts
+            fill = rest[:1] == ["fill"]
+            rest = rest[fill:]
+            beats = rest.pop()[1:] if rest and rest[-1][:1] == "b" else None
+            if not mark or rest or song[0] != "s" or groove[0] != "g" or chord[0] != "c":
                 raise ValueError
-            style, song, groove, drums, chord = parts[:5]
-            if song[0] != "s" or groove[0] != "g" or chord[0] != "c":
-                raise ValueError
-            return cls(base, style, int(song[1:]), int(groove[1:]), drums, int(chord[1:]),
-                       len(parts) == 6)
+            return cls(base, style, int(song[1:]), int(groove[1:]), drums, int(chord[1:]), fill,
+                       None if beats is None else int(beats))
         except (ValueError, IndexError):
             raise ValueError(f"{name!r} is not the name of a composed seed loop") from None
 
@@ -133,6 +145,25 @@ class LoopVariation:
 def base_loop(seed_loop: str) -> str:
     """The seed loop a name plays on: itself, or the loop a variation was composed for."""
     return seed_loop.partition(VARIATION_MARK)[0]
+
+
+def loop_beats(seed_loop: str, beats_of: Mapping[str, int]) -> int | None:
+    """The beats a frame made from ``seed_loop`` holds: a variation's own tempo, else its base
+    loop's (``beats_of``: each base loop's beats; None for a loop that does not say)."""
+    base, mark, _ = seed_loop.partition(VARIATION_MARK)
+    beats = LoopVariation.parse(seed_loop).beats if mark else None
+    return beats or beats_of.get(base)
+
+
+def song_beats(base_beats: int | None, style_beats: tuple[int, ...]) -> int | None:
+    """The beats a frame of a song holds when its style was trained at ``style_beats`` beats a
+    frame and the stream's seed loop holds ``base_beats``: None (the seed loop's own tempo)
+    when the style knows that tempo, or when either is unknown; otherwise the style's tempo
+    nearest the seed loop's (the slower of two as near), so the tempo moves as little as the
+    style allows."""
+    if base_beats is None or not style_beats or base_beats in style_beats:
+        return None
+    return min(style_beats, key=lambda beats: (abs(beats - base_beats), beats))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,13 +246,17 @@ def form_point(
     base: str,
     denoising: float,
     styles: Mapping[str, str] | None,
+    tempi: Mapping[str, tuple[int, ...]] | None = None,
+    base_beats: int | None = None,
 ) -> FormPoint:
     """What frame ``index`` of a song-form stream plays.
 
     ``seed`` is the stream's, ``first`` the first song's prompt, ``base`` its seed loop and
     ``denoising`` its denoising; ``styles`` maps prompts to composer styles (a prompt it lacks
     takes the first style in it); None when no composer is at hand, and the seed loop stays
-    ``base``.
+    ``base``. ``tempi`` maps composer styles to the beats a frame they were trained at and
+    ``base_beats`` is the beats of ``base``: a song plays at :func:`song_beats` (without them,
+    at ``base``'s tempo).
     """
     if not playlist:
         raise ValueError("the song form needs at least one playlist prompt")
@@ -236,7 +271,10 @@ def form_point(
     loop = None
     if styles:
         style = styles.get(song.prompt, next(iter(styles.values())))
-        loop = loop_at(base, style, seed * 1000 + song.number, position, index - song.first_frame)
+        beats = song_beats(base_beats, (tempi or {}).get(style, ()))
+        loop = loop_at(
+            base, style, seed * 1000 + song.number, position, index - song.first_frame, beats
+        )
     return FormPoint(
         song=song.number,
         section=name,
@@ -248,10 +286,13 @@ def form_point(
     )
 
 
-def loop_at(base: str, style: str, song: int, position: int, frame_of_song: int) -> LoopVariation:
+def loop_at(
+    base: str, style: str, song: int, position: int, frame_of_song: int, beats: int | None = None
+) -> LoopVariation:
     """The composed loop of a song's frame in the section at ``position`` of :data:`SONG`: its
     drums, the chords the song has reached, and a fill where the section's fills fall on the
-    song's phrase grid (so that a fill ends the phrase's answer frame)."""
+    song's phrase grid (so that a fill ends the phrase's answer frame); ``beats`` its tempo
+    (None: the base loop's)."""
     section = SECTIONS[SONG[position]]
     return LoopVariation(
         base=base,
@@ -261,6 +302,7 @@ def loop_at(base: str, style: str, song: int, position: int, frame_of_song: int)
         drums=section.drums,
         chord_step=(frame_of_song * CHORDS_PER_FRAME) % PROGRESSION_CHORDS,
         fill=bool(section.fill_every) and (frame_of_song + 1) % section.fill_every == 0,
+        beats=beats,
     )
 
 
@@ -275,7 +317,7 @@ def next_loops(loop: LoopVariation) -> tuple[LoopVariation, ...]:
     """
     frame = loop.chord_step // CHORDS_PER_FRAME + 1  # the next frame, within a round
     return tuple(
-        loop_at(loop.base, loop.style, loop.song, position, frame)
+        loop_at(loop.base, loop.style, loop.song, position, frame, loop.beats)
         for position in (loop.groove, loop.groove + 1)
         if position < len(SONG)
     )

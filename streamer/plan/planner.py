@@ -61,6 +61,12 @@ class PlannerConfig:
     #: (playlist prompt, composer style) pairs: each song composes its seed loops in its
     #: prompt's style. Empty when there is no composer (no FluidSynth): the seed loop stays.
     loop_styles: tuple[tuple[str, str], ...] = ()
+    #: (composer style, beats a frame it was trained at) pairs: a song whose style does not
+    #: know the seed loop's tempo plays at the nearest it knows (``arranger.song_beats``).
+    #: Empty: every song at the seed loop's tempo (a performer's seed loop, a Link session).
+    #: A copy of the composer's ``Style.beats``, made where the composer is known to be there,
+    #: as ``loop_styles`` is: the planner imports no composer.
+    style_beats: tuple[tuple[str, tuple[int, ...]], ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("frame_seconds", "seed_walk_seconds", "endless_prompt_seconds"):
@@ -132,6 +138,8 @@ class WalkState:
     form_prompt: str = ""
     form_denoising: float = 0.75
     section_number: int = -1
+    #: A performer chose the seed loop: the songs keep its tempo from then on.
+    seed_loop_chosen: bool = False
 
     def point(self) -> tuple[PromptBlend, float, float, float]:
         """Blend, denoising, guidance and transition alpha of the last planned frame."""
@@ -205,9 +213,14 @@ def retarget(
 
 
 def plan_next(
-    state: WalkState, config: PlannerConfig, plan_version: int, bpm: float
+    state: WalkState,
+    config: PlannerConfig,
+    plan_version: int,
+    bpm: float,
+    seed_loop_beats: int | None = None,
 ) -> tuple[PlannedFrame, WalkState]:
-    """Plan frame ``state.next_index`` and advance the walk by one frame."""
+    """Plan frame ``state.next_index`` and advance the walk by one frame (``seed_loop_beats``:
+    the beats of the target's seed loop, which songs at another tempo move from)."""
     point = None
     if config.song_form:
         if state.hold_frames == 0:  # a performer's change holds the form off
@@ -219,6 +232,8 @@ def plan_next(
                 state.target.seed_loop,
                 state.form_denoising,
                 dict(config.loop_styles),
+                None if state.seed_loop_chosen else dict(config.style_beats),
+                seed_loop_beats,
             )
             state = _enter_section(state, point, config, bpm)
     elif config.endless:
@@ -319,8 +334,10 @@ class Planner:
         frames = []
         for _ in range(count):
             self._before[self._state.next_index] = self._state
+            target = self._state.target
             frame, self._state = plan_next(
-                self._state, self.config, self.plan_version, self._bpm(self._state.target)
+                self._state, self.config, self.plan_version, self._bpm(target),
+                self._beats(target),
             )
             frames.append(frame)
         return frames
@@ -330,9 +347,11 @@ class Planner:
         engine has discarded them); by default only frames not yet planned are affected."""
         if first_unheard_index is not None and first_unheard_index in self._before:
             self._state = self._before[first_unheard_index]
+        chosen = settings.seed_loop != self._state.target.seed_loop
         self._state = retarget(self._state, settings, self.config, self._bpm(settings))
         self._state = dataclasses.replace(
             self._state,
+            seed_loop_chosen=self._state.seed_loop_chosen or chosen,
             hold_frames=self.config.frames_for(self.config.endless_hold_after_control_seconds),
             form_denoising=settings.denoising,
             section_number=-1,  # after the hold, the form comes back at once
@@ -357,6 +376,11 @@ class Planner:
 
     def _bpm(self, settings: StreamSettings) -> float:
         return self._seed_loop_bpm.get(settings.seed_loop, 120.0)
+
+    def _beats(self, settings: StreamSettings) -> int | None:
+        """Beats in a frame of the seed loop (None when its tempo is not known)."""
+        bpm = self._seed_loop_bpm.get(settings.seed_loop)
+        return None if bpm is None else round(bpm * self.config.frame_seconds / 60.0)
 
     def forget_before(self, index: int) -> None:
         """Drop the history of frames before ``index`` (they have been heard)."""

@@ -1,16 +1,18 @@
 """Seed loops composed while the stream plays: a variation's name in, its spectrogram out.
 
 The song form (``streamer.plan.arranger``) names a seed loop for every frame; the name says what
-to compose (style, song, groove, drums, chords, fill) and on which of the library's loops (whose
-tempo and bar grid it keeps). The frame maker asks for seed images by name on the producer
+to compose (style, song, groove, drums, chords, fill), on which of the library's loops (whose
+tempo it keeps unless the name gives the song's own beats), and so at which tempo. The frame maker asks for seed images by name on the producer
 thread, never on the audio clock: a loop not made yet is composed there (the project's composer,
 FluidSynth and the circular STFT, about a second), and the loops the song plays next
 (``arranger.next_loops``: the section's next frame, and the next section's first) are composed
 ahead by one background thread. At most ``capacity`` images are kept. A loop that cannot be
-composed plays as its base loop, and the log says why once.
+composed plays as its base loop, and the log says why once (a song at another tempo then plays
+the base loop's beat, with the song's switch points: crossfades, no click).
 
 Without FluidSynth nothing is composed: :func:`song_loop_styles` says so in one log line and
-returns no styles, and the form walks on the stream's own seed loop.
+returns no styles, and the form walks on the stream's own seed loop; :func:`style_beats` gives
+the tempi the composer's styles were trained at, which the songs play at.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 from streamer.errors import UserError
-from streamer.plan.arranger import LoopVariation, next_loops
+from streamer.plan.arranger import LoopVariation, loop_beats, next_loops
 from streamer.training.composer import STYLES, compose_song_loop
 from streamer.training.midi import loop_events, standard_midi_file
 from streamer.training.synth import (
@@ -74,6 +76,13 @@ def song_loop_styles(
         log.warning("%s: the song form walks on the built-in seed loops, composing none", error)
         return ()
     return tuple((prompt, style_of_prompt(prompt)) for prompt in playlist)
+
+
+def style_beats(styles: tuple[tuple[str, str], ...]) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """(style, beats a frame it was trained at) for each composer style of ``styles``'
+    (prompt, style) pairs: the tempi the song form plays each style's songs at."""
+    used = {style for _, style in styles}
+    return tuple((style.name, style.beats) for style in STYLES if style.name in used)
 
 
 def compose_loop_image(variation: LoopVariation, beats: int, synth: SynthConfig) -> Image.Image:
@@ -157,7 +166,7 @@ class ComposedLoops:
         return image
 
     def _beats(self, variation: LoopVariation) -> int:
-        beats = self._beats_of.get(variation.base)
+        beats = loop_beats(variation.name, self._beats_of)
         if not beats:
             raise UserError(
                 f"seed loop {variation.base!r} does not say its beats: nothing to compose on"

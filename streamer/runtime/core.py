@@ -68,7 +68,7 @@ from streamer.audio.loudness import LoudnessConfig, mix_limiter
 from streamer.audio.stitcher import AudioFrame, StitchedAudio, Stitcher, SwitchEvent
 from streamer.audio.stretch import StreamStretcher
 from streamer.backoff import Backoff
-from streamer.plan.arranger import base_loop
+from streamer.plan.arranger import base_loop, loop_beats
 from streamer.plan.planner import PlannedFrame, Planner
 from streamer.plan.settings import StreamSettings
 from streamer.runtime.follow import LinkConfig, SessionTimeline, TempoFollower
@@ -327,7 +327,7 @@ class EngineCore:
                 AudioFrame(
                     planned.index,
                     frame.samples,
-                    self.seed_loop_beats.get(base_loop(planned.seed_loop)),
+                    loop_beats(planned.seed_loop, self.seed_loop_beats),
                 ),
                 interrupt=self._interrupt_next,
             )
@@ -430,7 +430,7 @@ class EngineCore:
 
     def loop_bpm(self, seed_loop: str) -> float | None:
         """The tempo of a seed loop's frames (None if the loop does not know its beats)."""
-        beats = self.seed_loop_beats.get(base_loop(seed_loop))
+        beats = loop_beats(seed_loop, self.seed_loop_beats)
         return None if not beats else beats * 60.0 / self.planner.config.frame_seconds
 
     def _render_following(self, num_samples: int, heard_at: float) -> StitchedAudio:

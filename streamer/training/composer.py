@@ -932,7 +932,7 @@ def compose_song_loop(
     fill: bool,
     config: ComposerConfig = ComposerConfig(),
 ) -> Composition:
-    """One frame's seed loop of an endless song, ``beats`` beats at the stream's tempo.
+    """One frame's seed loop of an endless song, ``beats`` beats a frame (the song's tempo).
 
     Everything a listener follows across frames is drawn from ``song`` alone: key, mode, the
     eight-chord progression, the instruments, the rhythms of bass and chords. A frame plays the

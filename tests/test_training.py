@@ -19,7 +19,7 @@ from streamer.generate.loading import load_model
 from streamer.generate.presets import GeneratorPreset
 from streamer.generate.request import FrameRequest, PromptBlend
 from streamer.training.config import TrainConfig
-from streamer.training.train import train
+from streamer.training.train import random_crops, train
 
 CAPTIONS = ("house beat, piano chords, minor", "techno beat, synth bass, major, busy")
 
@@ -109,6 +109,20 @@ def test_resume_continues_exactly_where_the_run_stopped(dataset, tmp_path):
             for part in a[weights]:
                 for key, tensor in a[weights][part].items():
                     assert torch.equal(tensor, b[weights][part][key]), (name, weights, key)
+
+
+def test_crops_hold_the_image_edges_as_often_as_its_middle():
+    """The last rows of a spectrogram image are its lowest mel bins: a decoder that rarely saw
+    them in training decodes them wrong."""
+    image = np.arange(64 * 64).reshape(64, 64)
+    seen = np.zeros((64, 64))
+    for crop in random_crops([image] * 4000, 16, np.random.default_rng(0)):
+        top, left = divmod(int(crop[0, 0]), 64)
+        seen[top : top + 16, left : left + 16] += 1
+    middle = seen[24:40, 24:40].mean()
+    for corner in (seen[0, 0], seen[0, -1], seen[-1, 0], seen[-1, -1]):
+        assert 0.8 * middle < corner < 1.25 * middle
+    assert 0.8 * middle < seen[-1].mean() < 1.25 * middle
 
 
 def test_a_run_folder_is_not_overwritten_without_resume(dataset, tmp_path):

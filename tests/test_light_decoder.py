@@ -101,7 +101,7 @@ def losses(run: Path) -> list[float]:
 def test_distillation_reduces_its_loss_and_exports_the_model_with_its_light_decoder(distilled):
     curve = losses(distilled)
     assert len(curve) == 30
-    assert np.mean(curve[-5:]) < 0.7 * np.mean(curve[:5]), curve
+    assert np.mean(curve[-5:]) < 0.8 * np.mean(curve[:5]), curve
     folder = distilled / "model"
     for part in ("model_index.json", "unet", "vae", "text_encoder", LIGHT_DECODER_FOLDER):
         assert (folder / part).exists(), part

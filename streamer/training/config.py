@@ -55,6 +55,7 @@ class TrainConfig:
     decoder_batch_size: int = 8
     decoder_learning_rate: float = 5e-4
     decoder_crop_pixels: int = 128
+    decoder_corner_weight: float = 1.0
     ema_decay: float = 0.999
     checkpoint_every_steps: int = 250
     log_every_steps: int = 10

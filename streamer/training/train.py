@@ -30,7 +30,12 @@ decoder (streamer.generate.light_decoder) learns to give the model's VAE decoder
 random crops of the training images, as in stage ``vae`` (both decoders are convolutional), the
 frozen VAE encodes a crop, a latent is drawn from its posterior (so the student also sees
 latents a little off the means, as the UNet's are) and the loss is the L1 distance between the
-student's pixels and the VAE decoder's from that latent. Its moving average is exported to
+student's pixels and the VAE decoder's from that latent, plus ``decoder_corner_weight`` times
+that distance over the pixels of the crop's bottom-right latent cell alone. That one cell is
+unlike every other: the VAE's encoder pads only the right and bottom edges when it halves the
+image, so the last cell of a latent holds values found nowhere else, and counted like the
+others (one pixel in 4096 of a frame) the student never learnt it: it decoded the frame's last
+80 ms of its lowest bins 12-17 levels off, up to full loudness (benchmarks/RESULTS.md). Its moving average is exported to
 RUN/model/light_decoder/; the rest of the model folder stays the teacher's.
 
 The run folder::
@@ -175,6 +180,10 @@ def to_pixels(gray: np.ndarray) -> torch.Tensor:
     (the images are grey: R = G = B, as the generator's seed images are)."""
     pixels = torch.from_numpy(gray.astype(np.float32) / 127.5 - 1.0)
     return pixels[:, None].expand(-1, 3, -1, -1).contiguous()
+
+
+#: Pixels of a latent cell of SD's VAE (three halvings).
+_CELL = 8
 
 
 # --- the run -------------------------------------------------------------------------------------
@@ -540,7 +549,9 @@ class _Run:
                 target = teacher.decode(latent).sample.float()
             with self._autocast():
                 prediction = student(latent)
-            return (prediction.float() - target).abs().mean()
+            error = (prediction.float() - target).abs()
+            corner = error[..., -_CELL:, -_CELL:].mean()
+            return error.mean() + config.decoder_corner_weight * corner
 
         average = _Average({"light_decoder": student}, config.ema_decay)
         stage = _Stage(

@@ -159,3 +159,12 @@ def groove_dataset(root, captions: tuple[str, str], columns: int | None = None):
     write_metadata(root / "train", records)
     write_info(root, {"clips": len(records)})
     return root
+
+
+def logged_losses(run, stage: str) -> list[float]:
+    """The losses a training run folder logged for ``stage`` (RUN/log.jsonl), in order."""
+    import json
+    from pathlib import Path
+
+    lines = (Path(run) / "log.jsonl").read_text().splitlines()
+    return [entry["loss"] for entry in map(json.loads, lines) if entry["stage"] == stage]

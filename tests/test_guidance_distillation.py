@@ -8,13 +8,12 @@ The teacher is the tiny random-weight model; the data set is four grooves cut to
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from material import groove_dataset
+from material import groove_dataset, logged_losses
 
 from streamer.errors import UserError
 from streamer.generate.config import GeneratorConfig
@@ -68,11 +67,6 @@ def distilled(dataset, tiny_model_dir, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("distilled")
     train(dataset, run, distill_config(tiny_model_dir), report=lambda line: None)
     return run
-
-
-def losses(run: Path) -> list[float]:
-    lines = (run / "log.jsonl").read_text().splitlines()
-    return [entry["loss"] for entry in map(json.loads, lines) if entry["stage"] == "guidance"]
 
 
 def fp32_model(folder: Path):
@@ -145,7 +139,7 @@ def test_a_student_with_a_zero_projection_predicts_its_teachers_conditional_row(
 
 
 def test_distillation_reduces_its_loss_and_exports_a_student_the_loader_loads(distilled):
-    curve = losses(distilled)
+    curve = logged_losses(distilled, "guidance")
     assert len(curve) == 40
     assert np.mean(curve[-10:]) < 0.85 * np.mean(curve[:10]), curve
     assert sorted(p.name for p in (distilled / "checkpoint").iterdir()) == ["guidance.pt"]
@@ -174,7 +168,7 @@ def test_distillation_resumes_exactly_where_it_stopped(dataset, tiny_model_dir, 
     train(dataset, resumed, distill_config(tiny_model_dir, guidance_steps=2), **quiet)
     train(dataset, resumed, distill_config(tiny_model_dir, guidance_steps=3), resume=True, **quiet)
 
-    assert losses(resumed) == losses(straight)
+    assert logged_losses(resumed, "guidance") == logged_losses(straight, "guidance")
     a, b = (
         torch.load(run / "checkpoint" / "guidance.pt", weights_only=False)
         for run in (straight, resumed)

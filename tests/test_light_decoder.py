@@ -8,13 +8,12 @@ wide, trained on 32-pixel crops (a 4x4 latent), so a step takes a few millisecon
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from material import groove_dataset
+from material import groove_dataset, logged_losses
 
 from streamer.errors import UserError
 from streamer.generate.autoencoder import (
@@ -93,13 +92,8 @@ def distilled(dataset, tiny_model_dir, tmp_path_factory) -> Path:
     return run
 
 
-def losses(run: Path) -> list[float]:
-    lines = (run / "log.jsonl").read_text().splitlines()
-    return [entry["loss"] for entry in map(json.loads, lines) if entry["stage"] == "decoder"]
-
-
 def test_distillation_reduces_its_loss_and_exports_the_model_with_its_light_decoder(distilled):
-    curve = losses(distilled)
+    curve = logged_losses(distilled, "decoder")
     assert len(curve) == 30
     assert np.mean(curve[-5:]) < 0.8 * np.mean(curve[:5]), curve
     folder = distilled / "model"
@@ -117,7 +111,7 @@ def test_decoder_distillation_resumes_exactly_where_it_stopped(dataset, tiny_mod
     train(dataset, resumed, decoder_config(tiny_model_dir, decoder_steps=2), **quiet)
     train(dataset, resumed, decoder_config(tiny_model_dir, decoder_steps=3), resume=True, **quiet)
 
-    assert losses(resumed) == losses(straight)
+    assert logged_losses(resumed, "decoder") == logged_losses(straight, "decoder")
     a, b = (
         torch.load(run / "checkpoint" / "decoder.pt", weights_only=False)
         for run in (straight, resumed)

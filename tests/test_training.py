@@ -3,13 +3,12 @@ exactly, and what it exports plays through the existing loader and generator."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from material import groove_dataset
+from material import groove_dataset, logged_losses
 from PIL import Image
 
 from streamer.errors import UserError
@@ -47,11 +46,6 @@ def tiny_config(**changes) -> TrainConfig:
     return TrainConfig(**{**settings, **changes})
 
 
-def losses(run: Path, stage: str) -> list[float]:
-    lines = (run / "log.jsonl").read_text().splitlines()
-    return [entry["loss"] for entry in map(json.loads, lines) if entry["stage"] == stage]
-
-
 def test_training_reduces_both_losses_and_exports_a_model_the_generator_plays(dataset, tmp_path):
     run = tmp_path / "run"
     config = tiny_config(
@@ -64,7 +58,7 @@ def test_training_reduces_both_losses_and_exports_a_model_the_generator_plays(da
     model_dir = train(dataset, run, config, report=lambda line: None)
 
     for stage in ("vae", "unet"):
-        curve = losses(run, stage)
+        curve = logged_losses(run, stage)
         assert len(curve) == 20
         assert np.mean(curve[-5:]) < 0.8 * np.mean(curve[:5]), (stage, curve)
     assert sorted(p.name for p in (run / "checkpoint").iterdir()) == [
@@ -99,8 +93,8 @@ def test_resume_continues_exactly_where_the_run_stopped(dataset, tmp_path):
             report=lambda line: None,
         )
 
-    assert losses(resumed, "vae") == losses(straight, "vae")
-    assert losses(resumed, "unet") == losses(straight, "unet")
+    assert logged_losses(resumed, "vae") == logged_losses(straight, "vae")
+    assert logged_losses(resumed, "unet") == logged_losses(straight, "unet")
     for name in ("vae.pt", "unet.pt"):
         a = torch.load(straight / "checkpoint" / name, weights_only=False)
         b = torch.load(resumed / "checkpoint" / name, weights_only=False)

@@ -382,12 +382,8 @@ class _Run:
         pool = _ImagePool(self.data)
 
         def loss(step: int) -> torch.Tensor:
-            images = random_crops(
-                pool.sample(config.vae_batch_size, rng, step),
-                config.vae_crop_pixels,
-                rng,
-            )
-            pixels = to_pixels(images).to(self.device)
+            pixels = pool.crops(config.vae_batch_size, config.vae_crop_pixels, rng, step)
+            pixels = pixels.to(self.device)
             with self._autocast():
                 posterior = vae.encode(pixels).latent_dist
                 reconstruction = vae.decode(posterior.sample()).sample
@@ -540,10 +536,8 @@ class _Run:
         pool = _ImagePool(self.data)
 
         def loss(step: int) -> torch.Tensor:
-            images = random_crops(
-                pool.sample(config.decoder_batch_size, rng, step), config.decoder_crop_pixels, rng
-            )
-            pixels = to_pixels(images).to(self.device)
+            pixels = pool.crops(config.decoder_batch_size, config.decoder_crop_pixels, rng, step)
+            pixels = pixels.to(self.device)
             with torch.no_grad(), self._autocast():
                 latent = teacher.encode(pixels).latent_dist.sample()
                 target = teacher.decode(latent).sample.float()
@@ -745,6 +739,13 @@ class _ImagePool:
             if image is not None:
                 batch.append(image)
         return batch
+
+    def crops(
+        self, size: int, side: int, rng: np.random.Generator, step: int
+    ) -> torch.Tensor:
+        """``size`` random ``side``-pixel crops of images drawn as :meth:`sample` draws them, as
+        the VAE's pixels (the batch of the stages that train on crops)."""
+        return to_pixels(random_crops(self.sample(size, rng, step), side, rng))
 
     def _image(self, path: Path) -> np.ndarray | None:
         if path not in self._cache:
